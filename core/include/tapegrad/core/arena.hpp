@@ -1,0 +1,97 @@
+// Arena: the tape's bump allocator.
+//
+// Allocation is a pointer bump inside the current block; deallocation is a no-op; reset()
+// rewinds to the start. When a step needed more than the first block, reset() replaces the
+// blocks by one block as large as everything that step used, so from the second step of a
+// loop with a stable working set on, reset/forward/backward never touches the heap.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory_resource>
+#include <vector>
+
+namespace tapegrad {
+
+class Arena final : public std::pmr::memory_resource {
+public:
+    explicit Arena(std::size_t first_block = std::size_t(1) << 16) : first_block_(first_block) {}
+    Arena(const Arena&) = delete;
+    Arena& operator=(const Arena&) = delete;
+    ~Arena() override { free_all(); }
+
+    // Forget every allocation; keep (and, if the last round overflowed, coalesce) the memory.
+    void reset() {
+        if (blocks_.size() > 1 || (blocks_.empty() && high_water_ > 0)) {
+            std::size_t want = std::max(high_water_ + high_water_ / 8, first_block_);
+            free_all();
+            add_block(want);
+        }
+        cur_ = 0;
+        used_ = 0;
+        if (!blocks_.empty()) ptr_ = blocks_[0].base, end_ = blocks_[0].base + blocks_[0].size;
+    }
+
+    std::size_t bytes_used() const noexcept { return used_; }
+    std::size_t bytes_reserved() const noexcept {
+        std::size_t n = 0;
+        for (const auto& b : blocks_) n += b.size;
+        return n;
+    }
+    std::size_t blocks() const noexcept { return blocks_.size(); }
+
+private:
+    struct Block {
+        std::byte* base;
+        std::size_t size;
+    };
+
+    void* do_allocate(std::size_t bytes, std::size_t align) override {
+        for (;;) {
+            auto p = reinterpret_cast<std::uintptr_t>(ptr_);
+            std::uintptr_t aligned = (p + (align - 1)) & ~std::uintptr_t(align - 1);
+            if (ptr_ && aligned + bytes <= reinterpret_cast<std::uintptr_t>(end_)) {
+                used_ += (aligned + bytes) - p;
+                if (used_ > high_water_) high_water_ = used_;
+                ptr_ = reinterpret_cast<std::byte*>(aligned + bytes);
+                return reinterpret_cast<void*>(aligned);
+            }
+            // Next kept block, or a new one at least twice the last.
+            if (cur_ + 1 < blocks_.size()) {
+                ++cur_;
+            } else {
+                std::size_t last = blocks_.empty() ? first_block_ : blocks_.back().size;
+                std::size_t want = std::max(last * 2, bytes + align);
+                add_block(want);
+                cur_ = blocks_.size() - 1;
+            }
+            // Bytes skipped at the end of a block count as used, so the coalesced block fits.
+            used_ += static_cast<std::size_t>(end_ - ptr_);
+            ptr_ = blocks_[cur_].base;
+            end_ = blocks_[cur_].base + blocks_[cur_].size;
+        }
+    }
+    void do_deallocate(void*, std::size_t, std::size_t) override {}
+    bool do_is_equal(const std::pmr::memory_resource& o) const noexcept override { return this == &o; }
+
+    void add_block(std::size_t size) {
+        auto* base = static_cast<std::byte*>(::operator new(size, std::align_val_t{64}));
+        blocks_.push_back({base, size});
+    }
+    void free_all() noexcept {
+        for (auto& b : blocks_) ::operator delete(b.base, std::align_val_t{64});
+        blocks_.clear();
+        ptr_ = end_ = nullptr;
+        cur_ = 0;
+    }
+
+    std::vector<Block> blocks_;
+    std::size_t cur_ = 0;
+    std::byte* ptr_ = nullptr;
+    std::byte* end_ = nullptr;
+    std::size_t first_block_;
+    std::size_t used_ = 0;
+    std::size_t high_water_ = 0;
+};
+
+}  // namespace tapegrad

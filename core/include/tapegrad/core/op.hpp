@@ -1,0 +1,130 @@
+// The op protocol: how an operation is declared, and how one declaration serves three readings.
+//
+// An op is a small struct:
+//
+//   struct Mul {
+//       static constexpr std::string_view name = "mul";
+//       static constexpr std::size_t arity = 2;
+//       static constexpr Notation notation{"{0} ⊙ {1}", "{0} * {1}", Prec::Product};  // optional
+//       Shape shape(Shape a, Shape b) const;                         // checks, throws Error
+//       template <class T> void forward(Tensor<T>& out, const Tensor<T>& a, const Tensor<T>& b) const;
+//       // C = A ⊙ B:  dA = dC ⊙ B,  dB = dC ⊙ A
+//       template <class V> V vjp(In<0>, const V& g, const V& y, const V& a, const V& b) const { return g * b; }
+//       template <class V> V vjp(In<1>, const V& g, const V& y, const V& a, const V& b) const { return g * a; }
+//   };
+//
+// `forward` writes every element of `out` (already shaped by `shape`). Each `vjp(In<i>, g, y, x…)`
+// returns the adjoint contribution for input i given the output's adjoint g, the output y and
+// the inputs, written with the engine's own functions so that V may be a Tensor (numeric
+// reading), a Var (recorded reading: gradients of gradients) or a Sym (symbolic reading:
+// explain()). An input with no vjp is not differentiable. A VJP may return the adjoint in the
+// output's broadcast shape; the engine sums it back to the input's shape.
+//
+// `apply(op, x…)` runs an op in whichever reading its operands belong to. Built-in ops and
+// user ops are declared identically; nothing in core/ knows any op of ops/ by name.
+#pragma once
+
+#include <concepts>
+#include <cstddef>
+#include <optional>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+
+#include <tapegrad/core/sym.hpp>
+#include <tapegrad/core/tensor.hpp>
+
+namespace tapegrad {
+
+// Tag that selects the VJP of input I.
+template <std::size_t I>
+struct In {
+    static constexpr std::size_t index = I;
+};
+
+template <class T>
+class Var;
+template <class T>
+class Tape;
+
+template <class V>
+struct is_tensor : std::false_type {};
+template <class T>
+struct is_tensor<Tensor<T>> : std::true_type {};
+template <class V>
+struct is_var : std::false_type {};
+template <class T>
+struct is_var<Var<T>> : std::true_type {};
+
+// The three kinds of value an op runs on.
+template <class V>
+concept Value = is_tensor<V>::value || is_var<V>::value || std::same_as<V, Sym>;
+
+namespace detail {
+
+template <class Op, class V, std::size_t I, std::size_t... J>
+constexpr bool has_vjp(std::index_sequence<J...>) {
+    return requires(const Op& op, const V& v) { op.vjp(In<I>{}, v, v, ((void)J, v)...); };
+}
+
+template <class Op>
+concept HasNotation = requires(const Op& op) { op.notation(); } || requires { Op::notation; };
+
+template <class Op>
+constexpr Notation notation_of(const Op& op) {
+    if constexpr (requires { op.notation(); })
+        return op.notation();
+    else
+        return Op::notation;
+}
+
+}  // namespace detail
+
+// Whether op Op has a VJP for input I (on values of type V).
+template <class Op, class V, std::size_t I>
+inline constexpr bool has_vjp_v = detail::has_vjp<Op, V, I>(std::make_index_sequence<Op::arity>{});
+
+// Minimal requirements on an op type; checked where an op is applied, with a readable error.
+template <class Op>
+concept OpType = requires(const Op& op) {
+    { Op::name } -> std::convertible_to<std::string_view>;
+    { Op::arity } -> std::convertible_to<std::size_t>;
+} && std::is_trivially_destructible_v<Op> && std::is_copy_constructible_v<Op>;
+
+// The symbolic reading of an op applied to Syms.
+template <OpType Op, class... S>
+Sym apply_symbolic(const Op& op, const S&... a) {
+    Shape out = op.shape(a.shape()...);
+    if constexpr (requires { op.simplify(a...); }) {
+        if (std::optional<Sym> s = op.simplify(a...)) {
+            s->dims = out;
+            return *std::move(s);
+        }
+    }
+    if constexpr (detail::HasNotation<Op>)
+        return render(detail::notation_of(op), {&a...}, out);
+    else
+        return render_call(Op::name, {&a...}, out);
+}
+
+// The numeric reading: run the kernel, allocating the result where the first operand lives.
+template <OpType Op, class T, class... Ts>
+Tensor<T> apply(const Op& op, const Tensor<T>& a, const Ts&... rest) {
+    static_assert(sizeof...(Ts) + 1 == Op::arity, "wrong number of operands for this op");
+    static_assert((std::same_as<Ts, Tensor<T>> && ...), "operands of one op share one tensor type");
+    Shape s = op.shape(a.shape(), rest.shape()...);
+    Tensor<T> out = Tensor<T>::uninit(s, a.resource());
+    op.forward(out, a, rest...);
+    return out;
+}
+
+template <OpType Op, class... S>
+    requires(std::same_as<S, Sym> && ...)
+Sym apply(const Op& op, const Sym& a, const S&... rest) {
+    static_assert(sizeof...(S) + 1 == Op::arity, "wrong number of operands for this op");
+    return apply_symbolic(op, a, rest...);
+}
+
+// The recorded reading (apply on Vars) is defined in tape.hpp.
+
+}  // namespace tapegrad

@@ -1,0 +1,593 @@
+// The tape: an append-only array of nodes in creation order, and its reverse sweep.
+//
+//   forward:  apply(op, vars…) → Tape::record: shape check, kernel into the arena, node appended
+//   backward: one loop from the loss down to the first node; each live node hands its adjoint
+//             to its op's VJPs, whose results are accumulated (fan-out adds) into the inputs
+//
+// The tape knows ops only through OpRule, the type-erased view of an op declaration
+// (op.hpp); it has no list of ops and no switch over them.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <new>
+#include <optional>
+#include <source_location>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <boost/container/small_vector.hpp>
+#include <fmt/format.h>
+
+#include <tapegrad/core/arena.hpp>
+#include <tapegrad/core/engine_ops.hpp>
+#include <tapegrad/core/op.hpp>
+#include <tapegrad/core/sym.hpp>
+#include <tapegrad/core/tensor.hpp>
+
+namespace tapegrad {
+
+template <class T>
+class Tape;
+
+inline constexpr std::uint32_t kNoNode = 0xffffffffu;
+
+// A handle to a node: (tape, index, generation). Cheap to copy. Using it after its tape was
+// reset, or together with a Var of another tape, raises Error.
+template <class T>
+class Var {
+public:
+    using value_type = T;
+    Var() = default;
+
+    Tape<T>& tape() const;           // the owning tape, after checking the handle is live
+    std::uint32_t id() const noexcept { return id_; }
+    bool valid() const noexcept;     // false when default-constructed or its tape was reset
+    Shape shape() const;
+    std::size_t rows() const { return shape().rows; }
+    std::size_t cols() const { return shape().cols; }
+    const Tensor<T>& value() const;  // the forward value (owned by the tape's arena)
+    T item() const { return value().item(); }
+    // Names the node (used by explain() and to_dot()); returns the same Var.
+    Var named(std::string_view name) const;
+
+private:
+    friend class Tape<T>;
+    Var(Tape<T>* t, std::uint32_t id, std::uint32_t gen) : tape_(t), id_(id), gen_(gen) {}
+    Tape<T>* tape_ = nullptr;
+    std::uint32_t id_ = 0;
+    std::uint32_t gen_ = 0;
+};
+
+struct SymSweep;
+
+// The type-erased face of an op declaration, stored by every non-leaf node.
+template <class T>
+class OpRule {
+public:
+    virtual std::string_view name() const noexcept = 0;
+    virtual std::size_t arity() const noexcept = 0;
+    virtual bool differentiable(std::size_t input) const noexcept = 0;
+    // Reverse step of node `id` in each reading.
+    virtual void vjp_numeric(Tape<T>& tape, std::uint32_t id) const = 0;
+    virtual void vjp_recorded(Tape<T>& tape, std::uint32_t id) const = 0;
+    virtual void vjp_symbolic(const Tape<T>& tape, std::uint32_t id, SymSweep& s) const = 0;
+    virtual Sym forward_symbolic(const Tape<T>& tape, std::uint32_t id, const SymSweep& s) const = 0;
+
+protected:
+    ~OpRule() = default;  // rules live in the arena or as statics; never deleted through a base
+};
+
+// State of a symbolic sweep (explain()): each node's expression and adjoint expression.
+struct SymSweep {
+    std::vector<Sym> value;
+    std::vector<std::optional<Sym>> adj;
+    void accumulate(std::uint32_t id, Sym contrib) {
+        contrib = reduce_to(contrib, value[id].shape());
+        if (!adj[id])
+            adj[id] = std::move(contrib);
+        else
+            adj[id] = apply(Add{}, *adj[id], contrib);
+    }
+};
+
+enum class LeafKind : unsigned char { Op, Constant, Variable, External };
+
+template <class T>
+struct Node {
+    const OpRule<T>* op = nullptr;  // null for leaves
+    boost::container::small_vector<std::uint32_t, 2> in;
+    Tensor<T> value;
+    Tensor<T> adj;                  // empty until the sweep reaches the node
+    Tensor<T>* grad_sink = nullptr; // External leaves: adjoints accumulate here across tapes
+    std::string_view name;          // arena-owned copy of the user's name
+    std::uint32_t adj_var = kNoNode;  // recorded reading: the node holding this node's adjoint
+    LeafKind kind = LeafKind::Op;
+    bool requires_grad = false;
+};
+
+struct BackwardOptions {
+    // Record the backward pass on the tape (the recorded reading), so that gradients are Vars
+    // that can be differentiated again: grad_var(x).
+    bool create_graph = false;
+};
+
+struct ExplainOptions {
+    bool ascii = false;   // plain-ASCII notation (dE/dW0, W1^T, *) instead of Unicode
+    bool shapes = false;  // append each adjoint's shape
+};
+
+namespace detail {
+
+template <class Op, class T>
+class OpModel final : public OpRule<T> {
+public:
+    explicit OpModel(const Op& op) : op_(op) {}
+    std::string_view name() const noexcept override { return Op::name; }
+    std::size_t arity() const noexcept override { return Op::arity; }
+    bool differentiable(std::size_t i) const noexcept override {
+        return diff_mask(std::make_index_sequence<Op::arity>{})[i];
+    }
+    void vjp_numeric(Tape<T>& tape, std::uint32_t id) const override {
+        numeric(tape, id, std::make_index_sequence<Op::arity>{});
+    }
+    void vjp_recorded(Tape<T>& tape, std::uint32_t id) const override {
+        recorded(tape, id, std::make_index_sequence<Op::arity>{});
+    }
+    void vjp_symbolic(const Tape<T>& tape, std::uint32_t id, SymSweep& s) const override {
+        symbolic(tape, id, s, std::make_index_sequence<Op::arity>{});
+    }
+    Sym forward_symbolic(const Tape<T>& tape, std::uint32_t id, const SymSweep& s) const override {
+        const auto& in = tape.node(id).in;
+        return [&]<std::size_t... J>(std::index_sequence<J...>) {
+            return apply_symbolic(op_, s.value[in[J]]...);
+        }(std::make_index_sequence<Op::arity>{});
+    }
+    const Op& op() const noexcept { return op_; }
+
+private:
+    template <std::size_t... I>
+    static constexpr std::array<bool, sizeof...(I)> diff_mask(std::index_sequence<I...>) {
+        return {has_vjp_v<Op, Tensor<T>, I>...};
+    }
+
+    template <std::size_t... I>
+    void numeric(Tape<T>& tape, std::uint32_t id, std::index_sequence<I...> is) const {
+        // Views: a VJP that returns g (or an input) hands back a view, never a heap copy.
+        const Node<T>& n = tape.node(id);
+        auto& arena = tape.arena();
+        const Tensor<T> g = Tensor<T>::view(const_cast<T*>(n.adj.data()), n.adj.shape(), &arena);
+        const Tensor<T> y = Tensor<T>::view(const_cast<T*>(n.value.data()), n.value.shape(), &arena);
+        std::array<Tensor<T>, Op::arity> x;
+        for (std::size_t k = 0; k < Op::arity; ++k) {
+            const Tensor<T>& v = tape.node(n.in[k]).value;
+            x[k] = Tensor<T>::view(const_cast<T*>(v.data()), v.shape(), &arena);
+        }
+        (numeric_one<I>(tape, n.in[I], g, y, x, is), ...);
+    }
+    template <std::size_t I, std::size_t... J>
+    void numeric_one(Tape<T>& tape, std::uint32_t target, const Tensor<T>& g, const Tensor<T>& y,
+                     const std::array<Tensor<T>, Op::arity>& x, std::index_sequence<J...>) const {
+        if constexpr (has_vjp_v<Op, Tensor<T>, I>) {
+            if (tape.node(target).requires_grad) tape.accumulate(target, op_.vjp(In<I>{}, g, y, x[J]...));
+        }
+    }
+
+    template <std::size_t... I>
+    void recorded(Tape<T>& tape, std::uint32_t id, std::index_sequence<I...> is) const {
+        Var<T> g = tape.var_of(tape.node(id).adj_var);
+        Var<T> y = tape.var_of(id);
+        std::array<Var<T>, Op::arity> x;
+        for (std::size_t k = 0; k < Op::arity; ++k) x[k] = tape.var_of(tape.node(id).in[k]);
+        (recorded_one<I>(tape, x[I].id(), g, y, x, is), ...);
+    }
+    template <std::size_t I, std::size_t... J>
+    void recorded_one(Tape<T>& tape, std::uint32_t target, const Var<T>& g, const Var<T>& y,
+                      const std::array<Var<T>, Op::arity>& x, std::index_sequence<J...>) const {
+        if constexpr (has_vjp_v<Op, Var<T>, I>) {
+            if (tape.node(target).requires_grad) tape.accumulate_var(target, op_.vjp(In<I>{}, g, y, x[J]...));
+        }
+    }
+
+    template <std::size_t... I>
+    void symbolic(const Tape<T>& tape, std::uint32_t id, SymSweep& s, std::index_sequence<I...> is) const {
+        const auto& in = tape.node(id).in;
+        (symbolic_one<I>(tape, id, in, s, is), ...);
+    }
+    template <std::size_t I, std::size_t... J>
+    void symbolic_one(const Tape<T>& tape, std::uint32_t id,
+                      const boost::container::small_vector<std::uint32_t, 2>& in, SymSweep& s,
+                      std::index_sequence<J...>) const {
+        if constexpr (has_vjp_v<Op, Sym, I>) {
+            if (tape.node(in[I]).requires_grad)
+                s.accumulate(in[I], op_.vjp(In<I>{}, *s.adj[id], s.value[id], s.value[in[J]]...));
+        }
+    }
+
+    Op op_;
+};
+
+}  // namespace detail
+
+template <class T>
+class Tape {
+public:
+    using value_type = T;
+
+    explicit Tape(std::size_t arena_bytes = std::size_t(1) << 20) : arena_(arena_bytes) {}
+    Tape(const Tape&) = delete;
+    Tape& operator=(const Tape&) = delete;
+
+    // ---- leaves ----------------------------------------------------------------------------
+    // A value that wants no gradient (copied into the arena).
+    Var<T> constant(const Tensor<T>& value, std::string_view name = {}) {
+        return leaf(value.clone(&arena_), LeafKind::Constant, false, nullptr, name);
+    }
+    // A constant that refers to the caller's storage instead of copying it: the caller keeps
+    // `value` alive and unchanged until the tape is reset.
+    Var<T> constant_ref(const Tensor<T>& value, std::string_view name = {}) {
+        return leaf(view_of(value), LeafKind::Constant, false, nullptr, name);
+    }
+    // A differentiable leaf (value copied into the arena); read its gradient with grad().
+    Var<T> variable(const Tensor<T>& value, std::string_view name = {}) {
+        return leaf(value.clone(&arena_), LeafKind::Variable, true, nullptr, name);
+    }
+    // A differentiable leaf backed by storage that outlives the tape (a parameter): its value
+    // is used in place, and every backward() adds its adjoint into *grad (resized and zeroed
+    // when it does not have the value's shape). Both must stay alive until reset().
+    Var<T> external(const Tensor<T>& value, Tensor<T>* grad, std::string_view name = {}) {
+        if (grad == nullptr) fail("external: no gradient storage given for leaf '{}'", name);
+        return leaf(view_of(value), LeafKind::External, true, grad, name);
+    }
+
+    // ---- recording -------------------------------------------------------------------------
+    template <OpType Op, class... V>
+    Var<T> record(const Op& op, const V&... x) {
+        static_assert(sizeof...(V) == Op::arity, "wrong number of operands for this op");
+        static_assert((std::same_as<V, Var<T>> && ...), "operands must be Vars of this tape");
+        (check(x, Op::name), ...);
+        Shape s = op.shape(x.shape()...);
+        Tensor<T> out = Tensor<T>::uninit(s, &arena_);
+        op.forward(out, nodes_[x.id_].value...);
+        bool rg = (nodes_[x.id_].requires_grad || ...);
+        if (rg) check_differentiable<Op>(std::array<bool, Op::arity>{nodes_[x.id_].requires_grad...});
+        Node<T>& n = push();
+        n.op = rule_for(op);
+        n.in.assign({x.id_...});
+        n.value = std::move(out);
+        n.requires_grad = rg;
+        return Var<T>(this, static_cast<std::uint32_t>(nodes_.size() - 1), generation_);
+    }
+
+    // ---- the reverse sweep -----------------------------------------------------------------
+    // Seeds a scalar (1×1) loss with 1 and sweeps. Every call starts from zero adjoints, so
+    // calling it twice gives the same grad() both times, while External leaves accumulate
+    // (their storage gains the gradient twice, as PyTorch's .grad does).
+    void backward(const Var<T>& loss, BackwardOptions opt = {}) {
+        check(loss, "backward");
+        if (loss.shape() != Shape{1, 1})
+            fail("backward: the loss has shape {}, not (1×1); pass a seed adjoint of that shape",
+                 loss.shape());
+        Tensor<T> seed = Tensor<T>::uninit({1, 1}, &arena_);
+        seed[0] = T(1);
+        sweep(loss.id_, std::move(seed), opt);
+    }
+    // Seeds output `y` with the adjoint `seed` (of y's shape): computes seedᵀ·J.
+    void backward(const Var<T>& y, const Tensor<T>& seed, BackwardOptions opt = {}) {
+        check(y, "backward");
+        if (seed.shape() != y.shape())
+            fail("backward: seed adjoint has shape {}, output has shape {}", seed.shape(), y.shape());
+        sweep(y.id_, seed.clone(&arena_), opt);
+    }
+
+    // ∂loss/∂x after backward(). Zeros when x does not influence the loss.
+    const Tensor<T>& grad(const Var<T>& x) {
+        check(x, "grad");
+        Node<T>& n = nodes_[x.id_];
+        if (!n.requires_grad)
+            fail("grad: node {} ('{}') does not require a gradient (a constant, or computed from constants only)",
+                 x.id_, n.name);
+        if (n.adj.empty()) n.adj = Tensor<T>(n.value.shape(), &arena_);
+        return n.adj;
+    }
+    // The recorded gradient (a Var, differentiable again), after backward(…, {.create_graph = true}).
+    Var<T> grad_var(const Var<T>& x) {
+        check(x, "grad_var");
+        Node<T>& n = nodes_[x.id_];
+        if (!n.requires_grad) fail("grad_var: node {} ('{}') does not require a gradient", x.id_, n.name);
+        if (!graph_recorded_) fail("grad_var: the last backward() did not record a graph; pass {{.create_graph = true}}");
+        if (n.adj_var == kNoNode) return constant(Tensor<T>(n.value.shape()));
+        return var_of(n.adj_var);
+    }
+
+    // The formula of ∂loss/∂x that the sweep applies, from the ops' own VJP rules run on
+    // symbols: one line per named node on the way from the loss to x.
+    std::string explain(const Var<T>& x, ExplainOptions opt = {}) const;
+    std::string explain(const Var<T>& x, const Var<T>& loss, ExplainOptions opt = {}) const;
+
+    // ---- lifetime --------------------------------------------------------------------------
+    // Drops every node, keeps the memory; all Vars of this tape become invalid.
+    void reset() {
+        nodes_.clear();
+        arena_.reset();
+        ++generation_;
+        last_loss_ = kNoNode;
+        graph_recorded_ = false;
+    }
+
+    // ---- introspection (for tools: explain, to_dot, anomaly checks) ---------------------------
+    std::size_t size() const noexcept { return nodes_.size(); }
+    const Node<T>& node(std::uint32_t id) const { return nodes_[id]; }
+    Node<T>& node(std::uint32_t id) { return nodes_[id]; }
+    Arena& arena() noexcept { return arena_; }
+    std::uint32_t generation() const noexcept { return generation_; }
+    std::uint32_t last_loss() const noexcept { return last_loss_; }
+    Var<T> var_of(std::uint32_t id) { return Var<T>(this, id, generation_); }
+    void set_name(const Var<T>& x, std::string_view name) {
+        check(x, "named");
+        nodes_[x.id_].name = intern(name);
+    }
+    // The node's display name: the user's, or a generated one (v3 for a variable, c3 for a
+    // constant, t3 for an intermediate).
+    std::string display_name(std::uint32_t id) const {
+        const Node<T>& n = nodes_[id];
+        if (!n.name.empty()) return std::string(n.name);
+        char p = n.kind == LeafKind::Constant ? 'c' : n.kind == LeafKind::Op ? 't' : 'v';
+        return fmt::format("{}{}", p, id);
+    }
+
+    // Checks that `x` is a live Var of this tape; `op` names the caller in the error.
+    void check(const Var<T>& x, std::string_view op) const {
+        if (x.tape_ == nullptr) fail("{}: the Var is empty (default-constructed)", op);
+        if (x.tape_ != this) fail("{}: the Var belongs to another tape", op);
+        if (x.gen_ != generation_ || x.id_ >= nodes_.size())
+            fail("{}: the Var was created before its tape was reset", op);
+    }
+
+    // Engine internals used by the op rules.
+    void accumulate(std::uint32_t target, Tensor<T>&& contrib);
+    void accumulate_var(std::uint32_t target, const Var<T>& contrib);
+
+private:
+    friend class Var<T>;
+
+    Tensor<T> view_of(const Tensor<T>& v) { return Tensor<T>::view(const_cast<T*>(v.data()), v.shape(), &arena_); }
+
+    Var<T> leaf(Tensor<T>&& value, LeafKind kind, bool rg, Tensor<T>* sink, std::string_view name) {
+        Node<T>& n = push();
+        n.value = std::move(value);
+        n.kind = kind;
+        n.requires_grad = rg;
+        n.grad_sink = sink;
+        n.name = intern(name);
+        return Var<T>(this, static_cast<std::uint32_t>(nodes_.size() - 1), generation_);
+    }
+    Node<T>& push() {
+        if (nodes_.size() >= kNoNode - 1) fail("tape: more than {} nodes", kNoNode - 1);
+        return nodes_.emplace_back();
+    }
+    std::string_view intern(std::string_view s) {
+        if (s.empty()) return {};
+        char* p = static_cast<char*>(arena_.allocate(s.size(), 1));
+        std::copy(s.begin(), s.end(), p);
+        return {p, s.size()};
+    }
+    template <class Op>
+    const OpRule<T>* rule_for(const Op& op) {
+        if constexpr (std::is_empty_v<Op>) {
+            static const detail::OpModel<Op, T> shared{op};
+            return &shared;
+        } else {
+            void* mem = arena_.allocate(sizeof(detail::OpModel<Op, T>), alignof(detail::OpModel<Op, T>));
+            return ::new (mem) detail::OpModel<Op, T>(op);
+        }
+    }
+    template <class Op>
+    static void check_differentiable(const std::array<bool, Op::arity>& wants) {
+        [&]<std::size_t... I>(std::index_sequence<I...>) {
+            (((wants[I] && !has_vjp_v<Op, Tensor<T>, I>)
+                  ? fail("{}: input {} is not differentiable but requires a gradient (make it a constant)",
+                         Op::name, I)
+                  : void()),
+             ...);
+        }(std::make_index_sequence<Op::arity>{});
+    }
+
+    void sweep(std::uint32_t root, Tensor<T>&& seed, BackwardOptions opt);
+
+    std::vector<Node<T>> nodes_;
+    Arena arena_;
+    std::uint32_t generation_ = 1;
+    std::uint32_t last_loss_ = kNoNode;
+    bool graph_recorded_ = false;
+};
+
+// ---- Var ---------------------------------------------------------------------------------------
+
+template <class T>
+Tape<T>& Var<T>::tape() const {
+    if (tape_ == nullptr) fail("Var: empty (default-constructed)");
+    tape_->check(*this, "Var");
+    return *tape_;
+}
+template <class T>
+bool Var<T>::valid() const noexcept {
+    return tape_ != nullptr && gen_ == tape_->generation_ && id_ < tape_->nodes_.size();
+}
+template <class T>
+Shape Var<T>::shape() const {
+    return tape().nodes_[id_].value.shape();
+}
+template <class T>
+const Tensor<T>& Var<T>::value() const {
+    return tape().nodes_[id_].value;
+}
+template <class T>
+Var<T> Var<T>::named(std::string_view name) const {
+    tape().set_name(*this, name);
+    return *this;
+}
+
+// The recorded reading: applying an op to Vars records a node.
+template <OpType Op, class T, class... Vs>
+Var<T> apply(const Op& op, const Var<T>& a, const Vs&... rest) {
+    static_assert((std::same_as<Vs, Var<T>> && ...), "operands of one op share one Var type");
+    return a.tape().record(op, a, rest...);
+}
+
+// ---- the sweep ---------------------------------------------------------------------------------
+
+template <class T>
+void Tape<T>::accumulate(std::uint32_t target, Tensor<T>&& contrib) {
+    Node<T>& n = nodes_[target];
+    const Shape s = n.value.shape();
+    if (n.adj.empty()) {
+        if (contrib.shape() == s && contrib.owns() && contrib.resource() == &arena_) {
+            n.adj = std::move(contrib);
+        } else {
+            n.adj = Tensor<T>::uninit(s, &arena_);
+            sum_to(n.adj, contrib);
+        }
+        return;
+    }
+    T* a = n.adj.data();
+    const T* c = contrib.data();
+    if (contrib.shape() == s) {
+        for (std::size_t i = 0, e = n.adj.size(); i < e; ++i) a[i] += c[i];
+    } else {
+        Tensor<T> r = Tensor<T>::uninit(s, &arena_);
+        sum_to(r, contrib);
+        for (std::size_t i = 0, e = n.adj.size(); i < e; ++i) a[i] += r[i];
+    }
+}
+
+template <class T>
+void Tape<T>::accumulate_var(std::uint32_t target, const Var<T>& contrib) {
+    Var<T> c = reduce_to(contrib, nodes_[target].value.shape());
+    std::uint32_t& slot = nodes_[target].adj_var;
+    if (slot == kNoNode) {
+        slot = c.id_;
+    } else {
+        Var<T> sum = apply(Add{}, var_of(slot), c);
+        nodes_[target].adj_var = sum.id_;  // re-index: record() may have moved nodes_
+    }
+}
+
+template <class T>
+void Tape<T>::sweep(std::uint32_t root, Tensor<T>&& seed, BackwardOptions opt) {
+    for (auto& n : nodes_) {
+        n.adj = Tensor<T>();
+        n.adj_var = kNoNode;
+    }
+    last_loss_ = root;
+    graph_recorded_ = opt.create_graph;
+    if (!nodes_[root].requires_grad) return;  // nothing differentiable leads to the loss
+
+    if (!opt.create_graph) {
+        nodes_[root].adj = std::move(seed);
+        for (std::uint32_t i = root + 1; i-- > 0;) {
+            Node<T>& n = nodes_[i];
+            if (n.adj.empty() || !n.requires_grad) continue;
+            if (n.op) {
+                n.op->vjp_numeric(*this, i);
+            } else if (n.grad_sink) {
+                Tensor<T>& g = *n.grad_sink;
+                if (g.shape() != n.value.shape() || g.empty()) g = Tensor<T>(n.value.shape());
+                for (std::size_t k = 0; k < g.size(); ++k) g[k] += n.adj[k];
+            }
+        }
+        return;
+    }
+
+    // Recorded reading: the same rules on Vars; new nodes land after `root` and are not swept.
+    Var<T> s = constant(seed);
+    nodes_[root].adj_var = s.id_;
+    for (std::uint32_t i = root + 1; i-- > 0;) {
+        if (nodes_[i].adj_var == kNoNode || !nodes_[i].requires_grad) continue;
+        if (nodes_[i].op) nodes_[i].op->vjp_recorded(*this, i);
+    }
+    for (std::uint32_t i = 0; i <= root; ++i) {
+        Node<T>& n = nodes_[i];
+        if (n.adj_var == kNoNode || !n.requires_grad) continue;
+        n.adj = nodes_[n.adj_var].value.clone(&arena_);
+        if (n.op == nullptr && n.grad_sink) {
+            Tensor<T>& g = *n.grad_sink;
+            if (g.shape() != n.value.shape() || g.empty()) g = Tensor<T>(n.value.shape());
+            for (std::size_t k = 0; k < g.size(); ++k) g[k] += n.adj[k];
+        }
+    }
+}
+
+// ---- explain -----------------------------------------------------------------------------------
+
+template <class T>
+std::string Tape<T>::explain(const Var<T>& x, ExplainOptions opt) const {
+    if (last_loss_ == kNoNode) fail("explain: call backward(loss) first, or pass the loss");
+    Var<T> loss(const_cast<Tape*>(this), last_loss_, generation_);
+    return explain(x, loss, opt);
+}
+
+template <class T>
+std::string Tape<T>::explain(const Var<T>& x, const Var<T>& loss, ExplainOptions opt) const {
+    check(x, "explain");
+    check(loss, "explain");
+    const std::uint32_t root = loss.id_;
+    if (x.id_ > root) fail("explain: node {} was recorded after the loss (node {})", x.id_, root);
+    const bool a = opt.ascii;
+    const std::string lname = display_name(root);
+    auto d = [&](std::uint32_t id) {
+        return a ? Sym::atom(fmt::format("d{}/d{}", lname, display_name(id)), nodes_[id].value.shape())
+                 : Sym::atom(fmt::format("∂{}/∂{}", lname, display_name(id)), nodes_[id].value.shape());
+    };
+
+    SymSweep s;
+    s.value.resize(root + 1);
+    s.adj.resize(root + 1);
+    for (std::uint32_t i = 0; i <= root; ++i) {
+        const Node<T>& n = nodes_[i];
+        if (n.op == nullptr || !n.name.empty())
+            s.value[i] = Sym::atom(display_name(i), n.value.shape());
+        else
+            s.value[i] = n.op->forward_symbolic(*this, i, s);
+    }
+    // Nodes that depend on x: only their equations belong to the answer.
+    std::vector<bool> reach(root + 1, false);
+    reach[x.id_] = true;
+    for (std::uint32_t i = x.id_ + 1; i <= root; ++i)
+        for (std::uint32_t j : nodes_[i].in) reach[i] = reach[i] || reach[j];
+
+    struct Line {
+        std::uint32_t id;
+        Sym rhs;
+    };
+    std::vector<Line> lines;
+    s.adj[root] = Sym::one(nodes_[root].value.shape());
+    for (std::uint32_t i = root + 1; i-- > 0;) {
+        const Node<T>& n = nodes_[i];
+        if (!s.adj[i] || !n.requires_grad || !reach[i]) continue;
+        // A named node's adjoint is referred to by name further down, and gets its own line.
+        if ((!n.name.empty() && i != root) || i == x.id_) {
+            lines.push_back({i, *s.adj[i]});
+            s.adj[i] = d(i);
+        }
+        if (n.op) n.op->vjp_symbolic(*this, i, s);
+    }
+    if (lines.empty() || lines.back().id != x.id_)
+        return fmt::format("{} = 0", a ? d(x.id_).ascii : d(x.id_).text);
+    std::string out;
+    for (const Line& l : lines) {
+        out += fmt::format("{} = {}", d(l.id).str(a), l.rhs.str(a));
+        if (opt.shapes) out += fmt::format("    {}", nodes_[l.id].value.shape());
+        out += '\n';
+    }
+    out.pop_back();
+    return out;
+}
+
+extern template class Tape<float>;
+extern template class Tape<double>;
+
+}  // namespace tapegrad

@@ -1,0 +1,239 @@
+// Tensor<T>: dense, row-major, 2-D storage. A scalar is 1×1; vectors are 1×n or m×1.
+//
+// A tensor either owns its buffer (allocated from a std::pmr::memory_resource: the heap for
+// user tensors, a tape's arena for node values and adjoints) or is a view of someone else's
+// buffer. Either way it remembers a resource: kernels applied to it allocate their results
+// there, so arithmetic on arena tensors stays in the arena and user arithmetic stays on the
+// heap, with no global allocator state.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstring>
+#include <initializer_list>
+#include <memory_resource>
+#include <span>
+#include <type_traits>
+#include <utility>
+
+#include <fmt/format.h>
+
+#include <tapegrad/core/error.hpp>
+
+namespace tapegrad {
+
+template <class T>
+class Tensor {
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                  "tapegrad tensors hold float or double");
+
+public:
+    using value_type = T;
+    static constexpr std::size_t kAlign = 64;
+
+    Tensor() noexcept = default;
+
+    // rows × cols, zero-filled, owned, allocated from `res` (the heap by default).
+    Tensor(std::size_t rows, std::size_t cols,
+           std::pmr::memory_resource* res = std::pmr::get_default_resource())
+        : rows_(rows), cols_(cols), res_(res) {
+        allocate();
+        if (size()) std::memset(data_, 0, size() * sizeof(T));
+    }
+    explicit Tensor(Shape s, std::pmr::memory_resource* res = std::pmr::get_default_resource())
+        : Tensor(s.rows, s.cols, res) {}
+
+    // rows × cols filled from a row-major list; the list's length must be rows·cols.
+    Tensor(std::size_t rows, std::size_t cols, std::initializer_list<T> values)
+        : Tensor(rows, cols) {
+        if (values.size() != size())
+            fail("tensor: {} values given for shape {}", values.size(), shape());
+        std::copy(values.begin(), values.end(), data_);
+    }
+
+    // Uninitialised storage: for kernels that overwrite every element.
+    static Tensor uninit(Shape s, std::pmr::memory_resource* res) {
+        Tensor t;
+        t.rows_ = s.rows;
+        t.cols_ = s.cols;
+        t.res_ = res;
+        t.allocate();
+        return t;
+    }
+    static Tensor filled(std::size_t rows, std::size_t cols, T v) {
+        Tensor t(rows, cols);
+        t.fill(v);
+        return t;
+    }
+    // A non-owning view of `data` (rows × cols, row-major). Results of kernels applied to the
+    // view are allocated from `res`.
+    static Tensor view(T* data, Shape s, std::pmr::memory_resource* res) noexcept {
+        Tensor t;
+        t.data_ = data;
+        t.rows_ = s.rows;
+        t.cols_ = s.cols;
+        t.res_ = res;
+        t.owns_ = false;
+        return t;
+    }
+    static Tensor from(std::span<const T> values, Shape s) {
+        if (values.size() != s.size())
+            fail("tensor: {} values given for shape {}", values.size(), s);
+        Tensor t = uninit(s, std::pmr::get_default_resource());
+        if (t.size()) std::memcpy(t.data_, values.data(), t.size() * sizeof(T));
+        return t;
+    }
+
+    // Copying an owning tensor makes an owned deep copy on the heap (so a copy never aliases
+    // a tape's arena, which reset() recycles). Copying a view makes another view, as copying a
+    // std::span does.
+    Tensor(const Tensor& o) : rows_(o.rows_), cols_(o.cols_) {
+        if (!o.owns_) {
+            data_ = o.data_;
+            res_ = o.res_;
+            return;
+        }
+        res_ = std::pmr::get_default_resource();
+        allocate();
+        if (size()) std::memcpy(data_, o.data_, size() * sizeof(T));
+    }
+    Tensor& operator=(const Tensor& o) {
+        if (this == &o) return *this;
+        Tensor tmp(o);
+        swap(tmp);
+        return *this;
+    }
+    Tensor(Tensor&& o) noexcept { swap(o); }
+    Tensor& operator=(Tensor&& o) noexcept {
+        Tensor tmp(std::move(o));
+        swap(tmp);
+        return *this;
+    }
+    ~Tensor() { release(); }
+
+    void swap(Tensor& o) noexcept {
+        std::swap(data_, o.data_);
+        std::swap(rows_, o.rows_);
+        std::swap(cols_, o.cols_);
+        std::swap(res_, o.res_);
+        std::swap(owns_, o.owns_);
+    }
+
+    // A deep copy allocated from `res`.
+    Tensor clone(std::pmr::memory_resource* res) const {
+        Tensor t = uninit(shape(), res);
+        if (size()) std::memcpy(t.data_, data_, size() * sizeof(T));
+        return t;
+    }
+    // The same values in the other precision (on the heap).
+    template <class U>
+    Tensor<U> cast() const {
+        Tensor<U> t(rows_, cols_);
+        for (std::size_t i = 0; i < size(); ++i) t.data()[i] = static_cast<U>(data_[i]);
+        return t;
+    }
+
+    std::size_t rows() const noexcept { return rows_; }
+    std::size_t cols() const noexcept { return cols_; }
+    Shape shape() const noexcept { return {rows_, cols_}; }
+    std::size_t size() const noexcept { return rows_ * cols_; }
+    bool empty() const noexcept { return data_ == nullptr; }
+    bool owns() const noexcept { return owns_; }
+    std::pmr::memory_resource* resource() const noexcept {
+        return res_ ? res_ : std::pmr::get_default_resource();
+    }
+
+    T* data() noexcept { return data_; }
+    const T* data() const noexcept { return data_; }
+    std::span<T> span() noexcept { return {data_, size()}; }
+    std::span<const T> span() const noexcept { return {data_, size()}; }
+    T& operator()(std::size_t r, std::size_t c) noexcept { return data_[r * cols_ + c]; }
+    T operator()(std::size_t r, std::size_t c) const noexcept { return data_[r * cols_ + c]; }
+    T& operator[](std::size_t i) noexcept { return data_[i]; }
+    T operator[](std::size_t i) const noexcept { return data_[i]; }
+    // Bounds-checked element access for user code.
+    T at(std::size_t r, std::size_t c) const {
+        if (r >= rows_ || c >= cols_) fail("tensor: index ({}, {}) outside {}", r, c, shape());
+        return (*this)(r, c);
+    }
+    // The value of a 1×1 tensor.
+    T item() const {
+        if (size() != 1) fail("item: tensor of shape {} is not a scalar", shape());
+        return data_[0];
+    }
+
+    void fill(T v) noexcept { std::fill_n(data_, size(), v); }
+
+private:
+    void allocate() {
+        std::size_t n = size();
+        if (n == 0) return;
+        if (n > (std::size_t(1) << 40) / sizeof(T)) fail("tensor: shape {} is too large", shape());
+        data_ = static_cast<T*>(resource()->allocate(n * sizeof(T), kAlign));
+        owns_ = true;
+    }
+    void release() noexcept {
+        if (owns_ && data_) resource()->deallocate(data_, size() * sizeof(T), kAlign);
+        data_ = nullptr;
+        owns_ = false;
+    }
+
+    T* data_ = nullptr;
+    std::size_t rows_ = 0, cols_ = 0;
+    std::pmr::memory_resource* res_ = nullptr;
+    bool owns_ = false;
+};
+
+// Largest |a − b| over two tensors of the same shape (for tests and checks).
+template <class T>
+double max_abs_diff(const Tensor<T>& a, const Tensor<T>& b) {
+    if (a.shape() != b.shape()) fail("max_abs_diff: shapes differ: {} vs {}", a.shape(), b.shape());
+    double m = 0;
+    for (std::size_t i = 0; i < a.size(); ++i)
+        m = std::max(m, std::abs(static_cast<double>(a[i]) - static_cast<double>(b[i])));
+    return m;
+}
+
+// C ← alpha·op(A)·op(B) + beta·C through CBLAS, op = transpose when the flag is set.
+// Shapes are the engine's responsibility; the wrapper trusts them.
+void gemm(bool trans_a, bool trans_b, float alpha, const Tensor<float>& a, const Tensor<float>& b,
+          float beta, Tensor<float>& c);
+void gemm(bool trans_a, bool trans_b, double alpha, const Tensor<double>& a,
+          const Tensor<double>& b, double beta, Tensor<double>& c);
+
+// Sets OpenBLAS's thread count (1 is the default tapegrad picks for small GEMMs; see README).
+void set_blas_threads(int n);
+int blas_threads();
+
+extern template class Tensor<float>;
+extern template class Tensor<double>;
+
+}  // namespace tapegrad
+
+// Prints "Tensor(2×3) [[1, 2, 3], [4, 5, 6]]", eliding the middle of large tensors.
+template <class T>
+struct fmt::formatter<tapegrad::Tensor<T>> {
+    constexpr auto parse(fmt::format_parse_context& ctx) { return ctx.begin(); }
+    auto format(const tapegrad::Tensor<T>& t, fmt::format_context& ctx) const {
+        auto out = fmt::format_to(ctx.out(), "Tensor{} [", t.shape());
+        constexpr std::size_t kEdge = 3;
+        auto keep = [](std::size_t i, std::size_t n) { return n <= 2 * kEdge || i < kEdge || i >= n - kEdge; };
+        for (std::size_t r = 0; r < t.rows(); ++r) {
+            if (!keep(r, t.rows())) {
+                if (r == kEdge) out = fmt::format_to(out, ", ...");
+                continue;
+            }
+            out = fmt::format_to(out, "{}[", r ? ", " : "");
+            for (std::size_t c = 0; c < t.cols(); ++c) {
+                if (!keep(c, t.cols())) {
+                    if (c == kEdge) out = fmt::format_to(out, ", ...");
+                    continue;
+                }
+                out = fmt::format_to(out, "{}{:.6g}", c ? ", " : "", t(r, c));
+            }
+            out = fmt::format_to(out, "]");
+        }
+        return fmt::format_to(out, "]");
+    }
+};

@@ -1,0 +1,11 @@
+// tapegrad: everything a user needs — tensors, the tape, gradient checking and the op library.
+#pragma once
+
+#include <tapegrad/core/error.hpp>
+#include <tapegrad/core/gradcheck.hpp>
+#include <tapegrad/core/op.hpp>
+#include <tapegrad/core/tape.hpp>
+#include <tapegrad/core/tensor.hpp>
+
+#include <tapegrad/ops/elementwise.hpp>
+#include <tapegrad/ops/linalg.hpp>
