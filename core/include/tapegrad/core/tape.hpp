@@ -45,6 +45,7 @@ public:
 
     Tape<T>& tape() const;           // the owning tape, after checking the handle is live
     std::uint32_t id() const noexcept { return id_; }
+    Tape<T>* tape_ptr() const noexcept { return tape_; }  // unchecked; may be null
     bool valid() const noexcept;     // false when default-constructed or its tape was reset
     Shape shape() const;
     std::size_t rows() const { return shape().rows; }
@@ -435,7 +436,8 @@ Var<T> Var<T>::named(std::string_view name) const {
 template <OpType Op, class T, class... Vs>
 Var<T> apply(const Op& op, const Var<T>& a, const Vs&... rest) {
     static_assert((std::same_as<Vs, Var<T>> && ...), "operands of one op share one Var type");
-    return a.tape().record(op, a, rest...);
+    if (a.tape_ptr() == nullptr) fail("{}: the Var is empty (default-constructed)", Op::name);
+    return a.tape_ptr()->record(op, a, rest...);
 }
 
 // ---- the sweep ---------------------------------------------------------------------------------

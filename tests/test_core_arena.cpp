@@ -1,0 +1,84 @@
+// Memory: the tape's arena makes a reset/forward/backward loop allocation-free after warm-up.
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <new>
+
+#include <tapegrad/tapegrad.hpp>
+
+namespace {
+std::atomic<long> g_news{0};
+}
+
+// Count every heap allocation made through operator new in this test program.
+void* operator new(std::size_t n) {
+    ++g_news;
+    if (void* p = std::malloc(n ? n : 1)) return p;
+    throw std::bad_alloc();
+}
+void* operator new(std::size_t n, std::align_val_t a) {
+    ++g_news;
+    std::size_t al = static_cast<std::size_t>(a);
+    if (void* p = std::aligned_alloc(al, (n + al - 1) / al * al)) return p;
+    throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+
+namespace tg = tapegrad;
+
+TEST_CASE("a training-style loop allocates nothing on the heap after its first steps") {
+    tg::Tensor<float> x(64, 32), w1(32, 16), b1(1, 16), w2(16, 4);
+    for (std::size_t i = 0; i < x.size(); ++i) x[i] = float(i % 7) * 0.1f - 0.3f;
+    for (std::size_t i = 0; i < w1.size(); ++i) w1[i] = float(i % 5) * 0.05f - 0.1f;
+    for (std::size_t i = 0; i < w2.size(); ++i) w2[i] = float(i % 3) * 0.05f - 0.05f;
+    tg::Tensor<float> gw1, gb1, gw2;
+    tg::Tape<float> tape(1024);  // deliberately small: the arena must grow, then settle
+
+    long during_steady = -1;
+    for (int step = 0; step < 12; ++step) {
+        if (step == 4) during_steady = g_news.load();
+        tape.reset();
+        auto X = tape.constant_ref(x);
+        auto W1 = tape.external(w1, &gw1);
+        auto B1 = tape.external(b1, &gb1);
+        auto W2 = tape.external(w2, &gw2);
+        auto h = tg::matmul(X, W1) + B1;
+        auto out = tg::matmul(h * h, W2);
+        auto loss = tg::apply(tg::SumTo{{1, 1}}, out * out) * (1.0 / 64);
+        tape.backward(loss);
+    }
+    CHECK(g_news.load() - during_steady == 0);
+    CHECK(tape.arena().blocks() == 1);
+    CHECK(gw1.shape() == tg::Shape{32, 16});
+    CHECK(gb1.shape() == tg::Shape{1, 16});
+}
+
+TEST_CASE("reset keeps the arena's memory and rewinds it") {
+    tg::Arena arena(256);
+    void* a = arena.allocate(100, 8);
+    (void)arena.allocate(1000, 64);  // forces a second block
+    CHECK(arena.blocks() == 2);
+    arena.reset();
+    CHECK(arena.blocks() == 1);  // coalesced into one block large enough for the whole round
+    CHECK(arena.bytes_reserved() >= 1100);
+    void* b = arena.allocate(100, 8);
+    (void)arena.allocate(1000, 64);
+    CHECK(arena.blocks() == 1);
+    arena.reset();
+    void* c = arena.allocate(100, 8);
+    CHECK(b == c);  // the same memory, reused
+    (void)a;
+}
+
+TEST_CASE("allocations from the arena honour the requested alignment") {
+    tg::Arena arena(1 << 12);
+    for (std::size_t al : {1u, 8u, 16u, 64u}) {
+        (void)arena.allocate(3, 1);
+        void* p = arena.allocate(24, al);
+        CHECK(reinterpret_cast<std::uintptr_t>(p) % al == 0);
+    }
+}
