@@ -250,14 +250,14 @@ public:
         static_assert(sizeof...(V) == Op::arity, "wrong number of operands for this op");
         static_assert((std::same_as<V, Var<T>> && ...), "operands must be Vars of this tape");
         (check(x, Op::name), ...);
-        Shape s = op.shape(x.shape()...);
+        Shape s = op.shape(nodes_[x.id_].value.shape()...);
         Tensor<T> out = Tensor<T>::uninit(s, &arena_);
         op.forward(out, nodes_[x.id_].value...);
         bool rg = (nodes_[x.id_].requires_grad || ...);
         if (rg) check_differentiable<Op>(std::array<bool, Op::arity>{nodes_[x.id_].requires_grad...});
         Node<T>& n = push();
         n.op = rule_for(op);
-        n.in.assign({x.id_...});
+        (n.in.push_back(x.id_), ...);
         n.value = std::move(out);
         n.requires_grad = rg;
         return Var<T>(this, static_cast<std::uint32_t>(nodes_.size() - 1), generation_);

@@ -106,8 +106,13 @@ public:
     }
     Tensor(Tensor&& o) noexcept { swap(o); }
     Tensor& operator=(Tensor&& o) noexcept {
-        Tensor tmp(std::move(o));
-        swap(tmp);
+        if (this == &o) return *this;
+        release();
+        data_ = std::exchange(o.data_, nullptr);
+        rows_ = std::exchange(o.rows_, 0);
+        cols_ = std::exchange(o.cols_, 0);
+        res_ = o.res_;
+        owns_ = std::exchange(o.owns_, false);
         return *this;
     }
     ~Tensor() { release(); }
