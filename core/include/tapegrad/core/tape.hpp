@@ -190,6 +190,12 @@ private:
                       const std::array<Var<T>, Op::arity>& x, std::index_sequence<J...>) const {
         if constexpr (has_vjp_v<Op, Var<T>, I>) {
             if (tape.node(target).requires_grad) tape.accumulate_var(target, op_.vjp(In<I>{}, g, y, x[J]...));
+        } else if constexpr (has_vjp_v<Op, Tensor<T>, I>) {
+            // A VJP written for tensors only would silently drop this adjoint from the graph.
+            if (tape.node(target).requires_grad)
+                fail("{}: the VJP of input {} runs on tensors only, so backward(…, {{.create_graph = true}}) "
+                     "cannot record it; write it generically in V",
+                     Op::name, I);
         }
     }
 
