@@ -9,3 +9,8 @@
 
 #include <tapegrad/ops/elementwise.hpp>
 #include <tapegrad/ops/linalg.hpp>
+#include <tapegrad/ops/reductions.hpp>
+#include <tapegrad/ops/math.hpp>
+#include <tapegrad/ops/activations.hpp>
+#include <tapegrad/ops/structure.hpp>
+#include <tapegrad/ops/losses.hpp>

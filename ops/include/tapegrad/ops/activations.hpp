@@ -1,0 +1,325 @@
+// Activations and their derivative helpers. The helpers (σ′, tanh′, relu′, …) are ops of their
+// own: the numeric reading computes f′ in one stable loop, the symbolic reading prints σ′(A),
+// and each helper has its own VJP (f″) so that gradients of gradients work.
+//
+// Stability (seed 001): σ is computed from e = exp(−|x|), so it never overflows; σ′ = σ(x)σ(−x)
+// = e/(1+e)², never 1 − σ of a rounded σ; softplus = max(x, 0) + log1p(exp(−|x|)); softmax and
+// log-softmax subtract each row's maximum.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <optional>
+#include <string_view>
+
+#include <tapegrad/core/engine_ops.hpp>
+#include <tapegrad/core/op.hpp>
+#include <tapegrad/core/tape.hpp>
+#include <tapegrad/ops/elementwise.hpp>
+#include <tapegrad/ops/reductions.hpp>
+
+namespace tapegrad {
+
+namespace detail {
+
+// σ(x) = 1/(1+e^−x), from e = e^−|x| ∈ (0, 1]: no overflow for any x.
+template <class T>
+T stable_sigmoid(T x) {
+    const T e = std::exp(-std::abs(x));
+    return x >= 0 ? T(1) / (T(1) + e) : e / (T(1) + e);
+}
+// σ′(x) = σ(x)σ(−x) = e/(1+e)², e = e^−|x|: no cancellation, no overflow.
+template <class T>
+T stable_sigmoid_grad(T x) {
+    const T e = std::exp(-std::abs(x));
+    const T d = T(1) + e;
+    return e / (d * d);
+}
+// softplus(x) = log(1 + eˣ) = max(x, 0) + log1p(e^−|x|).
+template <class T>
+T stable_softplus(T x) {
+    return std::max(x, T(0)) + std::log1p(std::exp(-std::abs(x)));
+}
+
+}  // namespace detail
+
+struct SigmoidGrad;
+
+// Y = σ(X).  dX = dY ⊙ σ′(X).
+struct Sigmoid {
+    static constexpr std::string_view name = "sigmoid";
+    static constexpr std::size_t arity = 1;
+    static constexpr Notation notation{"σ({0})", "sigmoid({0})", Prec::Atom};
+    Shape shape(Shape x) const { return x; }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& x) const {
+        for (std::size_t i = 0; i < x.size(); ++i) out[i] = detail::stable_sigmoid(x[i]);
+    }
+    template <class V>
+    V vjp(In<0>, const V& g, const V&, const V& x) const;
+};
+
+// Y = σ′(X) = σ(X) ⊙ σ(−X).  dX = dY ⊙ σ″(X),  σ″ = σ′ ⊙ (σ(−X) − σ(X)).
+struct SigmoidGrad {
+    static constexpr std::string_view name = "sigmoid_grad";
+    static constexpr std::size_t arity = 1;
+    static constexpr Notation notation{"σ′({0})", "sigmoid'({0})", Prec::Atom};
+    Shape shape(Shape x) const { return x; }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& x) const {
+        for (std::size_t i = 0; i < x.size(); ++i) out[i] = detail::stable_sigmoid_grad(x[i]);
+    }
+    template <class V>
+    V vjp(In<0>, const V& g, const V& y, const V& x) const {
+        V d = apply(Sub{}, apply(Sigmoid{}, apply(Neg{}, x)), apply(Sigmoid{}, x));
+        return apply(Mul{}, g, apply(Mul{}, y, d));
+    }
+};
+
+template <class V>
+V Sigmoid::vjp(In<0>, const V& g, const V&, const V& x) const {
+    return apply(Mul{}, g, apply(SigmoidGrad{}, x));
+}
+
+// Y = tanh′(X) = 1 − tanh²(X) = 4e/(1+e)², e = e^−2|X| (accurate where 1 − tanh² rounds to 0).
+// dX = dY ⊙ tanh″(X),  tanh″ = −2·tanh(X) ⊙ tanh′(X).
+struct TanhGrad;
+
+// Y = tanh(X).  dX = dY ⊙ tanh′(X).
+struct Tanh {
+    static constexpr std::string_view name = "tanh";
+    static constexpr std::size_t arity = 1;
+    static constexpr Notation notation{"tanh({0})", "tanh({0})", Prec::Atom};
+    Shape shape(Shape x) const { return x; }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& x) const {
+        for (std::size_t i = 0; i < x.size(); ++i) out[i] = std::tanh(x[i]);
+    }
+    template <class V>
+    V vjp(In<0>, const V& g, const V&, const V& x) const;
+};
+
+struct TanhGrad {
+    static constexpr std::string_view name = "tanh_grad";
+    static constexpr std::size_t arity = 1;
+    static constexpr Notation notation{"tanh′({0})", "tanh'({0})", Prec::Atom};
+    Shape shape(Shape x) const { return x; }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& x) const {
+        for (std::size_t i = 0; i < x.size(); ++i) {
+            const T e = std::exp(T(-2) * std::abs(x[i]));
+            const T d = T(1) + e;
+            out[i] = T(4) * e / (d * d);
+        }
+    }
+    template <class V>
+    V vjp(In<0>, const V& g, const V& y, const V& x) const {
+        return apply(Mul{}, g, apply(Scale{-2}, apply(Mul{}, apply(Tanh{}, x), y)));
+    }
+};
+
+template <class V>
+V Tanh::vjp(In<0>, const V& g, const V&, const V& x) const {
+    return apply(Mul{}, g, apply(TanhGrad{}, x));
+}
+
+// Y = relu′(X) = [X > 0] (0 at the kink).  dX = 0.
+struct ReluGrad {
+    static constexpr std::string_view name = "relu_grad";
+    static constexpr std::size_t arity = 1;
+    static constexpr Notation notation{"relu′({0})", "relu'({0})", Prec::Atom};
+    Shape shape(Shape x) const { return x; }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& x) const {
+        for (std::size_t i = 0; i < x.size(); ++i) out[i] = x[i] > 0 ? T(1) : T(0);
+    }
+    template <class V>
+    V vjp(In<0>, const V& g, const V&, const V&) const {
+        return apply(ZerosLike{}, g);
+    }
+};
+
+// Y = max(X, 0).  dX = dY ⊙ relu′(X).
+struct Relu {
+    static constexpr std::string_view name = "relu";
+    static constexpr std::size_t arity = 1;
+    static constexpr Notation notation{"relu({0})", "relu({0})", Prec::Atom};
+    Shape shape(Shape x) const { return x; }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& x) const {
+        for (std::size_t i = 0; i < x.size(); ++i) out[i] = x[i] > 0 ? x[i] : T(0);
+    }
+    template <class V>
+    V vjp(In<0>, const V& g, const V&, const V& x) const {
+        return apply(Mul{}, g, apply(ReluGrad{}, x));
+    }
+};
+
+// Y = leaky_relu′(X) = 1 where X > 0, else slope.  dX = 0.
+struct LeakyReluGrad {
+    static constexpr std::string_view name = "leaky_relu_grad";
+    static constexpr std::size_t arity = 1;
+    static constexpr Notation notation{"leaky_relu′({0})", "leaky_relu'({0})", Prec::Atom};
+    double slope = 0.01;
+    Shape shape(Shape x) const { return x; }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& x) const {
+        const T s = static_cast<T>(slope);
+        for (std::size_t i = 0; i < x.size(); ++i) out[i] = x[i] > 0 ? T(1) : s;
+    }
+    template <class V>
+    V vjp(In<0>, const V& g, const V&, const V&) const {
+        return apply(ZerosLike{}, g);
+    }
+};
+
+// Y = X where X > 0, else slope·X.  dX = dY ⊙ leaky_relu′(X).
+struct LeakyRelu {
+    static constexpr std::string_view name = "leaky_relu";
+    static constexpr std::size_t arity = 1;
+    static constexpr Notation notation{"leaky_relu({0})", "leaky_relu({0})", Prec::Atom};
+    double slope = 0.01;
+    Shape shape(Shape x) const { return x; }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& x) const {
+        const T s = static_cast<T>(slope);
+        for (std::size_t i = 0; i < x.size(); ++i) out[i] = x[i] > 0 ? x[i] : s * x[i];
+    }
+    template <class V>
+    V vjp(In<0>, const V& g, const V&, const V& x) const {
+        return apply(Mul{}, g, apply(LeakyReluGrad{slope}, x));
+    }
+};
+
+// Y = softplus(X) = log(1 + exp(X)).  dX = dY ⊙ σ(X).
+struct Softplus {
+    static constexpr std::string_view name = "softplus";
+    static constexpr std::size_t arity = 1;
+    static constexpr Notation notation{"softplus({0})", "softplus({0})", Prec::Atom};
+    Shape shape(Shape x) const { return x; }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& x) const {
+        for (std::size_t i = 0; i < x.size(); ++i) out[i] = detail::stable_softplus(x[i]);
+    }
+    template <class V>
+    V vjp(In<0>, const V& g, const V&, const V& x) const {
+        return apply(Mul{}, g, apply(Sigmoid{}, x));
+    }
+};
+
+// Row-wise softmax: Yᵢⱼ = exp(Xᵢⱼ − maxⱼ Xᵢⱼ) / Σⱼ exp(Xᵢⱼ − maxⱼ Xᵢⱼ)     X, Y: m×n.
+// dX = Y ⊙ (dY − (dY ⊙ Y)·1)     ((dY ⊙ Y)·1: m×1, stretched over the columns).
+struct Softmax {
+    static constexpr std::string_view name = "softmax";
+    static constexpr std::size_t arity = 1;
+    static constexpr Notation notation{"softmax({0})", "softmax({0})", Prec::Atom};
+    Shape shape(Shape x) const {
+        if (x.cols == 0) fail("softmax: input {} has no columns", x);
+        return x;
+    }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& x) const {
+        const std::size_t n = x.cols();
+        for (std::size_t i = 0; i < x.rows(); ++i) {
+            const T* r = x.data() + i * n;
+            T* o = out.data() + i * n;
+            const T mx = *std::max_element(r, r + n);
+            T s = 0;
+            for (std::size_t j = 0; j < n; ++j) s += (o[j] = std::exp(r[j] - mx));
+            const T inv = T(1) / s;
+            for (std::size_t j = 0; j < n; ++j) o[j] *= inv;
+        }
+    }
+    template <class V>
+    V vjp(In<0>, const V& g, const V& y, const V&) const {
+        V rowsum = apply(SumTo{{y.shape().rows, 1}}, apply(Mul{}, g, y));
+        return apply(Mul{}, y, apply(Sub{}, g, rowsum));
+    }
+};
+
+// Row-wise log-softmax: Yᵢⱼ = Xᵢⱼ − maxᵢ − log Σⱼ exp(Xᵢⱼ − maxᵢ)     X, Y: m×n.
+// dX = dY − softmax(X) ⊙ (dY·1)     (dY·1: m×1, stretched over the columns).
+struct LogSoftmax {
+    static constexpr std::string_view name = "log_softmax";
+    static constexpr std::size_t arity = 1;
+    static constexpr Notation notation{"log_softmax({0})", "log_softmax({0})", Prec::Atom};
+    Shape shape(Shape x) const {
+        if (x.cols == 0) fail("log_softmax: input {} has no columns", x);
+        return x;
+    }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& x) const {
+        const std::size_t n = x.cols();
+        for (std::size_t i = 0; i < x.rows(); ++i) {
+            const T* r = x.data() + i * n;
+            T* o = out.data() + i * n;
+            const T mx = *std::max_element(r, r + n);
+            T s = 0;
+            for (std::size_t j = 0; j < n; ++j) s += std::exp(r[j] - mx);
+            const T lse = mx + std::log(s);
+            for (std::size_t j = 0; j < n; ++j) o[j] = r[j] - lse;
+        }
+    }
+    template <class V>
+    V vjp(In<0>, const V& g, const V&, const V& x) const {
+        V rowsum = apply(SumTo{{x.shape().rows, 1}}, g);
+        return apply(Sub{}, g, apply(Mul{}, apply(Softmax{}, x), rowsum));
+    }
+};
+
+template <Value V>
+V sigmoid(const V& x) {
+    return apply(Sigmoid{}, x);
+}
+// σ′(x) = σ(x)σ(−x), computed without cancellation.
+template <Value V>
+V sigmoid_grad(const V& x) {
+    return apply(SigmoidGrad{}, x);
+}
+template <Value V>
+V tanh(const V& x) {
+    return apply(Tanh{}, x);
+}
+// tanh′(x) = 1 − tanh²(x).
+template <Value V>
+V tanh_grad(const V& x) {
+    return apply(TanhGrad{}, x);
+}
+template <Value V>
+V relu(const V& x) {
+    return apply(Relu{}, x);
+}
+// relu′(x) = [x > 0].
+template <Value V>
+V relu_grad(const V& x) {
+    return apply(ReluGrad{}, x);
+}
+template <Value V>
+V leaky_relu(const V& x, double slope = 0.01) {
+    return apply(LeakyRelu{slope}, x);
+}
+template <Value V>
+V leaky_relu_grad(const V& x, double slope = 0.01) {
+    return apply(LeakyReluGrad{slope}, x);
+}
+template <Value V>
+V softplus(const V& x) {
+    return apply(Softplus{}, x);
+}
+// log σ(x) = −softplus(−x) (stable for any x).
+template <Value V>
+V log_sigmoid(const V& x) {
+    return apply(Neg{}, apply(Softplus{}, apply(Neg{}, x)));
+}
+// Softmax of each row.
+template <Value V>
+V softmax(const V& x) {
+    return apply(Softmax{}, x);
+}
+// Log-softmax of each row.
+template <Value V>
+V log_softmax(const V& x) {
+    return apply(LogSoftmax{}, x);
+}
+
+}  // namespace tapegrad

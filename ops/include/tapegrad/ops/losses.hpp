@@ -1,0 +1,136 @@
+// Losses. The squared-error family and the binary cross-entropy are compositions of other ops
+// (their VJPs follow); the class-index softmax cross-entropy is a fused op, for speed and for a
+// log-sum-exp forward that stays finite for any logits.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <string_view>
+
+#include <tapegrad/core/engine_ops.hpp>
+#include <tapegrad/core/op.hpp>
+#include <tapegrad/core/tape.hpp>
+#include <tapegrad/ops/activations.hpp>
+#include <tapegrad/ops/elementwise.hpp>
+#include <tapegrad/ops/math.hpp>
+#include <tapegrad/ops/reductions.hpp>
+
+namespace tapegrad {
+
+namespace detail {
+
+// The class index stored (as T) in labels[i], checked to be an integer in [0, classes).
+template <class T>
+std::size_t class_index(std::string_view op, const Tensor<T>& labels, std::size_t i, std::size_t classes) {
+    const T v = labels[i];
+    if (!(v >= T(0)) || !(v < static_cast<T>(classes)) || v != std::floor(v))
+        fail("{}: label {} at row {} is not a class index in [0, {})", op, v, i, classes);
+    return static_cast<std::size_t>(v);
+}
+
+inline void check_labels_shape(std::string_view op, Shape labels, std::size_t rows) {
+    if (labels.cols != 1 || labels.rows != rows)
+        fail("{}: labels must be a ({}×1) column of class indices, got {}", op, rows, labels);
+}
+
+}  // namespace detail
+
+// Y = onehot(labels)     labels: m×1 class indices (as T), Y: m×classes with Yᵢ,ₗᵢ = 1.
+// Not differentiable (labels are data).
+struct OneHot {
+    static constexpr std::string_view name = "one_hot";
+    static constexpr std::size_t arity = 1;
+    static constexpr Notation notation{"onehot({0})", "onehot({0})", Prec::Atom};
+    std::size_t classes = 0;
+    Shape shape(Shape labels) const {
+        if (labels.cols != 1) fail("one_hot: labels must be a column (m×1), got {}", labels);
+        if (classes == 0) fail("one_hot: zero classes for labels {}", labels);
+        return {labels.rows, classes};
+    }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& labels) const {
+        out.fill(T(0));
+        for (std::size_t i = 0; i < labels.rows(); ++i) out(i, detail::class_index(name, labels, i, classes)) = T(1);
+    }
+};
+
+// L = (1/m)·Σᵢ (log Σⱼ exp(Zᵢⱼ) − Zᵢ,ₗᵢ)     Z: m×n logits, labels: m×1 class indices, L: 1×1.
+// dZ = (softmax(Z) − onehot(labels)) ⊙ dL / m     (m×n; dL: 1×1 stretched).  labels: none.
+struct SoftmaxCrossEntropy {
+    static constexpr std::string_view name = "softmax_cross_entropy";
+    static constexpr std::size_t arity = 2;
+    static constexpr Notation notation{"CE({0}, {1})", "CE({0}, {1})", Prec::Atom};
+    Shape shape(Shape z, Shape labels) const {
+        if (z.rows == 0 || z.cols == 0) fail("softmax_cross_entropy: empty logits {}", z);
+        if (labels.cols != 1 || labels.rows != z.rows)
+            fail("softmax_cross_entropy: labels must be a ({}×1) column of class indices for logits {}, got {}",
+                 z.rows, z, labels);
+        return {1, 1};
+    }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& z, const Tensor<T>& labels) const {
+        const std::size_t m = z.rows(), n = z.cols();
+        T total = 0;
+        for (std::size_t i = 0; i < m; ++i) {
+            const T* r = z.data() + i * n;
+            const std::size_t k = detail::class_index(name, labels, i, n);
+            const T mx = *std::max_element(r, r + n);
+            T s = 0;
+            for (std::size_t j = 0; j < n; ++j) s += std::exp(r[j] - mx);
+            total += mx + std::log(s) - r[k];
+        }
+        out[0] = total / static_cast<T>(m);
+    }
+    template <class V>
+    V vjp(In<0>, const V& g, const V&, const V& z, const V& labels) const {
+        V diff = apply(Sub{}, apply(Softmax{}, z), apply(OneHot{z.shape().cols}, labels));
+        return apply(Scale{1.0 / static_cast<double>(z.shape().rows)}, apply(Mul{}, diff, g));
+    }
+};
+
+// ½‖P − T‖² = ½·Σ (P − T)²  → 1×1.
+template <Value V>
+V sse_half(const V& pred, const V& target) {
+    if (pred.shape() != target.shape())
+        fail("sse_half: prediction {} and target {} differ in shape", pred.shape(), target.shape());
+    return apply(Scale{0.5}, sum(apply(Square{}, apply(Sub{}, pred, target))));
+}
+
+// Mean over all elements of (P − T)²  → 1×1.
+template <Value V>
+V mse(const V& pred, const V& target) {
+    if (pred.shape() != target.shape())
+        fail("mse: prediction {} and target {} differ in shape", pred.shape(), target.shape());
+    return mean(apply(Square{}, apply(Sub{}, pred, target)));
+}
+
+// mean(−y log σ(z) − (1−y) log(1−σ(z))) = mean(softplus(z) − y ⊙ z), stable for any z → 1×1.
+template <Value V>
+V binary_cross_entropy_with_logits(const V& z, const V& y) {
+    if (z.shape() != y.shape())
+        fail("binary_cross_entropy_with_logits: logits {} and targets {} differ in shape", z.shape(), y.shape());
+    return mean(apply(Sub{}, apply(Softplus{}, z), apply(Mul{}, y, z)));
+}
+
+// Mean over rows of −log softmax(Z)ᵢ,ₗᵢ; labels: m×1 constant of class indices (as T) → 1×1.
+template <Value V>
+V softmax_cross_entropy(const V& logits, const V& labels) {
+    return apply(SoftmaxCrossEntropy{}, logits, labels);
+}
+
+// −(1/m)·Σᵢⱼ Tᵢⱼ log softmax(Z)ᵢⱼ for probability (or one-hot) targets T: m×n → 1×1.
+template <Value V>
+V softmax_cross_entropy_probs(const V& logits, const V& targets) {
+    if (logits.shape() != targets.shape())
+        fail("softmax_cross_entropy_probs: logits {} and targets {} differ in shape", logits.shape(),
+             targets.shape());
+    return apply(Scale{-1.0 / static_cast<double>(logits.shape().rows)},
+                 sum(apply(Mul{}, targets, apply(LogSoftmax{}, logits))));
+}
+
+template <Value V>
+V one_hot(const V& labels, std::size_t classes) {
+    return apply(OneHot{classes}, labels);
+}
+
+}  // namespace tapegrad
