@@ -1,0 +1,7 @@
+// Process-wide heap allocation counter (see alloc_count.cpp).
+#pragma once
+
+namespace bench {
+long alloc_count();  // malloc-level allocations since start (operator new included)
+long alloc_bytes();  // bytes requested by them
+}  // namespace bench

@@ -1,0 +1,587 @@
+// tapegrad_bench: tapegrad against a hand-written CBLAS backprop (and, through bench/run,
+// PyTorch) on the issue's workloads. Prints a table; --json FILE writes the figures.
+//
+//   tapegrad_bench [--quick] [--json FILE] [--data DIR] [--check-steps N] [--pytorch FILE]...
+//
+// Workloads (all float32):
+//   MLP 784-256-128-10, ReLU, softmax cross-entropy, batch 128, SGD: one step, 1 and 2 threads
+//   one Fashion-MNIST epoch (60,000 images; synthetic data of the same size when not installed)
+//   a chain of 30,000 tiny ops (x ← tanh(x·w + b) on 1×1), forward + backward, per op
+//   the bare sweep: chains of 10³ and 10⁶ nodes (x ← x ⊙ w), record + backward, per node
+//   heap allocations per steady-state training step; peak RSS of a training process
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include <tapegrad/tapegrad.hpp>
+
+#include "alloc_count.hpp"
+#include "data.hpp"
+#include "handwritten.hpp"
+#include "tapegrad_side.hpp"
+
+namespace {
+
+namespace tg = tapegrad;
+using bench::Dataset;
+using bench::HandwrittenMlp;
+using bench::Params;
+using bench::TapeMlp;
+
+constexpr std::size_t kBatch = 128;
+constexpr float kLr = 0.05f;
+const std::vector<std::size_t> kSizes = {784, 256, 128, 10};
+constexpr std::size_t kTinySteps = 10000;  // 3 ops each: 30,000 tiny ops
+
+double now_s() {
+    using namespace std::chrono;
+    return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
+
+double median(std::vector<double> v) {
+    if (v.empty()) return NAN;
+    std::sort(v.begin(), v.end());
+    const std::size_t n = v.size();
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+struct Options {
+    bool quick = false;
+    std::string json;
+    std::string data = "/usr/share/datasets/fashion-mnist";
+    std::vector<std::string> pytorch;
+    std::size_t check_steps = 0;  // 0: default for the mode
+    std::string child;            // internal: "tapegrad" | "handwritten" peak-RSS probe
+};
+
+// ---- results -------------------------------------------------------------------------------
+
+// Keys in insertion order; a missing figure is null.
+struct Results {
+    std::vector<std::pair<std::string, std::optional<double>>> items;
+    void set(const std::string& k, std::optional<double> v) {
+        if (v && !std::isfinite(*v)) v.reset();
+        for (auto& [key, val] : items)
+            if (key == k) {
+                val = v;
+                return;
+            }
+        items.emplace_back(k, v);
+    }
+    std::optional<double> get(const std::string& k) const {
+        for (const auto& [key, val] : items)
+            if (key == k) return val;
+        return std::nullopt;
+    }
+};
+
+// ---- the PyTorch side's results: a flat JSON object of numbers, nulls and number lists -------
+
+struct FlatJson {
+    std::map<std::string, std::optional<double>> numbers;
+    std::map<std::string, std::vector<double>> lists;
+};
+
+bool parse_flat_json(const std::string& text, FlatJson& out) {
+    std::size_t i = 0;
+    auto ws = [&] {
+        while (i < text.size() && std::isspace(static_cast<unsigned char>(text[i]))) ++i;
+    };
+    auto number = [&](double& v) {
+        const char* b = text.c_str() + i;
+        char* e = nullptr;
+        v = std::strtod(b, &e);
+        if (e == b) return false;
+        i += static_cast<std::size_t>(e - b);
+        return true;
+    };
+    ws();
+    if (i >= text.size() || text[i] != '{') return false;
+    ++i;
+    for (;;) {
+        ws();
+        if (i < text.size() && text[i] == '}') return true;
+        if (i >= text.size() || text[i] != '"') return false;
+        std::size_t e = text.find('"', i + 1);
+        if (e == std::string::npos) return false;
+        std::string key = text.substr(i + 1, e - i - 1);
+        i = e + 1;
+        ws();
+        if (i >= text.size() || text[i] != ':') return false;
+        ++i;
+        ws();
+        if (text.compare(i, 4, "null") == 0) {
+            out.numbers[key] = std::nullopt;
+            i += 4;
+        } else if (text.compare(i, 4, "true") == 0) {
+            out.numbers[key] = 1.0;
+            i += 4;
+        } else if (text.compare(i, 5, "false") == 0) {
+            out.numbers[key] = 0.0;
+            i += 5;
+        } else if (text[i] == '[') {
+            ++i;
+            std::vector<double> v;
+            for (;;) {
+                ws();
+                if (i < text.size() && text[i] == ']') {
+                    ++i;
+                    break;
+                }
+                double x;
+                if (!number(x)) return false;
+                v.push_back(x);
+                ws();
+                if (i < text.size() && text[i] == ',') ++i;
+            }
+            out.lists[key] = std::move(v);
+        } else if (text[i] == '"') {  // strings (versions, notes) are skipped
+            std::size_t q = text.find('"', i + 1);
+            if (q == std::string::npos) return false;
+            i = q + 1;
+        } else {
+            double x;
+            if (!number(x)) return false;
+            out.numbers[key] = x;
+        }
+        ws();
+        if (i < text.size() && text[i] == ',') ++i;
+    }
+}
+
+// ---- batches -------------------------------------------------------------------------------
+
+// A batch in the layout every side wants: X as a tensor, labels as floats (tapegrad's
+// softmax_cross_entropy) and as ints (the hand-written loss).
+struct Batch {
+    tg::Tensor<float> x, y;
+    std::vector<int> yi;
+    Batch(const Dataset& d, std::size_t first, std::size_t m) : x(m, d.dim), y(m, 1), yi(m) {
+        bench::fill_batch(d, first, m, x.data(), y.data(), yi.data());
+    }
+};
+
+// Epoch buffers: one maximal batch, re-filled in place; a short last batch is a view of it.
+struct EpochBuffer {
+    tg::Tensor<float> x, y;
+    std::vector<int> yi;
+    explicit EpochBuffer(std::size_t dim) : x(kBatch, dim), y(kBatch, 1), yi(kBatch) {}
+};
+
+// ---- workloads -----------------------------------------------------------------------------
+
+struct LossCheck {
+    std::vector<float> tapegrad, handwritten;
+    double max_diff = NAN;
+    double weight_diff = NAN;
+};
+
+// Both sides train from the same weights on the same batches; their losses must agree.
+LossCheck check_losses(const Dataset& d, const Params& init, std::size_t steps) {
+    tg::set_blas_threads(1);
+    LossCheck c;
+    HandwrittenMlp hw(init, kBatch);
+    TapeMlp tm(init);
+    const std::size_t batches = d.n / kBatch;
+    double md = 0;
+    for (std::size_t s = 0; s < steps; ++s) {
+        Batch b(d, (s % batches) * kBatch, kBatch);
+        c.handwritten.push_back(hw.step(b.x.data(), b.yi.data(), kBatch, kLr));
+        c.tapegrad.push_back(tm.step(b.x, b.y, kLr));
+        md = std::max(md, double(std::abs(c.handwritten.back() - c.tapegrad.back())));
+    }
+    c.max_diff = md;
+    double wd = 0;
+    for (std::size_t l = 0; l + 1 < kSizes.size(); ++l) {
+        const auto& a = hw.weight(l);
+        const auto& b = tm.weight(l);
+        for (std::size_t k = 0; k < a.size(); ++k) wd = std::max(wd, double(std::abs(a[k] - b[k])));
+    }
+    c.weight_diff = wd;
+    return c;
+}
+
+struct StepTimes {
+    double tapegrad_ms = NAN, handwritten_ms = NAN;
+    double allocs_tapegrad = NAN, allocs_handwritten = NAN;
+};
+
+// Steps on a fixed set of pre-converted batches, the two sides interleaved round by round
+// (alternating which goes first) so that drift in the machine's speed hits both alike.
+StepTimes time_steps(const Dataset& d, const Params& init, int threads, int rounds, int per_round) {
+    tg::set_blas_threads(threads);
+    std::vector<Batch> batches;
+    const std::size_t nb = std::min<std::size_t>(16, d.n / kBatch);
+    for (std::size_t k = 0; k < nb; ++k) batches.emplace_back(d, k * kBatch, kBatch);
+    HandwrittenMlp hw(init, kBatch);
+    TapeMlp tm(init);
+    std::size_t next_hw = 0, next_tg = 0;
+    auto step_hw = [&] {
+        const Batch& b = batches[next_hw++ % nb];
+        return hw.step(b.x.data(), b.yi.data(), kBatch, kLr);
+    };
+    auto step_tg = [&] {
+        const Batch& b = batches[next_tg++ % nb];
+        return tm.step(b.x, b.y, kLr);
+    };
+    volatile float sink = 0;
+    for (int k = 0; k < 10; ++k) sink = sink + step_hw() + step_tg();  // warm-up: arena, BLAS pools
+
+    StepTimes r;
+    // Heap allocations per steady-state step.
+    {
+        const int n = 20;
+        long a0 = bench::alloc_count();
+        for (int k = 0; k < n; ++k) sink = sink + step_tg();
+        long a1 = bench::alloc_count();
+        for (int k = 0; k < n; ++k) sink = sink + step_hw();
+        long a2 = bench::alloc_count();
+        r.allocs_tapegrad = double(a1 - a0) / n;
+        r.allocs_handwritten = double(a2 - a1) / n;
+    }
+    std::vector<double> thw, ttg;
+    for (int round = 0; round < rounds; ++round) {
+        for (int side = 0; side < 2; ++side) {
+            const bool tg_turn = (side == 0) == (round % 2 == 1);
+            for (int k = 0; k < per_round; ++k) {
+                double t0 = now_s();
+                sink = sink + (tg_turn ? step_tg() : step_hw());
+                double t1 = now_s();
+                (tg_turn ? ttg : thw).push_back((t1 - t0) * 1e3);
+            }
+        }
+    }
+    r.tapegrad_ms = median(ttg);
+    r.handwritten_ms = median(thw);
+    return r;
+}
+
+// One pass over the data set in order, batches of 128 (the last one shorter), batch
+// conversion included. Returns seconds; `mean_loss` gets the mean of the step losses.
+template <class StepFn>
+double run_epoch(const Dataset& d, StepFn step, double& mean_loss) {
+    EpochBuffer buf(d.dim);
+    double total = 0;
+    std::size_t steps = 0;
+    const double t0 = now_s();
+    for (std::size_t first = 0; first < d.n; first += kBatch) {
+        const std::size_t m = std::min(kBatch, d.n - first);
+        bench::fill_batch(d, first, m, buf.x.data(), buf.y.data(), buf.yi.data());
+        total += step(buf, m);
+        ++steps;
+    }
+    const double t1 = now_s();
+    mean_loss = total / double(steps);
+    return t1 - t0;
+}
+
+double epoch_handwritten(const Dataset& d, const Params& init, int threads, double& mean_loss) {
+    tg::set_blas_threads(threads);
+    HandwrittenMlp hw(init, kBatch);
+    return run_epoch(
+        d, [&](EpochBuffer& b, std::size_t m) { return hw.step(b.x.data(), b.yi.data(), m, kLr); }, mean_loss);
+}
+
+double epoch_tapegrad(const Dataset& d, const Params& init, int threads, double& mean_loss) {
+    tg::set_blas_threads(threads);
+    TapeMlp tm(init);
+    return run_epoch(
+        d,
+        [&](EpochBuffer& b, std::size_t m) {
+            if (m == kBatch) return tm.step(b.x, b.y, kLr);
+            auto x = tg::Tensor<float>::view(b.x.data(), {m, d.dim}, b.x.resource());
+            auto y = tg::Tensor<float>::view(b.y.data(), {m, 1}, b.y.resource());
+            return tm.step(x, y, kLr);
+        },
+        mean_loss);
+}
+
+double tiny_tapegrad_ns(int reps) {
+    tg::Tape<float> tape;
+    volatile float sink = bench::tiny_chain_tapegrad(tape, kTinySteps);  // warm-up: arena, node array
+    std::vector<double> t;
+    for (int r = 0; r < reps; ++r) {
+        double t0 = now_s();
+        sink = sink + bench::tiny_chain_tapegrad(tape, kTinySteps);
+        t.push_back((now_s() - t0) * 1e9 / double(3 * kTinySteps));
+    }
+    return median(t);
+}
+
+double tiny_handwritten_ns(int reps) {
+    std::vector<float> xs(kTinySteps + 1);
+    volatile float sink = bench::tiny_chain_handwritten(xs, kTinySteps);
+    std::vector<double> t;
+    for (int r = 0; r < reps; ++r) {
+        double t0 = now_s();
+        sink = sink + bench::tiny_chain_handwritten(xs, kTinySteps);
+        t.push_back((now_s() - t0) * 1e9 / double(3 * kTinySteps));
+    }
+    return median(t);
+}
+
+double sweep_ns(std::size_t n, int reps) {
+    tg::Tape<float> tape;
+    volatile float sink = bench::sweep_chain(tape, n);  // warm-up
+    std::vector<double> t;
+    for (int r = 0; r < reps; ++r) {
+        double t0 = now_s();
+        sink = sink + bench::sweep_chain(tape, n);
+        t.push_back((now_s() - t0) * 1e9 / double(n));
+    }
+    return median(t);
+}
+
+// ---- peak RSS: a fresh process that only loads the data and trains ---------------------------
+
+int run_child(const Options& o) {
+    Dataset d = bench::load_fashion_mnist(o.data);
+    Params init = bench::init_params(kSizes);
+    double loss = 0;
+    Dataset part;
+    const Dataset* use = &d;
+    if (o.quick) {  // 100 steps are enough to reach the steady state of the working set
+        part.dim = d.dim;
+        part.n = std::min<std::size_t>(d.n, 100 * kBatch);
+        part.images.assign(d.images.begin(), d.images.begin() + std::ptrdiff_t(part.n * d.dim));
+        part.labels.assign(d.labels.begin(), d.labels.begin() + std::ptrdiff_t(part.n));
+        use = &part;
+    }
+    double s = o.child == "handwritten" ? epoch_handwritten(*use, init, 1, loss) : epoch_tapegrad(*use, init, 1, loss);
+    std::printf("%.6f %.6f\n", s, loss);
+    return std::isfinite(loss) ? 0 : 1;
+}
+
+// Peak RSS (MiB) of this program re-run as a training-only child.
+std::optional<double> child_peak_rss_mb(const Options& o, const char* which) {
+    pid_t pid = fork();
+    if (pid < 0) return std::nullopt;
+    if (pid == 0) {
+        int devnull = ::open("/dev/null", O_WRONLY);
+        if (devnull >= 0) dup2(devnull, STDOUT_FILENO);
+        std::vector<std::string> args = {"tapegrad_bench", std::string("--child=") + which, "--data", o.data};
+        if (o.quick) args.push_back("--quick");
+        std::vector<char*> argv;
+        for (auto& a : args) argv.push_back(a.data());
+        argv.push_back(nullptr);
+        execv("/proc/self/exe", argv.data());
+        _exit(127);
+    }
+    int status = 0;
+    struct rusage ru {};
+    if (wait4(pid, &status, 0, &ru) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return std::nullopt;
+    return double(ru.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
+}
+
+// ---- output --------------------------------------------------------------------------------
+
+std::string fmt_opt(std::optional<double> v, const char* spec = "{:.3f}") {
+    if (!v) return "—";
+    return fmt::format(fmt::runtime(spec), *v);
+}
+
+std::optional<double> ratio(std::optional<double> a, std::optional<double> b) {
+    if (!a || !b || *b == 0) return std::nullopt;
+    return *a / *b;
+}
+
+std::string verdict(std::optional<double> v, double limit) {
+    if (!v) return "n/a";
+    return *v <= limit ? "met" : "MISSED";
+}
+
+void write_json(const std::string& path, const Results& r) {
+    std::string s = "{\n";
+    for (std::size_t i = 0; i < r.items.size(); ++i) {
+        const auto& [k, v] = r.items[i];
+        s += fmt::format("  \"{}\": {}{}\n", k, v ? fmt::format("{:.6g}", *v) : std::string("null"),
+                         i + 1 < r.items.size() ? "," : "");
+    }
+    s += "}\n";
+    std::ofstream f(path);
+    f << s;
+    if (!f) throw std::runtime_error("cannot write " + path);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    Options o;
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        auto value = [&]() -> std::string {
+            if (i + 1 >= argc) {
+                std::fprintf(stderr, "tapegrad_bench: %s needs a value\n", a.c_str());
+                std::exit(2);
+            }
+            return argv[++i];
+        };
+        if (a == "--quick") o.quick = true;
+        else if (a == "--json") o.json = value();
+        else if (a == "--data") o.data = value();
+        else if (a == "--pytorch") o.pytorch.push_back(value());
+        else if (a == "--check-steps") o.check_steps = std::stoul(value());
+        else if (a.rfind("--child=", 0) == 0) o.child = a.substr(8);
+        else {
+            std::fprintf(stderr,
+                         "usage: tapegrad_bench [--quick] [--json FILE] [--data DIR] [--check-steps N] "
+                         "[--pytorch FILE]...\n");
+            return 2;
+        }
+    }
+    if (!o.child.empty()) return run_child(o);
+
+    const bool q = o.quick;
+    if (o.check_steps == 0) o.check_steps = q ? 30 : 100;
+    Results r;
+    Dataset d = bench::load_fashion_mnist(o.data);
+    Params init = bench::init_params(kSizes);
+    fmt::print("tapegrad_bench{}: data {} ({} images{}), ops from {}\n", q ? " --quick" : "", d.source, d.n,
+               d.real ? "" : ", synthetic", BENCH_OPS_SOURCE);
+
+    // Correctness first: the two C++ sides must train identically.
+    LossCheck lc = check_losses(d, init, o.check_steps);
+    fmt::print("loss after {} steps: tapegrad {:.6f}, hand-written {:.6f}; max |Δloss| {:.3g}, max |ΔW| {:.3g}\n",
+               o.check_steps, lc.tapegrad.back(), lc.handwritten.back(), lc.max_diff, lc.weight_diff);
+
+    StepTimes s1 = time_steps(d, init, 1, q ? 4 : 10, q ? 10 : 20);
+    StepTimes s2 = time_steps(d, init, 2, q ? 4 : 10, q ? 10 : 20);
+    r.set("mlp_step_ms_tapegrad_1t", s1.tapegrad_ms);
+    r.set("mlp_step_ms_handwritten_1t", s1.handwritten_ms);
+    r.set("mlp_step_ms_pytorch_1t", std::nullopt);
+    r.set("mlp_step_ms_tapegrad_2t", s2.tapegrad_ms);
+    r.set("mlp_step_ms_handwritten_2t", s2.handwritten_ms);
+    r.set("mlp_step_ms_pytorch_2t", std::nullopt);
+
+    double l_hw = 0, l_tg = 0;
+    const double e_hw1 = epoch_handwritten(d, init, 1, l_hw);
+    const double e_tg1 = epoch_tapegrad(d, init, 1, l_tg);
+    r.set("epoch_s_tapegrad_1t", e_tg1);
+    r.set("epoch_s_handwritten_1t", e_hw1);
+    const double epoch_loss_diff = std::abs(l_hw - l_tg);
+
+    r.set("tiny_ns_per_op_tapegrad", tiny_tapegrad_ns(q ? 5 : 21));
+    r.set("tiny_ns_per_op_handwritten", tiny_handwritten_ns(q ? 5 : 21));
+    r.set("tiny_ns_per_op_pytorch", std::nullopt);
+    r.set("allocs_per_step", s1.allocs_tapegrad);
+    r.set("peak_rss_mb_tapegrad", child_peak_rss_mb(o, "tapegrad"));
+    r.set("peak_rss_mb_pytorch", std::nullopt);
+    r.set("sweep_ns_per_node_1e3", sweep_ns(1000, q ? 101 : 501));
+    r.set("sweep_ns_per_node_1e6", sweep_ns(1000000, q ? 1 : 3));
+
+    // Beyond the required keys: context for the table.
+    std::optional<double> e_hw2, e_tg2;
+    if (!q) {
+        double l;
+        e_hw2 = epoch_handwritten(d, init, 2, l);
+        e_tg2 = epoch_tapegrad(d, init, 2, l);
+    }
+    r.set("epoch_s_tapegrad_2t", e_tg2);
+    r.set("epoch_s_handwritten_2t", e_hw2);
+    r.set("epoch_s_pytorch_1t", std::nullopt);
+    r.set("epoch_s_pytorch_2t", std::nullopt);
+    r.set("mlp_step_ms_pytorch_2t_passive", std::nullopt);
+    r.set("allocs_per_step_handwritten", s1.allocs_handwritten);
+    r.set("allocs_per_step_tapegrad_2t", s2.allocs_tapegrad);
+    r.set("peak_rss_mb_handwritten", child_peak_rss_mb(o, "handwritten"));
+    r.set("loss_check_steps", double(o.check_steps));
+    r.set("loss_max_abs_diff_handwritten", lc.max_diff);
+    r.set("weight_max_abs_diff_handwritten", lc.weight_diff);
+    r.set("epoch_mean_loss_abs_diff_handwritten", epoch_loss_diff);
+    r.set("loss_max_abs_diff_pytorch", std::nullopt);
+    r.set("real_data", d.real ? 1.0 : 0.0);
+
+    // Merge the PyTorch runs (bench/pytorch_bench.py), later files overriding earlier ones.
+    for (const auto& path : o.pytorch) {
+        std::ifstream f(path);
+        std::stringstream ss;
+        ss << f.rdbuf();
+        FlatJson j;
+        if (!f || !parse_flat_json(ss.str(), j)) {
+            fmt::print(stderr, "tapegrad_bench: cannot read PyTorch results {}\n", path);
+            continue;
+        }
+        for (const auto& [k, v] : j.numbers)
+            if (k.find("pytorch") != std::string::npos) r.set(k, v);
+        if (auto it = j.lists.find("losses"); it != j.lists.end() && !it->second.empty()) {
+            double md = 0;
+            const std::size_t n = std::min(it->second.size(), lc.tapegrad.size());
+            for (std::size_t k = 0; k < n; ++k) md = std::max(md, std::abs(it->second[k] - double(lc.tapegrad[k])));
+            if (n > 0) r.set("loss_max_abs_diff_pytorch", md);
+        }
+    }
+
+    // ---- table ----
+    auto g = [&](const char* k) { return r.get(k); };
+    const auto rs1 = ratio(g("mlp_step_ms_tapegrad_1t"), g("mlp_step_ms_handwritten_1t"));
+    const auto rs2 = ratio(g("mlp_step_ms_tapegrad_2t"), g("mlp_step_ms_handwritten_2t"));
+    const auto re1 = ratio(g("epoch_s_tapegrad_1t"), g("epoch_s_handwritten_1t"));
+    const auto re2 = ratio(e_tg2, e_hw2);
+    const auto rmem = ratio(g("peak_rss_mb_tapegrad"), g("peak_rss_mb_pytorch"));
+    r.set("ratio_mlp_step_1t", rs1);
+    r.set("ratio_mlp_step_2t", rs2);
+    r.set("ratio_epoch_1t", re1);
+    r.set("ratio_epoch_2t", re2);
+    r.set("ratio_peak_rss_vs_pytorch", rmem);
+
+    fmt::print("\n{:<34} {:>11} {:>11} {:>11} {:>11} {:>9}  {}\n", "workload", "hand-written", "tapegrad",
+               "PyTorch", "PT passive", "tg/hw", "target");
+    auto row = [&](const char* name, std::optional<double> hw, std::optional<double> tgv, std::optional<double> pt,
+                   std::optional<double> ptp, const char* spec, std::string target) {
+        fmt::print("{:<34} {:>11} {:>11} {:>11} {:>11} {:>9}  {}\n", name, fmt_opt(hw, spec), fmt_opt(tgv, spec),
+                   fmt_opt(pt, spec), fmt_opt(ptp, spec), fmt_opt(ratio(tgv, hw), "{:.3f}×"), target);
+    };
+    row("MLP step, 1 thread (ms)", g("mlp_step_ms_handwritten_1t"), g("mlp_step_ms_tapegrad_1t"),
+        g("mlp_step_ms_pytorch_1t"), std::nullopt, "{:.3f}", fmt::format("≤1.05× hw: {}", verdict(rs1, 1.05)));
+    row("MLP step, 2 threads (ms)", g("mlp_step_ms_handwritten_2t"), g("mlp_step_ms_tapegrad_2t"),
+        g("mlp_step_ms_pytorch_2t"), g("mlp_step_ms_pytorch_2t_passive"), "{:.3f}",
+        fmt::format("≤1.05× hw: {}", verdict(rs2, 1.05)));
+    row("epoch, 1 thread (s)", g("epoch_s_handwritten_1t"), g("epoch_s_tapegrad_1t"), g("epoch_s_pytorch_1t"),
+        std::nullopt, "{:.3f}", fmt::format("≤1.05× hw: {}", verdict(re1, 1.05)));
+    if (!q)
+        row("epoch, 2 threads (s)", e_hw2, e_tg2, g("epoch_s_pytorch_2t"), std::nullopt, "{:.3f}",
+            fmt::format("≤1.05× hw: {}", verdict(re2, 1.05)));
+    row("tiny ops, per op (ns)", g("tiny_ns_per_op_handwritten"), g("tiny_ns_per_op_tapegrad"),
+        g("tiny_ns_per_op_pytorch"), std::nullopt, "{:.1f}",
+        fmt::format("≤50 ns: {}", verdict(g("tiny_ns_per_op_tapegrad"), 50)));
+    row("heap allocations per step", g("allocs_per_step_handwritten"), g("allocs_per_step"), std::nullopt,
+        std::nullopt, "{:.2f}", fmt::format("= 0: {}", verdict(g("allocs_per_step"), 0)));
+    row("peak RSS, training process (MiB)", g("peak_rss_mb_handwritten"), g("peak_rss_mb_tapegrad"),
+        g("peak_rss_mb_pytorch"), std::nullopt, "{:.1f}",
+        fmt::format("≤¼ PyTorch: {}{}", verdict(rmem, 0.25), rmem ? fmt::format(" ({:.3f}×)", *rmem) : ""));
+    row("sweep 10³ nodes, per node (ns)", std::nullopt, g("sweep_ns_per_node_1e3"), std::nullopt, std::nullopt,
+        "{:.1f}", "");
+    row("sweep 10⁶ nodes, per node (ns)", std::nullopt, g("sweep_ns_per_node_1e6"), std::nullopt, std::nullopt,
+        "{:.1f}", "");
+    fmt::print("\nlosses over the first {} steps: max |tapegrad − hand-written| = {:.3g}, "
+               "max |tapegrad − PyTorch| = {}\n",
+               o.check_steps, lc.max_diff, fmt_opt(g("loss_max_abs_diff_pytorch"), "{:.3g}"));
+    fmt::print("mean epoch loss: |tapegrad − hand-written| = {:.3g}\n", epoch_loss_diff);
+
+    if (!o.json.empty()) {
+        write_json(o.json, r);
+        fmt::print("wrote {}\n", o.json);
+    }
+    // The two C++ sides compute the same function: a divergence is a bug, not noise.
+    const bool agree = lc.max_diff <= 1e-3 && epoch_loss_diff <= 1e-3;
+    if (!agree) fmt::print(stderr, "tapegrad_bench: tapegrad and the hand-written reference disagree\n");
+    return agree ? 0 : 1;
+}

@@ -1,0 +1,132 @@
+// The tapegrad side of the benchmarks: the MLP step built from the tape and the op library
+// (parameters as External leaves), the tiny-op chain and the bare sweep chain.
+#pragma once
+
+#include <cstddef>
+#include <span>
+#include <vector>
+
+#include <tapegrad/tapegrad.hpp>
+
+#include "data.hpp"
+
+#if __has_include(<tapegrad/ops/activations.hpp>) && __has_include(<tapegrad/ops/losses.hpp>)
+#include <tapegrad/ops/activations.hpp>
+#include <tapegrad/ops/losses.hpp>
+#include <tapegrad/ops/math.hpp>
+#define BENCH_OPS_SOURCE "ops/"
+namespace bench::ops {
+using tapegrad::relu;
+using tapegrad::softmax_cross_entropy;
+using tapegrad::tanh;
+}  // namespace bench::ops
+#else
+#include "fallback_ops.hpp"
+#define BENCH_OPS_SOURCE "bench/fallback_ops.hpp"
+namespace bench::ops {
+using fallback::relu;
+using fallback::softmax_cross_entropy;
+using fallback::tanh;
+}  // namespace bench::ops
+#endif
+
+namespace bench {
+
+namespace tg = tapegrad;
+
+// The benchmarked MLP on a tape: A = Z·W + b, ReLU between layers, softmax cross-entropy,
+// plain SGD on the parameters' gradient storage.
+class TapeMlp {
+public:
+    explicit TapeMlp(const Params& p) {
+        for (std::size_t l = 0; l + 1 < p.sizes.size(); ++l) {
+            const std::size_t in = p.sizes[l], out = p.sizes[l + 1];
+            w_.push_back(tg::Tensor<float>::from(std::span<const float>(p.w[l]), {in, out}));
+            b_.push_back(tg::Tensor<float>::from(std::span<const float>(p.b[l]), {1, out}));
+            gw_.emplace_back(in, out);
+            gb_.emplace_back(1, out);
+        }
+    }
+
+    // One SGD step on batch x (m × in) with labels y (m × 1, class indices as floats);
+    // returns the loss before the update.
+    float step(const tg::Tensor<float>& x, const tg::Tensor<float>& y, float lr) {
+        tape_.reset();
+        tg::Var<float> h = tape_.constant_ref(x);
+        const std::size_t layers = w_.size();
+        for (std::size_t l = 0; l < layers; ++l) {
+            auto w = tape_.external(w_[l], &gw_[l]);
+            auto b = tape_.external(b_[l], &gb_[l]);
+            h = tg::matmul(h, w) + b;
+            if (l + 1 < layers) h = ops::relu(h);
+        }
+        auto loss = ops::softmax_cross_entropy(h, tape_.constant_ref(y));
+        tape_.backward(loss);
+        const float value = loss.item();
+        for (std::size_t l = 0; l < layers; ++l) {
+            sgd(w_[l], gw_[l], lr);
+            sgd(b_[l], gb_[l], lr);
+        }
+        return value;
+    }
+
+    const tg::Tensor<float>& weight(std::size_t l) const { return w_[l]; }
+    tg::Tape<float>& tape() { return tape_; }
+
+private:
+    // W ← W − η·G, then G ← 0 (External leaves accumulate into G).
+    static void sgd(tg::Tensor<float>& w, tg::Tensor<float>& g, float lr) {
+        float* pw = w.data();
+        float* pg = g.data();
+        for (std::size_t k = 0; k < w.size(); ++k) {
+            pw[k] -= lr * pg[k];
+            pg[k] = 0.0f;
+        }
+    }
+
+    std::vector<tg::Tensor<float>> w_, b_, gw_, gb_;
+    tg::Tape<float> tape_{std::size_t(4) << 20};
+};
+
+// x ← tanh(x·w + b) on 1×1, `steps` times (3 ops each), then the reverse sweep; returns
+// ∂x_N/∂w so the work cannot be optimised away.
+inline float tiny_chain_tapegrad(tg::Tape<float>& tape, std::size_t steps) {
+    static const tg::Tensor<float> x0(1, 1, {0.5f}), w0(1, 1, {0.9f}), b0(1, 1, {0.1f});
+    tape.reset();
+    auto x = tape.variable(x0);
+    auto w = tape.variable(w0);
+    auto b = tape.variable(b0);
+    for (std::size_t i = 0; i < steps; ++i) x = ops::tanh(tg::matmul(x, w) + b);
+    tape.backward(x);
+    return tape.grad(w)[0];
+}
+
+// The same chain by hand: forward into an array, then the adjoint recursion
+//   u_i = x_i·w + b, x_{i+1} = tanh(u_i);  ∂u_i = ∂x_{i+1}·(1 − x_{i+1}²),
+//   ∂w += ∂u_i·x_i,  ∂b += ∂u_i,  ∂x_i = ∂u_i·w.
+inline float tiny_chain_handwritten(std::vector<float>& xs, std::size_t steps) {
+    const float w = 0.9f, b = 0.1f;
+    xs[0] = 0.5f;
+    for (std::size_t i = 0; i < steps; ++i) xs[i + 1] = std::tanh(xs[i] * w + b);
+    float gx = 1.0f, gw = 0.0f, gb = 0.0f;
+    for (std::size_t i = steps; i-- > 0;) {
+        const float gu = gx * (1.0f - xs[i + 1] * xs[i + 1]);
+        gw += gu * xs[i];
+        gb += gu;
+        gx = gu * w;
+    }
+    return gw + 1e-30f * (gb + gx);
+}
+
+// The bare engine: x ← x ⊙ w on 1×1, n nodes, then the sweep.
+inline float sweep_chain(tg::Tape<float>& tape, std::size_t n) {
+    static const tg::Tensor<float> one(1, 1, {1.0f});
+    tape.reset();
+    auto x = tape.variable(one);
+    auto w = tape.variable(one);
+    for (std::size_t i = 0; i < n; ++i) x = x * w;
+    tape.backward(x);
+    return tape.grad(w)[0];
+}
+
+}  // namespace bench
