@@ -1,0 +1,317 @@
+// Optimisers and learning-rate schedules, with torch.optim's hyper-parameter names, defaults
+// and update formulas (torch 2.x documentation, non-fused single-tensor path). g is ∂E/∂p as
+// left in Parameter::grad by the backward pass; t counts steps from 1.
+//
+// SGD (lr = 1e-3, momentum = 0, dampening = 0, weight_decay = 0, nesterov = false):
+//   g ← g + λ·p                                   (weight_decay λ ≠ 0)
+//   b ← g  at t = 1,  else  b ← μ·b + (1 − τ)·g    (momentum μ ≠ 0, dampening τ)
+//   g ← g + μ·b  (nesterov)   or   g ← b
+//   p ← p − η·g                                   (plain SGD: exactly p ← p − η·∂E/∂p)
+//
+// Adam (lr = 1e-3, betas = (0.9, 0.999), eps = 1e-8, weight_decay = 0, amsgrad = false):
+//   g ← g + λ·p                         Adam: L2 penalty in the gradient
+//   p ← p·(1 − η·λ)                     AdamW (weight_decay = 1e-2): decoupled decay
+//   m ← β₁·m + (1 − β₁)·g
+//   v ← β₂·v + (1 − β₂)·g²
+//   v̂max ← max(v̂max, v)                 (amsgrad; then v below is v̂max)
+//   p ← p − (η / (1 − β₁ᵗ)) · m / (√v / √(1 − β₂ᵗ) + ε)
+//
+// step() makes one pass over each parameter and allocates nothing: the state buffers are
+// allocated with the optimiser. Arithmetic runs in T (float is the fast path).
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <numbers>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <tapegrad/core/error.hpp>
+#include <tapegrad/core/tensor.hpp>
+#include <tapegrad/nn/parameter.hpp>
+
+namespace tapegrad::nn {
+
+// What every optimiser shares, independent of the element type (for the schedules).
+class OptimizerBase {
+public:
+    explicit OptimizerBase(double lr) : lr_(lr), initial_lr_(lr) {
+        if (!(lr >= 0)) fail("optimizer: invalid learning rate {}", lr);
+    }
+    virtual ~OptimizerBase() = default;
+    virtual std::string_view name() const noexcept = 0;
+
+    double lr() const noexcept { return lr_; }
+    void set_lr(double lr) noexcept { lr_ = lr; }
+    double initial_lr() const noexcept { return initial_lr_; }
+    // Number of step() calls made so far (restored from checkpoints).
+    std::uint64_t steps() const noexcept { return steps_; }
+    void set_steps(std::uint64_t t) noexcept { steps_ = t; }
+
+protected:
+    double lr_;
+    double initial_lr_;
+    std::uint64_t steps_ = 0;
+};
+
+template <class T>
+class Optimizer : public OptimizerBase {
+public:
+    Optimizer(std::vector<Parameter<T>*> params, double lr) : OptimizerBase(lr), params_(std::move(params)) {
+        for (const Parameter<T>* p : params_)
+            if (p == nullptr) fail("{}: null parameter", "optimizer");
+    }
+    virtual void step() = 0;
+    void zero_grad() noexcept {
+        for (Parameter<T>* p : params_) p->zero_grad();
+    }
+    const std::vector<Parameter<T>*>& params() const noexcept { return params_; }
+
+    // The optimiser's state buffers with stable names ("exp_avg/W0"), for checkpoints.
+    struct StateTensor {
+        std::string name;
+        Tensor<T>* tensor;
+    };
+    virtual std::vector<StateTensor> state() = 0;
+
+protected:
+    std::vector<Tensor<T>> make_buffers() const {
+        std::vector<Tensor<T>> b;
+        b.reserve(params_.size());
+        for (const Parameter<T>* p : params_) b.emplace_back(p->shape());
+        return b;
+    }
+    void check_grads(std::string_view who) const {
+        for (const Parameter<T>* p : params_)
+            if (p->grad.shape() != p->value.shape())
+                fail("{}: parameter '{}' has gradient of shape {} for a value of shape {}", who, p->name,
+                     p->grad.shape(), p->value.shape());
+    }
+    std::vector<Parameter<T>*> params_;
+};
+
+// ---- SGD ---------------------------------------------------------------------------------------
+
+struct SGDOptions {
+    double lr = 1e-3;
+    double momentum = 0;
+    double dampening = 0;
+    double weight_decay = 0;
+    bool nesterov = false;
+    bool maximize = false;
+};
+
+template <class T>
+class SGD final : public Optimizer<T> {
+public:
+    using Options = SGDOptions;
+    SGD(std::vector<Parameter<T>*> params, SGDOptions o = {}) : Optimizer<T>(std::move(params), o.lr), o_(o) {
+        if (o.momentum < 0) fail("SGD: invalid momentum {}", o.momentum);
+        if (o.weight_decay < 0) fail("SGD: invalid weight_decay {}", o.weight_decay);
+        if (o.nesterov && (o.momentum <= 0 || o.dampening != 0))
+            fail("SGD: Nesterov momentum requires a momentum > 0 and zero dampening (momentum {}, dampening {})",
+                 o.momentum, o.dampening);
+        if (o.momentum != 0) buf_ = this->make_buffers();
+    }
+    std::string_view name() const noexcept override { return o_.nesterov ? "sgd-nesterov" : o_.momentum != 0 ? "sgd-momentum" : "sgd"; }
+    const SGDOptions& options() const noexcept { return o_; }
+
+    void step() override {
+        this->check_grads("SGD");
+        const bool first = this->steps_ == 0;
+        ++this->steps_;
+        const T lr = static_cast<T>(this->lr_), wd = static_cast<T>(o_.weight_decay);
+        const T mu = static_cast<T>(o_.momentum), damp = static_cast<T>(1 - o_.dampening);
+        const T sign = o_.maximize ? T(-1) : T(1);
+        for (std::size_t k = 0; k < this->params_.size(); ++k) {
+            Parameter<T>& p = *this->params_[k];
+            T* w = p.value.data();
+            const T* gp = p.grad.data();
+            const std::size_t n = p.size();
+            if (o_.momentum == 0) {
+                if (wd == T(0))
+                    for (std::size_t i = 0; i < n; ++i) w[i] -= lr * (sign * gp[i]);
+                else
+                    for (std::size_t i = 0; i < n; ++i) w[i] -= lr * (sign * gp[i] + wd * w[i]);
+                continue;
+            }
+            T* b = buf_[k].data();
+            for (std::size_t i = 0; i < n; ++i) {
+                const T g = sign * gp[i] + wd * w[i];
+                b[i] = first ? g : mu * b[i] + damp * g;
+                const T d = o_.nesterov ? g + mu * b[i] : b[i];
+                w[i] -= lr * d;
+            }
+        }
+    }
+
+    std::vector<typename Optimizer<T>::StateTensor> state() override {
+        std::vector<typename Optimizer<T>::StateTensor> s;
+        for (std::size_t k = 0; k < buf_.size(); ++k) s.push_back({"momentum_buffer/" + this->params_[k]->name, &buf_[k]});
+        return s;
+    }
+
+private:
+    SGDOptions o_;
+    std::vector<Tensor<T>> buf_;  // momentum buffers b (one per parameter) when momentum ≠ 0
+};
+
+// ---- Adam / AdamW ------------------------------------------------------------------------------
+
+struct AdamOptions {
+    double lr = 1e-3;
+    double beta1 = 0.9;
+    double beta2 = 0.999;
+    double eps = 1e-8;
+    double weight_decay = 0;
+    bool amsgrad = false;
+    bool decoupled_weight_decay = false;  // true: AdamW
+    bool maximize = false;
+};
+
+struct AdamWOptions {
+    double lr = 1e-3;
+    double beta1 = 0.9;
+    double beta2 = 0.999;
+    double eps = 1e-8;
+    double weight_decay = 1e-2;
+    bool amsgrad = false;
+    bool maximize = false;
+};
+
+template <class T>
+class Adam : public Optimizer<T> {
+public:
+    using Options = AdamOptions;
+    Adam(std::vector<Parameter<T>*> params, AdamOptions o = {}) : Optimizer<T>(std::move(params), o.lr), o_(o) {
+        if (!(o.beta1 >= 0 && o.beta1 < 1)) fail("Adam: invalid beta1 {}", o.beta1);
+        if (!(o.beta2 >= 0 && o.beta2 < 1)) fail("Adam: invalid beta2 {}", o.beta2);
+        if (!(o.eps >= 0)) fail("Adam: invalid eps {}", o.eps);
+        if (!(o.weight_decay >= 0)) fail("Adam: invalid weight_decay {}", o.weight_decay);
+        m_ = this->make_buffers();
+        v_ = this->make_buffers();
+        if (o.amsgrad) vmax_ = this->make_buffers();
+    }
+    std::string_view name() const noexcept override { return o_.decoupled_weight_decay ? "adamw" : "adam"; }
+    const AdamOptions& options() const noexcept { return o_; }
+
+    void step() override {
+        this->check_grads(name());
+        const std::uint64_t t = ++this->steps_;
+        const double bc1 = 1 - std::pow(o_.beta1, static_cast<double>(t));
+        const double bc2 = 1 - std::pow(o_.beta2, static_cast<double>(t));
+        const T step_size = static_cast<T>(this->lr_ / bc1);
+        const T inv_bc2_sqrt = static_cast<T>(1 / std::sqrt(bc2));
+        const T b1 = static_cast<T>(o_.beta1), c1 = static_cast<T>(1 - o_.beta1);
+        const T b2 = static_cast<T>(o_.beta2), c2 = static_cast<T>(1 - o_.beta2);
+        const T eps = static_cast<T>(o_.eps);
+        const T l2 = o_.decoupled_weight_decay ? T(0) : static_cast<T>(o_.weight_decay);
+        const T shrink = static_cast<T>(1 - this->lr_ * (o_.decoupled_weight_decay ? o_.weight_decay : 0.0));
+        const T sign = o_.maximize ? T(-1) : T(1);
+        for (std::size_t k = 0; k < this->params_.size(); ++k) {
+            Parameter<T>& p = *this->params_[k];
+            T* w = p.value.data();
+            const T* gp = p.grad.data();
+            T* m = m_[k].data();
+            T* v = v_[k].data();
+            T* vmax = o_.amsgrad ? vmax_[k].data() : nullptr;
+            const std::size_t n = p.size();
+            for (std::size_t i = 0; i < n; ++i) {
+                const T g = sign * gp[i] + l2 * w[i];
+                w[i] *= shrink;
+                m[i] = b1 * m[i] + c1 * g;
+                v[i] = b2 * v[i] + c2 * g * g;
+                T vv = v[i];
+                if (vmax) vv = vmax[i] = vmax[i] < vv ? vv : vmax[i];
+                w[i] -= step_size * (m[i] / (std::sqrt(vv) * inv_bc2_sqrt + eps));
+            }
+        }
+    }
+
+    std::vector<typename Optimizer<T>::StateTensor> state() override {
+        std::vector<typename Optimizer<T>::StateTensor> s;
+        for (std::size_t k = 0; k < this->params_.size(); ++k) {
+            const std::string& n = this->params_[k]->name;
+            s.push_back({"exp_avg/" + n, &m_[k]});
+            s.push_back({"exp_avg_sq/" + n, &v_[k]});
+            if (o_.amsgrad) s.push_back({"max_exp_avg_sq/" + n, &vmax_[k]});
+        }
+        return s;
+    }
+
+private:
+    AdamOptions o_;
+    std::vector<Tensor<T>> m_, v_, vmax_;  // first and second moments (and their running max)
+};
+
+// AdamW: Adam with decoupled weight decay p ← p·(1 − η·λ), default λ = 1e-2.
+template <class T>
+class AdamW final : public Adam<T> {
+public:
+    using Options = AdamWOptions;
+    AdamW(std::vector<Parameter<T>*> params, AdamWOptions o = {})
+        : Adam<T>(std::move(params), AdamOptions{.lr = o.lr,
+                                                 .beta1 = o.beta1,
+                                                 .beta2 = o.beta2,
+                                                 .eps = o.eps,
+                                                 .weight_decay = o.weight_decay,
+                                                 .amsgrad = o.amsgrad,
+                                                 .decoupled_weight_decay = true,
+                                                 .maximize = o.maximize}) {}
+};
+
+// ---- learning-rate schedules -------------------------------------------------------------------
+// Each sets the optimiser's lr from its closed form (torch's _get_closed_form_lr) at epoch e;
+// step() advances e by one, as torch's scheduler.step() after each epoch.
+
+// η_e = η₀ · γ^⌊e / step_size⌋
+class StepLR {
+public:
+    StepLR(OptimizerBase& opt, std::size_t step_size, double gamma = 0.1)
+        : opt_(opt), base_(opt.initial_lr()), step_size_(step_size), gamma_(gamma) {
+        if (step_size == 0) fail("StepLR: step_size must be positive");
+    }
+    void step() { set_epoch(epoch_ + 1); }
+    void set_epoch(std::size_t e) {
+        epoch_ = e;
+        opt_.set_lr(base_ * std::pow(gamma_, static_cast<double>(e / step_size_)));
+    }
+    std::size_t epoch() const noexcept { return epoch_; }
+    double lr() const noexcept { return opt_.lr(); }
+
+private:
+    OptimizerBase& opt_;
+    double base_;
+    std::size_t step_size_;
+    double gamma_;
+    std::size_t epoch_ = 0;
+};
+
+// η_e = η_min + (η₀ − η_min) · (1 + cos(π·e / T_max)) / 2
+class CosineAnnealingLR {
+public:
+    CosineAnnealingLR(OptimizerBase& opt, std::size_t t_max, double eta_min = 0)
+        : opt_(opt), base_(opt.initial_lr()), t_max_(t_max), eta_min_(eta_min) {
+        if (t_max == 0) fail("CosineAnnealingLR: T_max must be positive");
+    }
+    void step() { set_epoch(epoch_ + 1); }
+    void set_epoch(std::size_t e) {
+        epoch_ = e;
+        const double c = std::cos(std::numbers::pi * static_cast<double>(e) / static_cast<double>(t_max_));
+        opt_.set_lr(eta_min_ + (base_ - eta_min_) * (1 + c) / 2);
+    }
+    std::size_t epoch() const noexcept { return epoch_; }
+    double lr() const noexcept { return opt_.lr(); }
+
+private:
+    OptimizerBase& opt_;
+    double base_;
+    std::size_t t_max_;
+    double eta_min_;
+    std::size_t epoch_ = 0;
+};
+
+}  // namespace tapegrad::nn

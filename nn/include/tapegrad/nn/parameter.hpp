@@ -1,0 +1,65 @@
+// Parameter<T> and the module interface.
+//
+// A Parameter owns its value and its gradient, outside any tape: each step puts it on the
+// current tape as an External leaf (p.var(tape)), the reverse sweep ADDS ∂E/∂p into p.grad,
+// and the optimiser reads p.grad and updates p.value in place. Parameters therefore outlive
+// tapes, and their addresses must stay fixed while a tape refers to them: modules are
+// neither copyable nor movable.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <tapegrad/core/tape.hpp>
+#include <tapegrad/core/tensor.hpp>
+
+namespace tapegrad::nn {
+
+template <class T>
+struct Parameter {
+    Tensor<T> value;
+    Tensor<T> grad;  // same shape as value; zero until a backward pass adds into it
+    std::string name;
+
+    Parameter() = default;
+    Parameter(Tensor<T> v, std::string n) : value(std::move(v)), grad(value.shape()), name(std::move(n)) {}
+
+    Shape shape() const noexcept { return value.shape(); }
+    std::size_t size() const noexcept { return value.size(); }
+    // This parameter as a differentiable leaf of `tape` (no copy): backward adds into grad.
+    Var<T> var(Tape<T>& tape) {
+        if (grad.shape() != value.shape()) grad = Tensor<T>(value.shape());
+        return tape.external(value, &grad, name);
+    }
+    void zero_grad() noexcept { grad.fill(T(0)); }
+};
+
+// A layer or a network: maps a Var to a Var on the same tape, and lists its parameters.
+template <class T>
+class Module {
+public:
+    Module() = default;
+    Module(const Module&) = delete;
+    Module& operator=(const Module&) = delete;
+    virtual ~Module() = default;
+
+    virtual Var<T> forward(Tape<T>& tape, const Var<T>& x) = 0;
+    Var<T> operator()(Tape<T>& tape, const Var<T>& x) { return forward(tape, x); }
+
+    // The parameters, in a fixed order (the order optimisers and checkpoints use).
+    virtual std::vector<Parameter<T>*> parameters() { return {}; }
+    void zero_grad() {
+        for (Parameter<T>* p : parameters()) p->zero_grad();
+    }
+    std::size_t parameter_count() {
+        std::size_t n = 0;
+        for (Parameter<T>* p : parameters()) n += p->size();
+        return n;
+    }
+    // A short description of the module ("Linear(784→256)").
+    virtual std::string describe() const = 0;
+};
+
+}  // namespace tapegrad::nn

@@ -1,0 +1,193 @@
+// Optimisers and schedules against the torch.optim documentation formulas, written out by hand
+// below for three steps with fixed gradients, and against values printed by torch 1.13
+// (Debian's python3-torch) for the same parameters and gradients in float64.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <numbers>
+#include <vector>
+
+#include <tapegrad/nn/optim.hpp>
+
+namespace tg = tapegrad;
+namespace nn = tapegrad::nn;
+
+namespace {
+
+const std::vector<double> kStart = {1.0, -2.0, 0.5};
+const std::vector<std::vector<double>> kGrads = {{0.1, -0.2, 0.3}, {-0.5, 0.4, 0.05}, {0.2, 0.2, -0.1}};
+
+nn::Parameter<double> make_param() { return {tg::Tensor<double>(1, 3, {1.0, -2.0, 0.5}), "p"}; }
+
+// Runs the optimiser for the three fixed gradients; returns the parameter.
+template <class Opt, class Options>
+std::vector<double> run(Options o) {
+    auto p = make_param();
+    Opt opt({&p}, o);
+    for (const auto& g : kGrads) {
+        for (std::size_t i = 0; i < 3; ++i) p.grad[i] = g[i];
+        opt.step();
+    }
+    CHECK(opt.steps() == 3);
+    return {p.value[0], p.value[1], p.value[2]};
+}
+
+// torch.optim.SGD's documented algorithm, element by element.
+std::vector<double> sgd_reference(double lr, double mu, double tau, double wd, bool nesterov) {
+    std::vector<double> p = kStart, b(3, 0.0);
+    for (std::size_t t = 1; t <= kGrads.size(); ++t)
+        for (std::size_t i = 0; i < 3; ++i) {
+            double g = kGrads[t - 1][i];
+            if (wd != 0) g = g + wd * p[i];
+            if (mu != 0) {
+                b[i] = t > 1 ? mu * b[i] + (1 - tau) * g : g;
+                g = nesterov ? g + mu * b[i] : b[i];
+            }
+            p[i] = p[i] - lr * g;
+        }
+    return p;
+}
+
+// torch.optim.Adam / AdamW documented algorithm.
+std::vector<double> adam_reference(double lr, double b1, double b2, double eps, double wd, bool decoupled,
+                                   bool amsgrad) {
+    std::vector<double> p = kStart, m(3, 0.0), v(3, 0.0), vmax(3, 0.0);
+    for (std::size_t t = 1; t <= kGrads.size(); ++t)
+        for (std::size_t i = 0; i < 3; ++i) {
+            double g = kGrads[t - 1][i];
+            if (decoupled)
+                p[i] = p[i] - lr * wd * p[i];
+            else if (wd != 0)
+                g = g + wd * p[i];
+            m[i] = b1 * m[i] + (1 - b1) * g;
+            v[i] = b2 * v[i] + (1 - b2) * g * g;
+            // amsgrad: torch keeps the maximum of the raw v and bias-corrects it (its docs write
+            // the maximum of the corrected v̂, which differs once t grows; the code is the reference).
+            vmax[i] = std::max(vmax[i], v[i]);
+            const double mhat = m[i] / (1 - std::pow(b1, double(t)));
+            const double vhat = (amsgrad ? vmax[i] : v[i]) / (1 - std::pow(b2, double(t)));
+            p[i] = p[i] - lr * mhat / (std::sqrt(vhat) + eps);
+        }
+    return p;
+}
+
+void check_close(const std::vector<double>& got, const std::vector<double>& want, double tol = 1e-12) {
+    REQUIRE(got.size() == want.size());
+    for (std::size_t i = 0; i < got.size(); ++i) CHECK(got[i] == doctest::Approx(want[i]).epsilon(tol));
+}
+
+}  // namespace
+
+TEST_CASE("plain SGD is exactly p minus lr times the gradient") {
+    auto p = make_param();
+    nn::SGD<double> opt({&p}, {.lr = 0.1});
+    for (std::size_t i = 0; i < 3; ++i) p.grad[i] = kGrads[0][i];
+    opt.step();
+    for (std::size_t i = 0; i < 3; ++i) CHECK(p.value[i] == kStart[i] - 0.1 * kGrads[0][i]);  // bitwise
+    check_close(run<nn::SGD<double>>(nn::SGDOptions{.lr = 0.1}), sgd_reference(0.1, 0, 0, 0, false));
+    check_close(run<nn::SGD<double>>(nn::SGDOptions{.lr = 0.1}), {1.02, -2.04, 0.47499999999999998});
+}
+
+TEST_CASE("plain SGD in float is the same single multiply-subtract per element") {
+    nn::Parameter<float> p{tg::Tensor<float>(1, 2, {1.5f, -0.25f}), "p"};
+    nn::SGD<float> opt({&p}, {.lr = 0.01});
+    p.grad[0] = 0.3f;
+    p.grad[1] = -7.0f;
+    opt.step();
+    CHECK(p.value[0] == 1.5f - 0.01f * 0.3f);
+    CHECK(p.value[1] == -0.25f - 0.01f * -7.0f);
+}
+
+TEST_CASE("SGD with momentum and dampening follows torch's buffer recursion") {
+    const auto got = run<nn::SGD<double>>(nn::SGDOptions{.lr = 0.1, .momentum = 0.9, .dampening = 0.1});
+    check_close(got, sgd_reference(0.1, 0.9, 0.1, 0, false));
+    check_close(got, {1.0404, -2.0322, 0.41914999999999997});
+}
+
+TEST_CASE("SGD with Nesterov momentum and weight decay matches the documented update") {
+    const auto got =
+        run<nn::SGD<double>>(nn::SGDOptions{.lr = 0.1, .momentum = 0.9, .weight_decay = 0.01, .nesterov = true});
+    check_close(got, sgd_reference(0.1, 0.9, 0, 0.01, true));
+    check_close(got, {1.0549973125509999, -2.0616112251019998, 0.39858923480049996});
+}
+
+TEST_CASE("SGD with weight decay alone adds lambda times p to the gradient") {
+    const auto got = run<nn::SGD<double>>(nn::SGDOptions{.lr = 0.05, .weight_decay = 0.2});
+    check_close(got, sgd_reference(0.05, 0, 0, 0.2, false));
+}
+
+TEST_CASE("Nesterov without momentum is rejected") {
+    auto p = make_param();
+    CHECK_THROWS_AS(nn::SGD<double>({&p}, {.lr = 0.1, .nesterov = true}), tg::Error);
+    CHECK_THROWS_AS(nn::SGD<double>({&p}, {.lr = 0.1, .momentum = 0.9, .dampening = 0.5, .nesterov = true}),
+                    tg::Error);
+}
+
+TEST_CASE("Adam with L2 weight decay matches the documented update and torch") {
+    const auto got = run<nn::Adam<double>>(nn::AdamOptions{.lr = 0.01, .weight_decay = 0.1});
+    check_close(got, adam_reference(0.01, 0.9, 0.999, 1e-8, 0.1, false, false), 1e-10);
+    check_close(got, {0.99247891701289193, -1.9853301190099575, 0.47594411263532582}, 1e-10);
+}
+
+TEST_CASE("AdamW decays the weights apart from the gradient, with torch's default 1e-2") {
+    const auto got = run<nn::AdamW<double>>(nn::AdamWOptions{.lr = 0.01});
+    check_close(got, adam_reference(0.01, 0.9, 0.999, 1e-8, 1e-2, true, false), 1e-10);
+    check_close(got, {0.99765692343206236, -1.998255137427551, 0.47826498464501793}, 1e-10);
+}
+
+TEST_CASE("Adam with amsgrad keeps the running maximum of the second moment") {
+    const auto got = run<nn::Adam<double>>(nn::AdamOptions{.lr = 0.01, .amsgrad = true});
+    check_close(got, adam_reference(0.01, 0.9, 0.999, 1e-8, 0, false, true), 1e-10);
+    check_close(got, {0.99795549188742783, -1.9988534436331664, 0.47841218641827271}, 1e-10);
+}
+
+TEST_CASE("Adam's first step moves every weight by about lr against the gradient's sign") {
+    nn::Parameter<float> p{tg::Tensor<float>(1, 3, {0.f, 0.f, 0.f}), "p"};
+    nn::Adam<float> opt({&p}, {.lr = 1e-3});
+    p.grad[0] = 5.f;
+    p.grad[1] = -1e-3f;
+    p.grad[2] = 0.f;
+    opt.step();
+    CHECK(p.value[0] == doctest::Approx(-1e-3).epsilon(1e-4));
+    CHECK(p.value[1] == doctest::Approx(1e-3).epsilon(1e-4));
+    CHECK(p.value[2] == 0.f);
+}
+
+TEST_CASE("zero_grad clears every parameter's gradient") {
+    auto a = make_param();
+    auto b = make_param();
+    a.grad.fill(1.0);
+    b.grad.fill(2.0);
+    nn::SGD<double> opt({&a, &b}, {.lr = 0.1});
+    opt.zero_grad();
+    for (std::size_t i = 0; i < 3; ++i) {
+        CHECK(a.grad[i] == 0.0);
+        CHECK(b.grad[i] == 0.0);
+    }
+}
+
+TEST_CASE("StepLR multiplies the learning rate by gamma every step_size epochs") {
+    auto p = make_param();
+    nn::SGD<double> opt({&p}, {.lr = 0.5});
+    nn::StepLR sched(opt, 2, 0.1);
+    std::vector<double> lrs;
+    for (int e = 0; e < 6; ++e) {
+        lrs.push_back(opt.lr());
+        sched.step();
+    }
+    check_close(lrs, {0.5, 0.5, 0.05, 0.05, 0.005, 0.005});
+}
+
+TEST_CASE("CosineAnnealingLR follows the closed-form half cosine from lr to eta_min") {
+    auto p = make_param();
+    nn::Adam<double> opt({&p}, {.lr = 0.1});
+    nn::CosineAnnealingLR sched(opt, 4, 0.01);
+    std::vector<double> lrs;
+    for (int e = 0; e <= 4; ++e) {
+        lrs.push_back(opt.lr());
+        sched.step();
+    }
+    const double mid = 0.01 + 0.09 * 0.5;
+    check_close(lrs, {0.1, 0.01 + 0.09 * (1 + std::cos(std::numbers::pi / 4)) / 2, mid,
+                      0.01 + 0.09 * (1 + std::cos(3 * std::numbers::pi / 4)) / 2, 0.01});
+}
