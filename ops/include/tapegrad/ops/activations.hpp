@@ -237,7 +237,7 @@ struct Softmax {
     }
 };
 
-// Row-wise log-softmax: Yᵢⱼ = Xᵢⱼ − maxᵢ − log Σⱼ exp(Xᵢⱼ − maxᵢ)     X, Y: m×n.
+// Row-wise log-softmax: Yᵢⱼ = (Xᵢⱼ − maxᵢ) − log Σⱼ exp(Xᵢⱼ − maxᵢ)     X, Y: m×n.
 // dX = dY − softmax(X) ⊙ (dY·1)     (dY·1: m×1, stretched over the columns).
 struct LogSoftmax {
     static constexpr std::string_view name = "log_softmax";
@@ -256,8 +256,8 @@ struct LogSoftmax {
             const T mx = *std::max_element(r, r + n);
             T s = 0;
             for (std::size_t j = 0; j < n; ++j) s += std::exp(r[j] - mx);
-            const T lse = mx + std::log(s);
-            for (std::size_t j = 0; j < n; ++j) o[j] = r[j] - lse;
+            const T ls = std::log(s);
+            for (std::size_t j = 0; j < n; ++j) o[j] = (r[j] - mx) - ls;
         }
     }
     template <class V>

@@ -77,7 +77,7 @@ struct SoftmaxCrossEntropy {
             const T mx = *std::max_element(r, r + n);
             T s = 0;
             for (std::size_t j = 0; j < n; ++j) s += std::exp(r[j] - mx);
-            total += mx + std::log(s) - r[k];
+            total += std::log(s) - (r[k] - mx);
         }
         out[0] = total / static_cast<T>(m);
     }
