@@ -7,6 +7,7 @@
 // neither copyable nor movable.
 #pragma once
 
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -47,6 +48,9 @@ public:
 
     virtual Var<T> forward(Tape<T>& tape, const Var<T>& x) = 0;
     Var<T> operator()(Tape<T>& tape, const Var<T>& x) { return forward(tape, x); }
+    // The same computation with the parameters given as Vars (one per parameters() entry, in
+    // that order) instead of the module's own: a functional call, e.g. for tg::gradcheck.
+    virtual Var<T> forward_with(Tape<T>& tape, const Var<T>& x, std::span<const Var<T>> params) = 0;
 
     // The parameters, in a fixed order (the order optimisers and checkpoints use).
     virtual std::vector<Parameter<T>*> parameters() { return {}; }

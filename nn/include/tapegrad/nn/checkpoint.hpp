@@ -1,0 +1,207 @@
+// Checkpoints: parameters, optimiser state (momentum buffers, Adam moments, step count, lr)
+// and the position in training (epoch, batch, step, RNG state), so that a resumed run ends
+// with exactly the parameters of an uninterrupted one.
+//
+// File format (little-endian), version 1:
+//   offset  0  8 bytes   magic "TGCKPT\r\n"
+//           8  u32       format version (1)
+//          12  u32       number of entries
+//          16  u64       payload length in bytes (the file is 32 + this long)
+//          24  u32       CRC32 (zlib) of the payload
+//          28  u32       CRC32 of bytes 0–27 (the header itself)
+//          32  payload:  entries, each
+//                u32 name length (≤ 4096), u32 kind (1 f32, 2 f64, 3 u64, 4 bytes),
+//                u64 rows, u64 cols, the name (UTF-8), rows·cols elements
+// Saving writes a temporary file in the target's directory, fsyncs it, renames it into place
+// and fsyncs the directory, so a crash mid-save leaves the previous checkpoint intact.
+// Loading reads and checks the whole file (sizes against the file's length before any
+// allocation, both checksums, every entry's bounds) and raises tapegrad::Error naming the
+// file, what is wrong and the offset; a model is only modified once every check has passed.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <span>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <vector>
+
+#include <tapegrad/core/error.hpp>
+#include <tapegrad/core/tensor.hpp>
+#include <tapegrad/nn/optim.hpp>
+#include <tapegrad/nn/parameter.hpp>
+#include <tapegrad/nn/random.hpp>
+
+namespace tapegrad::nn {
+
+inline constexpr std::uint32_t kCheckpointVersion = 1;
+inline constexpr std::size_t kCheckpointHeaderBytes = 32;
+inline constexpr char kCheckpointMagic[8] = {'T', 'G', 'C', 'K', 'P', 'T', '\r', '\n'};
+
+// CRC-32 (zlib's, as in gzip and PNG).
+std::uint32_t crc32(std::span<const std::uint8_t> bytes);
+
+// A set of named arrays: the in-memory form of a checkpoint file.
+class Archive {
+public:
+    enum class Kind : std::uint32_t { f32 = 1, f64 = 2, u64 = 3, bytes = 4 };
+    struct Entry {
+        Kind kind;
+        Shape shape;
+        std::vector<std::uint8_t> data;  // rows·cols elements
+    };
+
+    template <class T>
+    void put(const std::string& name, const Tensor<T>& t) {
+        put_raw(name, std::is_same_v<T, float> ? Kind::f32 : Kind::f64, t.shape(), t.data(), t.size() * sizeof(T));
+    }
+    void put_u64(const std::string& name, std::span<const std::uint64_t> v) {
+        put_raw(name, Kind::u64, {1, v.size()}, v.data(), v.size_bytes());
+    }
+    void put_f64(const std::string& name, std::span<const double> v) {
+        put_raw(name, Kind::f64, {1, v.size()}, v.data(), v.size_bytes());
+    }
+    void put_string(const std::string& name, std::string_view s) {
+        put_raw(name, Kind::bytes, {1, s.size()}, s.data(), s.size());
+    }
+
+    bool contains(const std::string& name) const { return entries_.count(name) != 0; }
+    const Entry& entry(const std::string& name) const;
+    // Checks that `name` holds a tensor of T with `shape` (else Error naming file and entry).
+    template <class T>
+    void check_tensor(const std::string& name, Shape shape) const {
+        const Entry& e = entry(name);
+        const Kind want = std::is_same_v<T, float> ? Kind::f32 : Kind::f64;
+        if (e.kind != want)
+            fail("{}: entry '{}' holds {} data, expected {}", source_, name, kind_name(e.kind), kind_name(want));
+        if (e.shape != shape)
+            fail("{}: entry '{}' has shape {} in the file, the model has {}", source_, name, e.shape, shape);
+    }
+    template <class T>
+    void get(const std::string& name, Tensor<T>& into) const {
+        check_tensor<T>(name, into.shape());
+        if (into.size()) std::memcpy(into.data(), entry(name).data.data(), into.size() * sizeof(T));
+    }
+    std::vector<std::uint64_t> get_u64(const std::string& name) const { return get_vec<std::uint64_t>(name, Kind::u64); }
+    std::vector<double> get_f64(const std::string& name) const { return get_vec<double>(name, Kind::f64); }
+    std::string get_string(const std::string& name) const {
+        const Entry& e = expect(name, Kind::bytes);
+        return {reinterpret_cast<const char*>(e.data.data()), e.data.size()};
+    }
+
+    // The file (or description) this archive came from, used in error messages.
+    const std::string& source() const noexcept { return source_; }
+    const std::map<std::string, Entry>& entries() const noexcept { return entries_; }
+
+    std::vector<std::uint8_t> serialize() const;
+    static Archive deserialize(std::span<const std::uint8_t> file, std::string source);
+    // Atomic save (temp file, fsync, rename, fsync of the directory).
+    void save(const std::filesystem::path& path) const;
+    static Archive load(const std::filesystem::path& path);
+
+    static std::string_view kind_name(Kind k) noexcept;
+
+private:
+    void put_raw(const std::string& name, Kind k, Shape s, const void* p, std::size_t n);
+    const Entry& expect(const std::string& name, Kind k) const;
+    template <class U>
+    std::vector<U> get_vec(const std::string& name, Kind k) const {
+        const Entry& e = expect(name, k);
+        std::vector<U> v(e.shape.size());
+        if (!v.empty()) std::memcpy(v.data(), e.data.data(), v.size() * sizeof(U));
+        return v;
+    }
+    std::map<std::string, Entry> entries_;
+    std::string source_ = "<archive>";
+};
+
+// Where training stands: the next batch to run is `batch` of epoch `epoch`, whose sample order
+// is the shuffle drawn from `rng` (the generator's state at the start of that epoch); `step`
+// counts optimiser steps overall.
+struct TrainState {
+    std::uint64_t epoch = 0;
+    std::uint64_t batch = 0;
+    std::uint64_t step = 0;
+    Rng rng{0};
+};
+
+// Parameters (by name), the optimiser (by name: its kind must match) and the train state.
+template <class T>
+Archive make_checkpoint(const std::vector<Parameter<T>*>& params, Optimizer<T>* opt, const TrainState& st) {
+    Archive a;
+    a.put_string("format/dtype", std::is_same_v<T, float> ? "float" : "double");
+    for (const Parameter<T>* p : params) a.put("param/" + p->name, p->value);
+    if (opt) {
+        a.put_string("optimizer/name", opt->name());
+        const std::uint64_t steps[1] = {opt->steps()};
+        a.put_u64("optimizer/steps", steps);
+        const double lr[2] = {opt->lr(), opt->initial_lr()};
+        a.put_f64("optimizer/lr", lr);
+        for (const auto& s : opt->state()) a.put("optimizer/" + s.name, *s.tensor);
+    }
+    const std::uint64_t pos[3] = {st.epoch, st.batch, st.step};
+    a.put_u64("train/position", pos);
+    a.put_u64("train/rng", st.rng.state());
+    return a;
+}
+
+// Restores what make_checkpoint stored. Every entry is validated (present, type, shape)
+// before anything is modified.
+template <class T>
+void restore_checkpoint(const Archive& a, const std::vector<Parameter<T>*>& params, Optimizer<T>* opt, TrainState& st) {
+    const std::string dtype = a.get_string("format/dtype");
+    const char* want = std::is_same_v<T, float> ? "float" : "double";
+    if (dtype != want) fail("{}: checkpoint holds {} parameters, the model is {}", a.source(), dtype, want);
+    for (const Parameter<T>* p : params) {
+        if (!a.contains("param/" + p->name)) fail("{}: no parameter '{}' in the checkpoint", a.source(), p->name);
+        a.check_tensor<T>("param/" + p->name, p->shape());
+    }
+    std::size_t stored = 0;
+    for (const auto& [name, e] : a.entries()) stored += name.rfind("param/", 0) == 0;
+    if (stored != params.size())
+        fail("{}: checkpoint holds {} parameters, the model has {}", a.source(), stored, params.size());
+    std::vector<typename Optimizer<T>::StateTensor> state;
+    std::vector<std::uint64_t> steps;
+    std::vector<double> lr;
+    if (opt) {
+        const std::string name = a.contains("optimizer/name") ? a.get_string("optimizer/name") : std::string("none");
+        if (name != opt->name())
+            fail("{}: checkpoint was written with optimizer '{}', resuming with '{}'", a.source(), name, opt->name());
+        steps = a.get_u64("optimizer/steps");
+        lr = a.get_f64("optimizer/lr");
+        if (steps.size() != 1 || lr.size() != 2) fail("{}: malformed optimizer/steps or optimizer/lr entry", a.source());
+        state = opt->state();
+        for (const auto& s : state) a.check_tensor<T>("optimizer/" + s.name, s.tensor->shape());
+    }
+    const auto pos = a.get_u64("train/position");
+    const auto rng = a.get_u64("train/rng");
+    if (pos.size() != 3 || rng.size() != 4) fail("{}: malformed train/position or train/rng entry", a.source());
+
+    for (Parameter<T>* p : params) a.get("param/" + p->name, p->value);
+    if (opt) {
+        for (const auto& s : state) a.get("optimizer/" + s.name, *s.tensor);
+        opt->set_steps(steps[0]);
+        opt->set_lr(lr[0]);
+    }
+    st.epoch = pos[0];
+    st.batch = pos[1];
+    st.step = pos[2];
+    st.rng.set_state({rng[0], rng[1], rng[2], rng[3]});
+}
+
+template <class T>
+void save_checkpoint(const std::filesystem::path& path, const std::vector<Parameter<T>*>& params, Optimizer<T>* opt,
+                     const TrainState& st) {
+    make_checkpoint(params, opt, st).save(path);
+}
+template <class T>
+void load_checkpoint(const std::filesystem::path& path, const std::vector<Parameter<T>*>& params, Optimizer<T>* opt,
+                     TrainState& st) {
+    restore_checkpoint(Archive::load(path), params, opt, st);
+}
+
+}  // namespace tapegrad::nn
