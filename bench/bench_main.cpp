@@ -2,6 +2,7 @@
 // PyTorch) on the workloads. Prints a table; --json FILE writes the figures.
 //
 //   tapegrad_bench [--quick] [--json FILE] [--data DIR] [--check-steps N] [--pytorch FILE]...
+//   tapegrad_bench --profile WORKLOAD [--seconds S] [--threads N]     (for perf / callgrind)
 //
 // Workloads (all float32):
 //   MLP 784-256-128-10, ReLU, softmax cross-entropy, batch 128, SGD: one step, 1 and 2 threads
@@ -70,6 +71,9 @@ struct Options {
     std::vector<std::string> pytorch;
     std::size_t check_steps = 0;  // 0: default for the mode
     std::string child;            // internal: "tapegrad" | "handwritten" peak-RSS probe
+    std::string profile;          // run one workload in a loop, for perf / callgrind
+    double seconds = 5;
+    int threads = 1;
 };
 
 // ---- results -------------------------------------------------------------------------------
@@ -391,6 +395,41 @@ std::optional<double> child_peak_rss_mb(const Options& o, const char* which) {
     return double(ru.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
 }
 
+// A workload in a loop, alone, for `perf record` or `valgrind --tool=callgrind`:
+// step-tapegrad | step-handwritten | tiny-tapegrad | tiny-handwritten | sweep-tapegrad (10³ nodes).
+int run_profile(const Options& o) {
+    const bool steps = o.profile.rfind("step-", 0) == 0;
+    Dataset d = steps ? bench::load_fashion_mnist(o.data) : bench::synthetic_dataset(16 * kBatch, 784);
+    Params init = bench::init_params(kSizes);
+    tg::set_blas_threads(o.threads);
+    std::vector<Batch> batches;
+    for (std::size_t k = 0; k < 16; ++k) batches.emplace_back(d, k * kBatch, kBatch);
+    HandwrittenMlp hw(init, kBatch);
+    TapeMlp tm(init);
+    tg::Tape<float> tape;
+    std::vector<float> xs(kTinySteps + 1);
+    volatile float sink = 0;
+    std::size_t iters = 0;
+    const double t0 = now_s();
+    while (now_s() - t0 < o.seconds) {
+        for (int k = 0; k < 16; ++k, ++iters) {
+            const Batch& b = batches[iters % 16];
+            if (o.profile == "step-tapegrad") sink = sink + tm.step(b.x, b.y, kLr);
+            else if (o.profile == "step-handwritten") sink = sink + hw.step(b.x.data(), b.yi.data(), kBatch, kLr);
+            else if (o.profile == "tiny-tapegrad") sink = sink + bench::tiny_chain_tapegrad(tape, kTinySteps);
+            else if (o.profile == "tiny-handwritten") sink = sink + bench::tiny_chain_handwritten(xs, kTinySteps);
+            else if (o.profile == "sweep-tapegrad") sink = sink + bench::sweep_chain(tape, 1000);
+            else {
+                std::fprintf(stderr, "tapegrad_bench: unknown --profile %s\n", o.profile.c_str());
+                return 2;
+            }
+        }
+    }
+    const double dt = now_s() - t0;
+    std::printf("%s: %zu iterations, %.3f ms each\n", o.profile.c_str(), iters, dt * 1e3 / double(iters));
+    return 0;
+}
+
 // ---- output --------------------------------------------------------------------------------
 
 std::string fmt_opt(std::optional<double> v, const char* spec = "{:.3f}") {
@@ -440,14 +479,19 @@ int main(int argc, char** argv) {
         else if (a == "--pytorch") o.pytorch.push_back(value());
         else if (a == "--check-steps") o.check_steps = std::stoul(value());
         else if (a.rfind("--child=", 0) == 0) o.child = a.substr(8);
+        else if (a == "--profile") o.profile = value();
+        else if (a == "--seconds") o.seconds = std::stod(value());
+        else if (a == "--threads") o.threads = std::stoi(value());
         else {
             std::fprintf(stderr,
                          "usage: tapegrad_bench [--quick] [--json FILE] [--data DIR] [--check-steps N] "
-                         "[--pytorch FILE]...\n");
+                         "[--pytorch FILE]...\n       tapegrad_bench --profile "
+                         "step-tapegrad|step-handwritten|tiny-tapegrad|tiny-handwritten|sweep-tapegrad [--seconds S] [--threads N]\n");
             return 2;
         }
     }
     if (!o.child.empty()) return run_child(o);
+    if (!o.profile.empty()) return run_profile(o);
 
     const bool q = o.quick;
     if (o.check_steps == 0) o.check_steps = q ? 30 : 100;

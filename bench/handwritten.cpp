@@ -82,7 +82,10 @@ float HandwrittenMlp::step(const float* x, const int* y, std::size_t m, float lr
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, mi, int(in), int(out), 1.0f, da, int(out),
                     w_[l].data(), int(out), 0.0f, dz, int(in));
         const float* aprev = a_[l - 1].data();
-        for (std::size_t k = 0; k < m * in; ++k) da[k] = aprev[k] > 0.0f ? dz[k] : 0.0f;
+        for (std::size_t k = 0; k < m * in; ++k) {
+            const float v = dz[k];  // loaded unconditionally, so the select vectorises
+            da[k] = aprev[k] > 0.0f ? v : 0.0f;
+        }
     }
 
     // SGD.
