@@ -29,6 +29,10 @@ struct Sym {
     std::string ascii;      // the plain-ASCII rendering
     Prec prec = Prec::Atom;
     Shape dims{};
+    // The infix operator of a binary notation ("·", "⊙", "⊘"; "" otherwise). Two different
+    // operators of equal precedence do not associate with each other, so an operand built with
+    // one is parenthesised under the other: (G · Wᵀ) ⊙ σ′(A), never G · Wᵀ ⊙ σ′(A).
+    std::string infix;
     enum class Kind : unsigned char { Expr, One, Zero } kind = Kind::Expr;
 
     Sym() = default;

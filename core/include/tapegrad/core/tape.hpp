@@ -8,6 +8,7 @@
 // (op.hpp); it has no list of ops and no switch over them.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -119,6 +120,10 @@ struct BackwardOptions {
 struct ExplainOptions {
     bool ascii = false;   // plain-ASCII notation (dE/dW0, W1^T, *) instead of Unicode
     bool shapes = false;  // append each adjoint's shape
+    // Named nodes whose adjoints get a line of their own (and are referred to as ∂E/∂name
+    // below it). Empty: every named node on the way. Other named nodes still appear by name
+    // in values (σ′(A0)), but their adjoints are written out inline.
+    std::vector<std::string_view> via{};
 };
 
 namespace detail {
@@ -577,7 +582,9 @@ std::string Tape<T>::explain(const Var<T>& x, const Var<T>& loss, ExplainOptions
         const Node<T>& n = nodes_[i];
         if (!s.adj[i] || !n.requires_grad || !reach[i]) continue;
         // A named node's adjoint is referred to by name further down, and gets its own line.
-        if ((!n.name.empty() && i != root) || i == x.id_) {
+        const bool stop = !n.name.empty() && i != root &&
+                          (opt.via.empty() || std::find(opt.via.begin(), opt.via.end(), n.name) != opt.via.end());
+        if (stop || i == x.id_) {
             lines.push_back({i, *s.adj[i]});
             s.adj[i] = d(i);
         }
