@@ -1,0 +1,288 @@
+// Checkpoints: round trip, resume == uninterrupted (bitwise, double), and every kind of damage.
+#include <doctest/doctest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include <tapegrad/nn.hpp>
+
+namespace tg = tapegrad;
+namespace nn = tapegrad::nn;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct TempDir {
+    fs::path path;
+    TempDir() {
+        path = fs::temp_directory_path() / ("tapegrad_nn_ckpt_" + std::to_string(::getpid()));
+        fs::create_directories(path);
+    }
+    ~TempDir() {
+        std::error_code ec;
+        fs::remove_all(path, ec);
+    }
+};
+
+// A learnable synthetic problem: 24 uint8 features in six groups of four; the class is
+// 2·[(g0 > g1) xor (g2 > g3)] + [g4 > g5] (gᵢ the group sums), which needs a hidden layer.
+nn::Dataset synthetic(std::size_t n, std::uint64_t seed) {
+    nn::Rng rng(seed);
+    nn::Dataset d;
+    d.features = 24;
+    d.rows = 1;
+    d.cols = 24;
+    d.images.resize(n * 24);
+    d.labels.resize(n);
+    for (std::size_t i = 0; i < n; ++i) {
+        int g[6] = {};
+        for (std::size_t j = 0; j < 24; ++j) {
+            const auto v = static_cast<std::uint8_t>(rng.below(256));
+            d.images[i * 24 + j] = v;
+            g[j / 4] += v;
+        }
+        d.labels[i] = static_cast<std::uint8_t>(2 * ((g[0] > g[1]) != (g[2] > g[3])) + (g[4] > g[5]));
+    }
+    return d;
+}
+
+std::vector<std::uint8_t> read_all(const fs::path& p) {
+    std::ifstream f(p, std::ios::binary);
+    return {std::istreambuf_iterator<char>(f), {}};
+}
+void write_all(const fs::path& p, const std::vector<std::uint8_t>& b) {
+    std::ofstream f(p, std::ios::binary | std::ios::trunc);
+    f.write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
+}
+void fix_crcs(std::vector<std::uint8_t>& b) {
+    const std::uint32_t p = nn::crc32({b.data() + 32, b.size() - 32});
+    std::memcpy(b.data() + 24, &p, 4);
+    const std::uint32_t h = nn::crc32({b.data(), 28});
+    std::memcpy(b.data() + 28, &h, 4);
+}
+
+template <class Net>
+std::string load_error(const fs::path& p, Net& net, nn::Optimizer<double>* opt) {
+    nn::TrainState st;
+    try {
+        nn::load_checkpoint<double>(p, net.parameters(), opt, st);
+    } catch (const tg::Error& e) {
+        return e.what();
+    }
+    return "no error";
+}
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+// Trains until `stop_step` optimiser steps (or `epochs` epochs) have run.
+void train(nn::MLP<double>& net, nn::Optimizer<double>& opt, const nn::Dataset& d, nn::TrainState& st,
+           std::size_t epochs, std::size_t stop_step) {
+    tg::Tape<double> tape;
+    nn::BatchBuffers<double> buf(32, d.features);
+    while (st.epoch < epochs) {
+        const bool done = nn::train_epoch(net, opt, tape, d, 32, st, buf,
+                                          [&](const nn::BatchReport&) { return st.step < stop_step; });
+        if (!done) return;
+    }
+}
+
+}  // namespace
+
+TEST_CASE("a checkpoint round trip restores parameters, Adam moments, step count and position exactly") {
+    TempDir dir;
+    nn::MLP<double> a({24, 16, 4}, nn::Activation::relu, 1);
+    nn::Adam<double> oa(a.parameters(), {.lr = 1e-2});
+    auto d = synthetic(200, 3);
+    nn::TrainState sa{.rng = nn::Rng(77)};
+    train(a, oa, d, sa, 10, 9);
+    REQUIRE(sa.step == 9);
+    const fs::path p = dir.path / "ck.tgc";
+    nn::save_checkpoint<double>(p, a.parameters(), &oa, sa);
+    CHECK_FALSE(fs::exists(dir.path / (".ck.tgc.tmp." + std::to_string(::getpid()))));
+
+    nn::MLP<double> b({24, 16, 4}, nn::Activation::relu, 999);  // different initial weights
+    nn::Adam<double> ob(b.parameters(), {.lr = 1e-2});
+    nn::TrainState sb;
+    nn::load_checkpoint<double>(p, b.parameters(), &ob, sb);
+    for (std::size_t k = 0; k < a.parameters().size(); ++k)
+        CHECK(tg::max_abs_diff(a.parameters()[k]->value, b.parameters()[k]->value) == 0.0);
+    auto sta = oa.state(), stb = ob.state();
+    REQUIRE(sta.size() == stb.size());
+    for (std::size_t k = 0; k < sta.size(); ++k) CHECK(tg::max_abs_diff(*sta[k].tensor, *stb[k].tensor) == 0.0);
+    CHECK(ob.steps() == 9);
+    CHECK(sb.epoch == sa.epoch);
+    CHECK(sb.batch == sa.batch);
+    CHECK(sb.step == 9);
+    CHECK(sb.rng == sa.rng);
+}
+
+TEST_CASE("a run resumed from a mid-epoch checkpoint ends with bitwise the parameters of an uninterrupted run") {
+    TempDir dir;
+    auto d = synthetic(300, 5);  // 10 batches of 32 (the last one 12) per epoch
+    const std::size_t epochs = 3;
+    for (int which = 0; which < 2; ++which) {
+        CAPTURE(which);
+        nn::MLP<double> ref({24, 16, 4}, nn::Activation::relu, 11);
+        std::unique_ptr<nn::Optimizer<double>> oref;
+        if (which == 0)
+            oref = std::make_unique<nn::Adam<double>>(ref.parameters(), nn::AdamOptions{.lr = 5e-3});
+        else
+            oref = std::make_unique<nn::SGD<double>>(ref.parameters(),
+                                                     nn::SGDOptions{.lr = 0.05, .momentum = 0.9, .nesterov = true});
+        nn::TrainState sref{.rng = nn::Rng(123)};
+        train(ref, *oref, d, sref, epochs, ~std::size_t(0));
+        REQUIRE(sref.epoch == epochs);
+
+        // Interrupted at step 14 (epoch 1, batch 4), saved, and resumed in fresh objects.
+        const fs::path p = dir.path / "mid.tgc";
+        {
+            nn::MLP<double> net({24, 16, 4}, nn::Activation::relu, 11);
+            std::unique_ptr<nn::Optimizer<double>> opt;
+            if (which == 0)
+                opt = std::make_unique<nn::Adam<double>>(net.parameters(), nn::AdamOptions{.lr = 5e-3});
+            else
+                opt = std::make_unique<nn::SGD<double>>(net.parameters(),
+                                                        nn::SGDOptions{.lr = 0.05, .momentum = 0.9, .nesterov = true});
+            nn::TrainState st{.rng = nn::Rng(123)};
+            train(net, *opt, d, st, epochs, 14);
+            REQUIRE(st.step == 14);
+            REQUIRE(st.epoch == 1);
+            nn::save_checkpoint<double>(p, net.parameters(), opt.get(), st);
+        }
+        nn::MLP<double> net({24, 16, 4}, nn::Activation::relu, 12345);
+        std::unique_ptr<nn::Optimizer<double>> opt;
+        if (which == 0)
+            opt = std::make_unique<nn::Adam<double>>(net.parameters(), nn::AdamOptions{.lr = 5e-3});
+        else
+            opt = std::make_unique<nn::SGD<double>>(net.parameters(),
+                                                    nn::SGDOptions{.lr = 0.05, .momentum = 0.9, .nesterov = true});
+        nn::TrainState st;
+        nn::load_checkpoint<double>(p, net.parameters(), opt.get(), st);
+        train(net, *opt, d, st, epochs, ~std::size_t(0));
+        CHECK(st.step == sref.step);
+        CHECK(st.rng == sref.rng);
+        for (std::size_t k = 0; k < net.parameters().size(); ++k) {
+            const auto& x = net.parameters()[k]->value;
+            const auto& y = ref.parameters()[k]->value;
+            CHECK(std::memcmp(x.data(), y.data(), x.size() * sizeof(double)) == 0);
+        }
+    }
+}
+
+TEST_CASE("damaged, foreign or mismatched checkpoint files raise errors naming the file and the problem") {
+    TempDir dir;
+    nn::MLP<double> net({6, 5, 3}, nn::Activation::relu, 1);
+    nn::Adam<double> opt(net.parameters());
+    const fs::path good = dir.path / "good.tgc";
+    nn::save_checkpoint<double>(good, net.parameters(), &opt, nn::TrainState{});
+    const auto bytes = read_all(good);
+    REQUIRE(bytes.size() > 100);
+    CHECK(load_error(good, net, &opt) == "no error");
+    const fs::path bad = dir.path / "bad.tgc";
+
+    SUBCASE("truncated inside the payload") {
+        auto b = bytes;
+        b.resize(b.size() - 10);
+        write_all(bad, b);
+        const auto e = load_error(bad, net, &opt);
+        CHECK(contains(e, "bad.tgc"));
+        CHECK(contains(e, "truncated"));
+        CHECK(contains(e, "offset"));
+    }
+    SUBCASE("truncated inside the header") {
+        auto b = bytes;
+        b.resize(20);
+        write_all(bad, b);
+        CHECK(contains(load_error(bad, net, &opt), "truncated"));
+    }
+    SUBCASE("one flipped payload bit") {
+        auto b = bytes;
+        b[b.size() - 3] ^= 0x10;
+        write_all(bad, b);
+        const auto e = load_error(bad, net, &opt);
+        CHECK(contains(e, "CRC32"));
+        CHECK(contains(e, "corrupted"));
+    }
+    SUBCASE("one flipped header bit") {
+        auto b = bytes;
+        b[17] ^= 0x01;
+        write_all(bad, b);
+        CHECK(contains(load_error(bad, net, &opt), "corrupted checkpoint header"));
+    }
+    SUBCASE("a newer format version") {
+        auto b = bytes;
+        b[8] = 2;
+        fix_crcs(b);
+        write_all(bad, b);
+        const auto e = load_error(bad, net, &opt);
+        CHECK(contains(e, "version 2"));
+        CHECK(contains(e, "offset 8"));
+    }
+    SUBCASE("not a checkpoint at all") {
+        write_all(bad, std::vector<std::uint8_t>(64, 'x'));
+        CHECK(contains(load_error(bad, net, &opt), "bad magic at offset 0"));
+    }
+    SUBCASE("an entry whose declared size exceeds the file (CRCs forged to match)") {
+        auto b = bytes;
+        const std::uint64_t huge = std::uint64_t(1) << 40;
+        std::memcpy(b.data() + 32 + 8, &huge, 8);  // first entry's rows
+        fix_crcs(b);
+        write_all(bad, b);
+        const auto e = load_error(bad, net, &opt);
+        CHECK(contains(e, "remain"));
+        CHECK(contains(e, "offset 56"));
+        std::memcpy(b.data() + 32 + 16, &huge, 8);  // rows·cols overflows
+        fix_crcs(b);
+        write_all(bad, b);
+        CHECK(contains(load_error(bad, net, &opt), "overflows"));
+    }
+    SUBCASE("a model of another shape") {
+        nn::MLP<double> other({6, 7, 3}, nn::Activation::relu, 1);
+        nn::Adam<double> oo(other.parameters());
+        const auto e = load_error(good, other, &oo);
+        CHECK(contains(e, "param/W0"));
+        CHECK(contains(e, "(6×5) in the file"));
+        CHECK(contains(e, "(6×7)"));
+        // Nothing was modified by the failed load.
+        nn::MLP<double> fresh({6, 7, 3}, nn::Activation::relu, 1);
+        CHECK(tg::max_abs_diff(other.parameters()[0]->value, fresh.parameters()[0]->value) == 0.0);
+    }
+    SUBCASE("a model with more layers") {
+        nn::MLP<double> deeper({6, 5, 3, 3}, nn::Activation::relu, 1);
+        CHECK(contains(load_error(good, deeper, nullptr), "no parameter 'W2'"));
+    }
+    SUBCASE("another optimiser") {
+        nn::SGD<double> sgd(net.parameters(), {.lr = 0.1, .momentum = 0.9});
+        CHECK(contains(load_error(good, net, &sgd), "optimizer 'adam', resuming with 'sgd-momentum'"));
+    }
+    SUBCASE("another precision") {
+        nn::MLP<float> f({6, 5, 3}, nn::Activation::relu, 1);
+        nn::TrainState st;
+        CHECK_THROWS_WITH_AS(nn::load_checkpoint<float>(good, f.parameters(), nullptr, st),
+                             doctest::Contains("holds double parameters, the model is float"), tg::Error);
+    }
+    SUBCASE("a missing file") {
+        CHECK(contains(load_error(dir.path / "none.tgc", net, &opt), "none.tgc"));
+    }
+}
+
+TEST_CASE("saving over an existing checkpoint replaces it atomically and leaves no temporary file") {
+    TempDir dir;
+    nn::MLP<float> net({4, 3, 2}, nn::Activation::relu, 1);
+    const fs::path p = dir.path / "c.tgc";
+    nn::save_checkpoint<float>(p, net.parameters(), nullptr, nn::TrainState{.epoch = 1});
+    nn::save_checkpoint<float>(p, net.parameters(), nullptr, nn::TrainState{.epoch = 2});
+    nn::TrainState st;
+    nn::load_checkpoint<float>(p, net.parameters(), nullptr, st);
+    CHECK(st.epoch == 2);
+    std::size_t files = 0;
+    for (const auto& e : fs::directory_iterator(dir.path)) files += e.is_regular_file();
+    CHECK(files == 1);
+    CHECK_THROWS_AS(nn::save_checkpoint<float>(dir.path / "no" / "such" / "dir.tgc", net.parameters(), nullptr, st),
+                    tg::Error);
+}
