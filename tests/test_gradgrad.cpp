@@ -171,3 +171,19 @@ TEST_CASE("create_graph leaves the numeric first-order gradients unchanged and r
     CHECK(tape.size() == after);
     CHECK_THROWS_AS(tape.grad_var(x), tg::Error);
 }
+
+TEST_CASE("a parameter leaf (external) gets its first-order gradient once from a recorded backward") {
+    const Tensor<double> w0(2, 2, {0.5, -1.0, 1.5, 0.25});
+    Tensor<double> grad;
+    tg::Tape<double> tape;
+    auto w = tape.external(w0, &grad, "W");
+    tape.backward(tg::sum(tg::exp(w)), {.create_graph = true});
+    for (std::size_t i = 0; i < 4; ++i) CHECK(grad[i] == doctest::Approx(std::exp(w0[i])).epsilon(1e-15));
+    // ∂/∂W Σ exp(W) = exp(W) again; the second backward adds it into the storage too.
+    auto g = tape.grad_var(w);
+    tape.backward(tg::sum(g));
+    for (std::size_t i = 0; i < 4; ++i) {
+        CHECK(tape.grad(w)[i] == doctest::Approx(std::exp(w0[i])).epsilon(1e-15));
+        CHECK(grad[i] == doctest::Approx(2 * std::exp(w0[i])).epsilon(1e-15));
+    }
+}

@@ -248,6 +248,8 @@ TEST_CASE("HessianOperator records the gradient once and answers many products c
     const std::vector<Tensor<double>> hu2 = op.apply(u);
     CHECK(op.tape().size() - nodes == 2 * 5);  // per product: 2 constants, 2 inner, 1 add
     for (std::size_t i = 0; i < 2; ++i) CHECK(tg::max_abs_diff(hu1[i], hu2[i]) == 0);
+    const std::vector<Tensor<double>> hu3 = tg::hvp(f, {a, b}, {u[0], u[1]});  // one-shot form
+    for (std::size_t i = 0; i < 2; ++i) CHECK(tg::max_abs_diff(hu1[i], hu3[i]) < 1e-12);
     // Dense column combination: H·u = Σₖ H[:, k]·uₖ.
     std::vector<double> flat_u;
     for (const auto& t : u)

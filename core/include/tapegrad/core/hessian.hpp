@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <span>
@@ -223,6 +224,15 @@ template <class T, class F>
 Tensor<T> hessian(F&& f, const std::vector<Tensor<T>>& x) {
     HessianOperator<T> op(std::forward<F>(f), x);
     return op.dense();
+}
+// Braced lists of double tensors: hvp(f, {a, b}, {u, v}), hessian(f, {a, b}).
+template <class F>
+std::vector<Tensor<double>> hvp(F&& f, std::initializer_list<Tensor<double>> x, std::initializer_list<Tensor<double>> v) {
+    return hvp(std::forward<F>(f), std::vector<Tensor<double>>(x), std::vector<Tensor<double>>(v));
+}
+template <class F>
+Tensor<double> hessian(F&& f, std::initializer_list<Tensor<double>> x) {
+    return hessian(std::forward<F>(f), std::vector<Tensor<double>>(x));
 }
 
 // ---- gradgradcheck -------------------------------------------------------------------------
