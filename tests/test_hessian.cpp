@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <functional>
 #include <random>
 #include <span>
 #include <vector>
@@ -345,4 +346,47 @@ TEST_CASE("the second-order helpers reject mismatched directions and non-scalar 
     CHECK_THROWS_WITH_AS(tg::hessian(g, x), doctest::Contains("scalar"), tg::Error);
     // gradgradcheck projects a non-scalar output instead: ∂²(w·x²)/∂x² = 2·diag(w).
     CHECK(tg::gradgradcheck(g, {x}));
+}
+
+TEST_CASE("second and third derivatives of the stable forms stay finite and exact at extreme arguments") {
+    const Tensor<double> x0(1, 7, {-800, -40, -3, 0.5, 3, 40, 800});
+    auto sig = [](double x) { return x >= 0 ? 1 / (1 + std::exp(-x)) : std::exp(x) / (1 + std::exp(x)); };
+    auto dsig = [&](double x) { return sig(x) * sig(-x); };              // σ′ without cancellation
+    auto sech2 = [](double x) { return 1 / (std::cosh(x) * std::cosh(x)); };  // 1 − tanh², 0 beyond overflow
+    struct Case {
+        const char* name;
+        std::function<Var<double>(const Var<double>&)> f;
+        std::function<double(double)> d2, d3;
+    };
+    const Case cases[] = {
+        {"σ", [](const Var<double>& x) { return tg::sigmoid(x); },
+         [&](double x) { return dsig(x) * (1 - 2 * sig(x)); },
+         [&](double x) { return dsig(x) * (1 - 6 * dsig(x)); }},  // 1 − 6σ + 6σ² = 1 − 6σσ(−x)
+        {"softplus", [](const Var<double>& x) { return tg::softplus(x); }, dsig,
+         [&](double x) { return dsig(x) * (1 - 2 * sig(x)); }},
+        {"log σ", [](const Var<double>& x) { return tg::log_sigmoid(x); }, [&](double x) { return -dsig(x); },
+         [&](double x) { return -dsig(x) * (1 - 2 * sig(x)); }},
+        {"tanh", [](const Var<double>& x) { return tg::tanh(x); },
+         [&](double x) { return -2 * std::tanh(x) * sech2(x); },
+         [&](double x) { return sech2(x) * (6 * std::tanh(x) * std::tanh(x) - 2); }},
+    };
+    for (const Case& c : cases) {
+        CAPTURE(c.name);
+        tg::Tape<double> tape;
+        auto x = tape.variable(x0);
+        tape.backward(tg::sum(c.f(x)), {.create_graph = true});
+        tape.backward(tg::sum(tape.grad_var(x)), {.create_graph = true});
+        const Tensor<double> d2 = tape.grad(x);
+        tape.backward(tg::sum(tape.grad_var(x)));
+        const Tensor<double>& d3 = tape.grad(x);
+        for (std::size_t i = 0; i < x0.size(); ++i) {
+            CAPTURE(x0[i]);
+            const double w2 = c.d2(x0[i]), w3 = c.d3(x0[i]);
+            REQUIRE(std::isfinite(d2[i]));
+            REQUIRE(std::isfinite(d3[i]));
+            // Relative: at ±40 the answers are ~1e-18 (σ) and ~1e-34 (tanh), not to be lost to 0.
+            CHECK(std::abs(d2[i] - w2) <= 1e-10 * std::abs(w2) + 1e-300);
+            CHECK(std::abs(d3[i] - w3) <= 1e-10 * std::abs(w3) + 1e-300);
+        }
+    }
 }
