@@ -23,6 +23,9 @@ std::string error_of(const std::function<void()>& f) {
     return "";
 }
 
+// The message's first line (errors raised while recording on a tape may add where it happened).
+std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 Tensor<double> z(std::size_t r, std::size_t c) { return Tensor<double>(r, c); }
@@ -49,7 +52,7 @@ TEST_CASE("matmul with differing inner dimensions names both shapes exactly") {
     tg::Tape<double> tape;
     auto A = tape.variable(z(128, 784), "A");
     auto B = tape.variable(z(785, 256), "B");
-    CHECK(error_of([&] { tg::matmul(A, B); }) == "matmul: inner dimensions differ: (128×784)·(785×256)");
+    CHECK(first_line(error_of([&] { tg::matmul(A, B); })) == "matmul: inner dimensions differ: (128×784)·(785×256)");
     CHECK(tape.size() == 2);  // nothing recorded by the failed call
 }
 
@@ -122,7 +125,7 @@ TEST_CASE("a class label out of range, negative or not an integer is a clear err
     tg::Tape<float> tape;
     auto Z = tape.variable(Tensor<float>(2, 3), "Z");
     auto y = tape.constant(Tensor<float>(2, 1, {2, 3}), "y");
-    CHECK(error_of([&] { tg::softmax_cross_entropy(Z, y); }) ==
+    CHECK(first_line(error_of([&] { tg::softmax_cross_entropy(Z, y); })) ==
           "softmax_cross_entropy: label 3 at row 1 is not a class index in [0, 3)");
 }
 

@@ -79,3 +79,33 @@ TEST_CASE("the op table's labels are unique") {
         CHECK(seen.insert(c.label).second);
     }
 }
+
+TEST_CASE("the symbolic reading of activation VJPs names the derivative helpers") {
+    tg::Tape<double> tape;
+    auto Z0 = tape.constant(tg::Tensor<double>(4, 3), "Z0");
+    auto W0 = tape.variable(tg::Tensor<double>(3, 5), "W0");
+    auto W1 = tape.variable(tg::Tensor<double>(5, 2), "W1");
+    auto A0 = tg::matmul(Z0, W0).named("A0");
+    auto Z1 = tg::sigmoid(A0).named("Z1");
+    auto A1 = tg::matmul(Z1, W1).named("A1");
+    auto E = tg::sum(tg::relu(A1) + tg::tanh(A1)).named("E");
+    tape.backward(E);
+    const std::string u = tape.explain(W0);
+    const std::string a = tape.explain(W0, {.ascii = true});
+    CAPTURE(u);
+    CAPTURE(a);
+    CHECK(u.find("∂E/∂A1 = relu′(A1) + tanh′(A1)") != std::string::npos);
+    CHECK(u.find("∂E/∂Z1 ⊙ σ′(A0)") != std::string::npos);
+    CHECK(u.find("∂E/∂W0 = Z0ᵀ · ∂E/∂A0") != std::string::npos);
+    CHECK(a.find("dE/dZ1 * sigmoid'(A0)") != std::string::npos);
+    CHECK(a.find("relu'(A1) + tanh'(A1)") != std::string::npos);
+}
+
+TEST_CASE("the fused softmax cross-entropy explains itself as softmax minus one-hot over m") {
+    tg::Tape<double> tape;
+    auto Z = tape.variable(tg::Tensor<double>(4, 3), "Z");
+    auto y = tape.constant(tg::Tensor<double>(4, 1, {0, 1, 2, 0}), "y");
+    auto L = tg::softmax_cross_entropy(Z, y).named("L");
+    tape.backward(L);
+    CHECK(tape.explain(Z) == "∂L/∂Z = 0.25·(softmax(Z) − onehot(y))");
+}
