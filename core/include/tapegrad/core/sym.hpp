@@ -5,6 +5,8 @@
 // "{0} ⊙ {1}" with a precedence); operands of lower precedence are parenthesised.
 #pragma once
 
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -33,6 +35,12 @@ struct Sym {
     // operators of equal precedence do not associate with each other, so an operand built with
     // one is parenthesised under the other: (G · Wᵀ) ⊙ σ′(A), never G · Wᵀ ⊙ σ′(A).
     std::string infix;
+    // Scalar bookkeeping, so that signs and constant factors fold as they would on paper:
+    // a numeric constant (0.5), or coef·base (−X is −1·X, 0.2·Y). −(−X) = X, 0.5 ⊙ 2·D = D,
+    // A + (−B) = A − B, (c·A)ᵀ · B = c·(Aᵀ · B).
+    std::optional<double> number;
+    double coef = 1;
+    std::shared_ptr<const Sym> base;
     enum class Kind : unsigned char { Expr, One, Zero } kind = Kind::Expr;
 
     Sym() = default;
@@ -53,7 +61,10 @@ struct Sym {
     const std::string& str(bool use_ascii) const noexcept { return use_ascii ? ascii : text; }
 };
 
-// Renders `n` with the given operands; defined in core/src/sym.cpp.
+// c·x, folded: c·(k·y) = (ck)·y, c·number = number, 1·x = x, −1·x = −x.
+Sym scaled(double c, const Sym& x, Shape out);
+// Renders `n` with the given operands; defined in core/src/sym.cpp. Negation, constant factors
+// of linear notations (⊙, ·, ⊘'s numerator, ᵀ, Σ) and sums with a negated term are folded.
 Sym render(const Notation& n, std::initializer_list<const Sym*> args, Shape out);
 // "name(a, b, …)" for ops that declare no notation.
 Sym render_call(std::string_view name, std::initializer_list<const Sym*> args, Shape out);
