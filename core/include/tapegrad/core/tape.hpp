@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <new>
@@ -26,6 +27,7 @@
 #include <tapegrad/core/arena.hpp>
 #include <tapegrad/core/engine_ops.hpp>
 #include <tapegrad/core/op.hpp>
+#include <tapegrad/core/site.hpp>
 #include <tapegrad/core/sym.hpp>
 #include <tapegrad/core/tensor.hpp>
 
@@ -235,22 +237,30 @@ public:
 
     // ---- leaves ----------------------------------------------------------------------------
     // A value that wants no gradient (copied into the arena).
-    Var<T> constant(const Tensor<T>& value, std::string_view name = {}) {
+    Var<T> constant(const Tensor<T>& value, std::string_view name = {},
+                    std::source_location loc = std::source_location::current()) {
+        CallSite at(loc);
         return leaf(value.clone(&arena_), LeafKind::Constant, false, nullptr, name);
     }
     // A constant that refers to the caller's storage instead of copying it: the caller keeps
     // `value` alive and unchanged until the tape is reset.
-    Var<T> constant_ref(const Tensor<T>& value, std::string_view name = {}) {
+    Var<T> constant_ref(const Tensor<T>& value, std::string_view name = {},
+                        std::source_location loc = std::source_location::current()) {
+        CallSite at(loc);
         return leaf(view_of(value), LeafKind::Constant, false, nullptr, name);
     }
     // A differentiable leaf (value copied into the arena); read its gradient with grad().
-    Var<T> variable(const Tensor<T>& value, std::string_view name = {}) {
+    Var<T> variable(const Tensor<T>& value, std::string_view name = {},
+                    std::source_location loc = std::source_location::current()) {
+        CallSite at(loc);
         return leaf(value.clone(&arena_), LeafKind::Variable, true, nullptr, name);
     }
     // A differentiable leaf backed by storage that outlives the tape (a parameter): its value
     // is used in place, and every backward() adds its adjoint into *grad (resized and zeroed
     // when it does not have the value's shape). Both must stay alive until reset().
-    Var<T> external(const Tensor<T>& value, Tensor<T>* grad, std::string_view name = {}) {
+    Var<T> external(const Tensor<T>& value, Tensor<T>* grad, std::string_view name = {},
+                    std::source_location loc = std::source_location::current()) {
+        CallSite at(loc);
         if (grad == nullptr) fail("external: no gradient storage given for leaf '{}'", name);
         return leaf(view_of(value), LeafKind::External, true, grad, name);
     }
@@ -260,12 +270,20 @@ public:
     Var<T> record(const Op& op, const V&... x) {
         static_assert(sizeof...(V) == Op::arity, "wrong number of operands for this op");
         static_assert((std::same_as<V, Var<T>> && ...), "operands must be Vars of this tape");
-        (check(x, Op::name), ...);
-        Shape s = op.shape(nodes_[x.id_].value.shape()...);
-        Tensor<T> out = Tensor<T>::uninit(s, &arena_);
-        op.forward(out, nodes_[x.id_].value...);
-        bool rg = (nodes_[x.id_].requires_grad || ...);
-        if (rg) check_differentiable<Op>(std::array<bool, Op::arity>{nodes_[x.id_].requires_grad...});
+        Tensor<T> out;
+        bool rg = false;
+        try {  // free unless something throws: then the message gains the user's line
+            (check(x, Op::name), ...);
+            Shape s = op.shape(nodes_[x.id_].value.shape()...);
+            out = Tensor<T>::uninit(s, &arena_);
+            op.forward(out, nodes_[x.id_].value...);
+            rg = (nodes_[x.id_].requires_grad || ...);
+            if (rg) check_differentiable<Op>(std::array<bool, Op::arity>{nodes_[x.id_].requires_grad...});
+        } catch (const Error& e) {
+            rethrow_located(e);
+        }
+        if (anomaly_) [[unlikely]]
+            anomaly_forward(Op::name, out, {nodes_[x.id_].value.shape()...});
         Node<T>& n = push();
         n.op = rule_for(op);
         (n.in.push_back(x.id_), ...);
@@ -278,7 +296,9 @@ public:
     // Seeds a scalar (1×1) loss with 1 and sweeps. Every call starts from zero adjoints, so
     // calling it twice gives the same grad() both times, while External leaves accumulate
     // (their storage gains the gradient twice, as PyTorch's .grad does).
-    void backward(const Var<T>& loss, BackwardOptions opt = {}) {
+    void backward(const Var<T>& loss, BackwardOptions opt = {},
+                  std::source_location loc = std::source_location::current()) {
+        CallSite at(loc);
         check(loss, "backward");
         if (loss.shape() != Shape{1, 1})
             fail("backward: the loss has shape {}, not (1×1); pass a seed adjoint of that shape",
@@ -288,7 +308,9 @@ public:
         sweep(loss.id_, std::move(seed), opt);
     }
     // Seeds output `y` with the adjoint `seed` (of y's shape): computes seedᵀ·J.
-    void backward(const Var<T>& y, const Tensor<T>& seed, BackwardOptions opt = {}) {
+    void backward(const Var<T>& y, const Tensor<T>& seed, BackwardOptions opt = {},
+                  std::source_location loc = std::source_location::current()) {
+        CallSite at(loc);
         check(y, "backward");
         if (seed.shape() != y.shape())
             fail("backward: seed adjoint has shape {}, output has shape {}", seed.shape(), y.shape());
@@ -328,7 +350,19 @@ public:
         ++generation_;
         last_loss_ = kNoNode;
         graph_recorded_ = false;
+        sites_.clear();
     }
+
+    // ---- anomaly mode ------------------------------------------------------------------------
+    // When on, every value a node receives is checked for NaN and ±Inf: leaves and forward
+    // outputs as they are recorded, adjoints as the sweep accumulates them. The first one found
+    // raises Error naming the op (for an adjoint: the op whose VJP produced it), the shapes, the
+    // element and the user's line that recorded the node (site.hpp). Off: one predictable branch
+    // per record and per accumulation.
+    void set_anomaly_mode(bool on) noexcept { anomaly_ = on; }
+    bool anomaly_mode() const noexcept { return anomaly_; }
+    // Where node `id` was recorded (kept in anomaly mode only; Kind::none otherwise).
+    Site site(std::uint32_t id) const noexcept { return id < sites_.size() ? sites_[id] : Site{}; }
 
     // ---- introspection (for tools: explain, to_dot, anomaly checks) ---------------------------
     std::size_t size() const noexcept { return nodes_.size(); }
@@ -361,6 +395,7 @@ public:
 
     // Engine internals used by the op rules.
     void accumulate(std::uint32_t target, Tensor<T>&& contrib);
+    void accumulate_unchecked(std::uint32_t target, Tensor<T>&& contrib);
     void accumulate_var(std::uint32_t target, const Var<T>& contrib);
 
 private:
@@ -375,12 +410,25 @@ private:
         n.requires_grad = rg;
         n.grad_sink = sink;
         n.name = intern(name);
-        return Var<T>(this, static_cast<std::uint32_t>(nodes_.size() - 1), generation_);
+        const auto id = static_cast<std::uint32_t>(nodes_.size() - 1);
+        if (anomaly_) [[unlikely]]
+            anomaly_leaf(id);
+        return Var<T>(this, id, generation_);
     }
     Node<T>& push() {
         if (nodes_.size() >= kNoNode - 1) fail("tape: more than {} nodes", kNoNode - 1);
+        if (anomaly_) [[unlikely]] {
+            sites_.resize(nodes_.size() + 1);
+            sites_.back() = Site::current();
+        }
         return nodes_.emplace_back();
     }
+    [[noreturn, gnu::cold, gnu::noinline]] void rethrow_located(const Error& e) const;
+    [[gnu::cold, gnu::noinline]] void anomaly_forward(std::string_view op, const Tensor<T>& out,
+                                                      std::initializer_list<Shape> inputs) const;
+    [[gnu::cold, gnu::noinline]] void anomaly_leaf(std::uint32_t id) const;
+    [[gnu::cold, gnu::noinline]] void anomaly_adjoint(std::uint32_t target) const;
+    std::string describe(std::uint32_t id) const;
     std::string_view intern(std::string_view s) {
         if (s.empty()) return {};
         char* p = static_cast<char*>(arena_.allocate(s.size(), 1));
@@ -415,6 +463,9 @@ private:
     std::uint32_t generation_ = 1;
     std::uint32_t last_loss_ = kNoNode;
     bool graph_recorded_ = false;
+    bool anomaly_ = false;
+    std::uint32_t sweeping_ = kNoNode;  // the node whose VJPs run now (for error messages)
+    std::vector<Site> sites_;           // anomaly mode: where each node was recorded
 };
 
 // ---- Var ---------------------------------------------------------------------------------------
@@ -455,6 +506,16 @@ Var<T> apply(const Op& op, const Var<T>& a, const Vs&... rest) {
 
 template <class T>
 void Tape<T>::accumulate(std::uint32_t target, Tensor<T>&& contrib) {
+    if (anomaly_) [[unlikely]] {
+        accumulate_unchecked(target, std::move(contrib));
+        anomaly_adjoint(target);
+        return;
+    }
+    accumulate_unchecked(target, std::move(contrib));
+}
+
+template <class T>
+void Tape<T>::accumulate_unchecked(std::uint32_t target, Tensor<T>&& contrib) {
     Node<T>& n = nodes_[target];
     const Shape s = n.value.shape();
     if (n.adj.empty()) {
@@ -499,12 +560,22 @@ void Tape<T>::sweep(std::uint32_t root, Tensor<T>&& seed, BackwardOptions opt) {
     graph_recorded_ = opt.create_graph;
     if (!nodes_[root].requires_grad) return;  // nothing differentiable leads to the loss
 
+    struct Sweeping {  // names the node being swept in error messages, until the sweep ends
+        std::uint32_t& s;
+        ~Sweeping() { s = kNoNode; }
+    } sweeping{sweeping_};
+    if (anomaly_) [[unlikely]] {
+        nodes_[root].adj = seed.clone(&arena_);
+        anomaly_adjoint(root);
+    }
+
     if (!opt.create_graph) {
         nodes_[root].adj = std::move(seed);
         for (std::uint32_t i = root + 1; i-- > 0;) {
             Node<T>& n = nodes_[i];
             if (n.adj.empty() || !n.requires_grad) continue;
             if (n.op) {
+                sweeping_ = i;
                 n.op->vjp_numeric(*this, i);
             } else if (n.grad_sink) {
                 Tensor<T>& g = *n.grad_sink;
@@ -520,7 +591,10 @@ void Tape<T>::sweep(std::uint32_t root, Tensor<T>&& seed, BackwardOptions opt) {
     nodes_[root].adj_var = s.id_;
     for (std::uint32_t i = root + 1; i-- > 0;) {
         if (nodes_[i].adj_var == kNoNode || !nodes_[i].requires_grad) continue;
-        if (nodes_[i].op) nodes_[i].op->vjp_recorded(*this, i);
+        if (nodes_[i].op) {
+            sweeping_ = i;
+            nodes_[i].op->vjp_recorded(*this, i);
+        }
     }
     for (std::uint32_t i = 0; i <= root; ++i) {
         Node<T>& n = nodes_[i];
@@ -532,6 +606,92 @@ void Tape<T>::sweep(std::uint32_t root, Tensor<T>&& seed, BackwardOptions opt) {
             for (std::size_t k = 0; k < g.size(); ++k) g[k] += n.adj[k];
         }
     }
+}
+
+// ---- located errors and anomaly mode (cold paths) ----------------------------------------------
+
+template <class T>
+void Tape<T>::rethrow_located(const Error& e) const {
+    std::string msg = e.what();
+    if (sweeping_ != kNoNode)
+        msg += fmt::format("\n  while running the VJP of '{}' ({})", nodes_[sweeping_].op->name(), describe(sweeping_));
+    // Only an exact site is appended: after an operator the last site is a hint, which anomaly
+    // reports give but a plain error (whose first line tests may match) does not.
+    const Site here = Site::current();
+    if (here.kind == Site::Kind::exact && msg.find("\n  at ") == std::string::npos)
+        msg += fmt::format("\n  {}", here.str());
+    throw Error(msg);
+}
+
+template <class T>
+std::string Tape<T>::describe(std::uint32_t id) const {
+    const Node<T>& n = nodes_[id];
+    const char* kind = n.kind == LeafKind::Op         ? "node"
+                       : n.kind == LeafKind::Constant ? "constant"
+                                                      : "variable";
+    std::string out = fmt::format("{} {} {}", kind, display_name(id), n.value.shape());
+    const Site where = site(id);
+    if (where.kind != Site::Kind::none) out += fmt::format(", recorded {}", where.str());
+    return out;
+}
+
+namespace detail {
+// The first element of t that is NaN or ±Inf, as a flat index, or t.size().
+template <class T>
+std::size_t first_non_finite(const Tensor<T>& t) noexcept {
+    const T* p = t.data();
+    for (std::size_t i = 0, e = t.size(); i < e; ++i)
+        if (!std::isfinite(p[i])) return i;
+    return t.size();
+}
+template <class T>
+std::string non_finite_at(const Tensor<T>& t, std::size_t i) {
+    const T v = t.data()[i];
+    const char* what = std::isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf";
+    return fmt::format("{} at ({}, {})", what, i / t.cols(), i % t.cols());
+}
+}  // namespace detail
+
+template <class T>
+void Tape<T>::anomaly_forward(std::string_view op, const Tensor<T>& out, std::initializer_list<Shape> inputs) const {
+    const std::size_t i = detail::first_non_finite(out);
+    if (i == out.size()) return;
+    std::string shapes;
+    for (Shape s : inputs) shapes += fmt::format("{}{}", shapes.empty() ? "" : ", ", s);
+    std::string msg = fmt::format("anomaly: forward of '{}' produced {} of its {} output (inputs {})", op,
+                                  detail::non_finite_at(out, i), out.shape(), shapes);
+    if (sweeping_ != kNoNode)
+        msg += fmt::format("\n  while recording the VJP of '{}' ({})", nodes_[sweeping_].op->name(), describe(sweeping_));
+    const Site here = Site::current();
+    if (here.kind != Site::Kind::none) msg += fmt::format("\n  {}", here.str());
+    throw Error(msg);
+}
+
+template <class T>
+void Tape<T>::anomaly_leaf(std::uint32_t id) const {
+    const Tensor<T>& v = nodes_[id].value;
+    const std::size_t i = detail::first_non_finite(v);
+    if (i == v.size()) return;
+    throw Error(fmt::format("anomaly: {} holds {}", describe(id), detail::non_finite_at(v, i)));
+}
+
+template <class T>
+void Tape<T>::anomaly_adjoint(std::uint32_t target) const {
+    const Tensor<T>& a = nodes_[target].adj;
+    const std::size_t i = detail::first_non_finite(a);
+    if (i == a.size()) return;
+    if (sweeping_ == kNoNode)
+        throw Error(fmt::format("anomaly: the seed of backward() holds {}; output {}", detail::non_finite_at(a, i),
+                                describe(target)));
+    const Node<T>& n = nodes_[sweeping_];
+    std::size_t k = 0;
+    while (k + 1 < n.in.size() && n.in[k] != target) ++k;
+    std::string inputs;
+    for (std::uint32_t j : n.in) inputs += fmt::format("{}{}", inputs.empty() ? "" : ", ", nodes_[j].value.shape());
+    throw Error(fmt::format(
+        "anomaly: the VJP of '{}' produced {} in the adjoint of its input {}\n"
+        "  the op: {} (inputs {})\n  the input: {}",
+        n.op->name(), detail::non_finite_at(a, i), k, describe(sweeping_), inputs, describe(target)));
 }
 
 // ---- explain -----------------------------------------------------------------------------------
