@@ -52,7 +52,8 @@ int main(int argc, char** argv) {
     }
 
     fmt::print("\nexplain(W1) — ∂J/∂n⁽ᵐ⁾ is the document's sensitivity s⁽ᵐ⁾:\n{}\n", tape.explain(n.W[0]));
-    fmt::print("\nexplain(W2) via n2 (s⁽²⁾ = −2Ḟ(y − a), then a⁽¹⁾s⁽²⁾ᵀ):\n{}\n", tape.explain(n.W[1], {.via = {"n2"}}));
+    fmt::print("\nexplain(W2) via n2 — s⁽²⁾ = −2Ḟ(y − a): e = y − a is used twice in eᵀe, so the fan-out reads\n"
+               "e + e; then ∂J/∂W⁽²⁾ = a⁽¹⁾s⁽²⁾ᵀ:\n{}\n", tape.explain(n.W[1], {.via = {"n2"}}));
     fmt::print("\nexplain(b1) via n2:\n{}\n", tape.explain(n.b[0], {.via = {"n2"}}));
     write_graph(tape, args, "seed_004", "seed 004: SGD with sensitivities, n = Wᵀa + b");
 

@@ -203,13 +203,6 @@ Sym render(const Notation& n, std::initializer_list<const Sym*> args, Shape out)
             return r;
         }
     }
-    // c·X + d·X = (c + d)·X
-    if (op == "+" && a.size() == 2) {
-        const Sym& x0 = a[0].base ? *a[0].base : a[0];
-        const Sym& x1 = a[1].base ? *a[1].base : a[1];
-        if (!a[0].number && !a[1].number && x0.text == x1.text && x0.ascii == x1.ascii)
-            return scaled(a[0].coef + a[1].coef, x0, out);
-    }
     if (op == "+" && a.size() == 2) {
         if (negative(a[1])) return plain_render(kSub, {a[0], scaled(-1, a[1], a[1].dims)}, out);
         if (negative(a[0])) return plain_render(kSub, {a[1], scaled(-1, a[0], a[0].dims)}, out);
