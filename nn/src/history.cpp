@@ -73,7 +73,8 @@ std::string panel(double x0, double y0, double w, double h, const std::string& t
     s += fmt::format(R"(<text x="{:.1f}" y="{:.1f}" font-size="12" text-anchor="middle">epoch</text>)"
                      "\n",
                      x0 + w / 2, y0 + h + 32);
-    double ly = y0 + 15;
+    double lx = x0 + w / 2 - 70;  // legend: one row under the axis label
+    const double ly = y0 + h + 52;
     for (const auto& se : series) {
         if (se.y.empty()) continue;
         std::string pts;
@@ -88,8 +89,8 @@ std::string panel(double x0, double y0, double w, double h, const std::string& t
         s += fmt::format(R"(<line x1="{:.1f}" y1="{:.1f}" x2="{:.1f}" y2="{:.1f}" stroke="{}" stroke-width="2"/>)"
                          R"(<text x="{:.1f}" y="{:.1f}" font-size="12">{}</text>)"
                          "\n",
-                         x0 + w - 110, ly, x0 + w - 90, ly, se.colour, x0 + w - 85, ly + 4, se.label);
-        ly += 16;
+                         lx, ly, lx + 20, ly, se.colour, lx + 25, ly + 4, se.label);
+        lx += 80;
     }
     return s;
 }
@@ -125,7 +126,7 @@ std::string History::svg(const std::string& title) const {
         tra.push_back(r.train_accuracy);
         tea.push_back(r.test_accuracy);
     }
-    const double W = 900, H = 380;
+    const double W = 900, H = 400;
     std::string s = fmt::format(R"(<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" viewBox="0 0 {} {}">)"
                                 "\n"
                                 R"(<rect width="100%" height="100%" fill="white"/>)"
