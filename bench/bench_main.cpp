@@ -45,6 +45,7 @@ namespace tg = tapegrad;
 using bench::Dataset;
 using bench::HandwrittenMlp;
 using bench::Params;
+using bench::NnMlp;
 using bench::TapeMlp;
 
 constexpr std::size_t kBatch = 128;
@@ -193,8 +194,8 @@ struct EpochBuffer {
 // ---- workloads -----------------------------------------------------------------------------
 
 struct LossCheck {
-    std::vector<float> tapegrad, handwritten;
-    double max_diff = NAN;
+    std::vector<float> tapegrad, tape, handwritten;  // nn::MLP, tape + ops, by hand
+    double max_diff = NAN;                           // over both tapegrad variants
     double weight_diff = NAN;
 };
 
@@ -203,91 +204,100 @@ LossCheck check_losses(const Dataset& d, const Params& init, std::size_t steps) 
     tg::set_blas_threads(1);
     LossCheck c;
     HandwrittenMlp hw(init, kBatch);
+    NnMlp nm(init, kLr);
     TapeMlp tm(init);
     const std::size_t batches = d.n / kBatch;
     double md = 0;
     for (std::size_t s = 0; s < steps; ++s) {
         Batch b(d, (s % batches) * kBatch, kBatch);
         c.handwritten.push_back(hw.step(b.x.data(), b.yi.data(), kBatch, kLr));
-        c.tapegrad.push_back(tm.step(b.x, b.y, kLr));
-        md = std::max(md, double(std::abs(c.handwritten.back() - c.tapegrad.back())));
+        c.tapegrad.push_back(nm.step(b.x, b.y));
+        c.tape.push_back(tm.step(b.x, b.y, kLr));
+        md = std::max({md, double(std::abs(c.handwritten.back() - c.tapegrad.back())),
+                       double(std::abs(c.handwritten.back() - c.tape.back()))});
     }
     c.max_diff = md;
     double wd = 0;
     for (std::size_t l = 0; l + 1 < kSizes.size(); ++l) {
         const auto& a = hw.weight(l);
-        const auto& b = tm.weight(l);
-        for (std::size_t k = 0; k < a.size(); ++k) wd = std::max(wd, double(std::abs(a[k] - b[k])));
+        const auto& b = nm.weight(l);
+        const auto& t = tm.weight(l);
+        for (std::size_t k = 0; k < a.size(); ++k)
+            wd = std::max({wd, double(std::abs(a[k] - b[k])), double(std::abs(a[k] - t[k]))});
     }
     c.weight_diff = wd;
     return c;
 }
 
 struct StepTimes {
-    double tapegrad_ms = NAN, handwritten_ms = NAN;
-    double allocs_tapegrad = NAN, allocs_handwritten = NAN;
+    double tapegrad_ms = NAN, tape_ms = NAN, handwritten_ms = NAN;
+    double allocs_tapegrad = NAN, allocs_tape = NAN, allocs_handwritten = NAN;
 };
 
-// Steps on a fixed set of pre-converted batches, the two sides interleaved round by round
-// (alternating which goes first) so that drift in the machine's speed hits both alike.
+// Steps on a fixed set of pre-converted batches, the three sides interleaved round by round
+// (rotating which goes first) so that drift in the machine's speed hits all alike.
 StepTimes time_steps(const Dataset& d, const Params& init, int threads, int rounds, int per_round) {
     tg::set_blas_threads(threads);
     std::vector<Batch> batches;
     const std::size_t nb = std::min<std::size_t>(16, d.n / kBatch);
     for (std::size_t k = 0; k < nb; ++k) batches.emplace_back(d, k * kBatch, kBatch);
     HandwrittenMlp hw(init, kBatch);
+    NnMlp nm(init, kLr);
     TapeMlp tm(init);
-    std::size_t next_hw = 0, next_tg = 0;
-    auto step_hw = [&] {
-        const Batch& b = batches[next_hw++ % nb];
-        return hw.step(b.x.data(), b.yi.data(), kBatch, kLr);
-    };
-    auto step_tg = [&] {
-        const Batch& b = batches[next_tg++ % nb];
+    std::size_t next[3] = {0, 0, 0};
+    // side 0: hand-written, 1: tapegrad::nn, 2: tape + ops
+    auto step = [&](int side) {
+        const Batch& b = batches[next[side]++ % nb];
+        if (side == 0) return hw.step(b.x.data(), b.yi.data(), kBatch, kLr);
+        if (side == 1) return nm.step(b.x, b.y);
         return tm.step(b.x, b.y, kLr);
     };
     volatile float sink = 0;
-    for (int k = 0; k < 10; ++k) sink = sink + step_hw() + step_tg();  // warm-up: arena, BLAS pools
+    for (int k = 0; k < 10; ++k)  // warm-up: arenas, BLAS thread pools
+        for (int side = 0; side < 3; ++side) sink = sink + step(side);
 
     StepTimes r;
     // Heap allocations per steady-state step.
-    {
+    double allocs[3];
+    for (int side = 0; side < 3; ++side) {
         const int n = 20;
-        long a0 = bench::alloc_count();
-        for (int k = 0; k < n; ++k) sink = sink + step_tg();
-        long a1 = bench::alloc_count();
-        for (int k = 0; k < n; ++k) sink = sink + step_hw();
-        long a2 = bench::alloc_count();
-        r.allocs_tapegrad = double(a1 - a0) / n;
-        r.allocs_handwritten = double(a2 - a1) / n;
+        const long a0 = bench::alloc_count();
+        for (int k = 0; k < n; ++k) sink = sink + step(side);
+        allocs[side] = double(bench::alloc_count() - a0) / n;
     }
-    std::vector<double> thw, ttg;
+    r.allocs_handwritten = allocs[0];
+    r.allocs_tapegrad = allocs[1];
+    r.allocs_tape = allocs[2];
+    std::vector<double> t[3];
     for (int round = 0; round < rounds; ++round) {
-        for (int side = 0; side < 2; ++side) {
-            const bool tg_turn = (side == 0) == (round % 2 == 1);
+        for (int turn = 0; turn < 3; ++turn) {
+            const int side = (turn + round) % 3;
             for (int k = 0; k < per_round; ++k) {
                 double t0 = now_s();
-                sink = sink + (tg_turn ? step_tg() : step_hw());
+                sink = sink + step(side);
                 double t1 = now_s();
-                (tg_turn ? ttg : thw).push_back((t1 - t0) * 1e3);
+                t[side].push_back((t1 - t0) * 1e3);
             }
         }
     }
-    r.tapegrad_ms = median(ttg);
-    r.handwritten_ms = median(thw);
+    r.handwritten_ms = median(t[0]);
+    r.tapegrad_ms = median(t[1]);
+    r.tape_ms = median(t[2]);
     return r;
 }
 
 // One pass over the data set in order, batches of 128 (the last one shorter), batch
 // conversion included. Returns seconds; `mean_loss` gets the mean of the step losses.
+// `limit` caps the number of images (0: all).
 template <class StepFn>
-double run_epoch(const Dataset& d, StepFn step, double& mean_loss) {
+double run_epoch(const Dataset& d, StepFn step, double& mean_loss, std::size_t limit = 0) {
     EpochBuffer buf(d.dim);
     double total = 0;
     std::size_t steps = 0;
+    const std::size_t n = limit ? std::min(limit, d.n) : d.n;
     const double t0 = now_s();
-    for (std::size_t first = 0; first < d.n; first += kBatch) {
-        const std::size_t m = std::min(kBatch, d.n - first);
+    for (std::size_t first = 0; first < n; first += kBatch) {
+        const std::size_t m = std::min(kBatch, n - first);
         bench::fill_batch(d, first, m, buf.x.data(), buf.y.data(), buf.yi.data());
         total += step(buf, m);
         ++steps;
@@ -297,25 +307,28 @@ double run_epoch(const Dataset& d, StepFn step, double& mean_loss) {
     return t1 - t0;
 }
 
-double epoch_handwritten(const Dataset& d, const Params& init, int threads, double& mean_loss) {
+double epoch_handwritten(const Dataset& d, const Params& init, int threads, double& mean_loss,
+                         std::size_t limit = 0) {
     tg::set_blas_threads(threads);
     HandwrittenMlp hw(init, kBatch);
     return run_epoch(
-        d, [&](EpochBuffer& b, std::size_t m) { return hw.step(b.x.data(), b.yi.data(), m, kLr); }, mean_loss);
+        d, [&](EpochBuffer& b, std::size_t m) { return hw.step(b.x.data(), b.yi.data(), m, kLr); }, mean_loss,
+        limit);
 }
 
-double epoch_tapegrad(const Dataset& d, const Params& init, int threads, double& mean_loss) {
+double epoch_tapegrad(const Dataset& d, const Params& init, int threads, double& mean_loss,
+                      std::size_t limit = 0) {
     tg::set_blas_threads(threads);
-    TapeMlp tm(init);
+    NnMlp nm(init, kLr);
     return run_epoch(
         d,
         [&](EpochBuffer& b, std::size_t m) {
-            if (m == kBatch) return tm.step(b.x, b.y, kLr);
+            if (m == kBatch) return nm.step(b.x, b.y);
             auto x = tg::Tensor<float>::view(b.x.data(), {m, d.dim}, b.x.resource());
             auto y = tg::Tensor<float>::view(b.y.data(), {m, 1}, b.y.resource());
-            return tm.step(x, y, kLr);
+            return nm.step(x, y);
         },
-        mean_loss);
+        mean_loss, limit);
 }
 
 double tiny_tapegrad_ns(int reps) {
@@ -360,21 +373,17 @@ int run_child(const Options& o) {
     Dataset d = bench::load_fashion_mnist(o.data);
     Params init = bench::init_params(kSizes);
     double loss = 0;
-    Dataset part;
-    const Dataset* use = &d;
-    if (o.quick) {  // 100 steps are enough to reach the steady state of the working set
-        part.dim = d.dim;
-        part.n = std::min<std::size_t>(d.n, 100 * kBatch);
-        part.images.assign(d.images.begin(), d.images.begin() + std::ptrdiff_t(part.n * d.dim));
-        part.labels.assign(d.labels.begin(), d.labels.begin() + std::ptrdiff_t(part.n));
-        use = &part;
-    }
-    double s = o.child == "handwritten" ? epoch_handwritten(*use, init, 1, loss) : epoch_tapegrad(*use, init, 1, loss);
+    // --quick: 100 steps are enough to reach the steady state of the working set.
+    const std::size_t limit = o.quick ? 100 * kBatch : 0;
+    double s = o.child == "handwritten" ? epoch_handwritten(d, init, 1, loss, limit)
+                                        : epoch_tapegrad(d, init, 1, loss, limit);
     std::printf("%.6f %.6f\n", s, loss);
     return std::isfinite(loss) ? 0 : 1;
 }
 
-// Peak RSS (MiB) of this program re-run as a training-only child.
+// Peak RSS (MiB) of this program re-run as a training-only child. Called first thing in main:
+// ru_maxrss also covers the child's moments between fork and exec, when it still maps the
+// parent's pages, so the parent must be small then.
 std::optional<double> child_peak_rss_mb(const Options& o, const char* which) {
     pid_t pid = fork();
     if (pid < 0) return std::nullopt;
@@ -396,7 +405,7 @@ std::optional<double> child_peak_rss_mb(const Options& o, const char* which) {
 }
 
 // A workload in a loop, alone, for `perf record` or `valgrind --tool=callgrind`:
-// step-tapegrad | step-handwritten | tiny-tapegrad | tiny-handwritten | sweep-tapegrad (10³ nodes).
+// step-tapegrad (nn) | step-tape | step-handwritten | tiny-tapegrad | tiny-handwritten | sweep-tapegrad (10³ nodes).
 int run_profile(const Options& o) {
     const bool steps = o.profile.rfind("step-", 0) == 0;
     Dataset d = steps ? bench::load_fashion_mnist(o.data) : bench::synthetic_dataset(16 * kBatch, 784);
@@ -405,6 +414,7 @@ int run_profile(const Options& o) {
     std::vector<Batch> batches;
     for (std::size_t k = 0; k < 16; ++k) batches.emplace_back(d, k * kBatch, kBatch);
     HandwrittenMlp hw(init, kBatch);
+    NnMlp nm(init, kLr);
     TapeMlp tm(init);
     tg::Tape<float> tape;
     std::vector<float> xs(kTinySteps + 1);
@@ -414,7 +424,8 @@ int run_profile(const Options& o) {
     while (now_s() - t0 < o.seconds) {
         for (int k = 0; k < 16; ++k, ++iters) {
             const Batch& b = batches[iters % 16];
-            if (o.profile == "step-tapegrad") sink = sink + tm.step(b.x, b.y, kLr);
+            if (o.profile == "step-tapegrad") sink = sink + nm.step(b.x, b.y);
+            else if (o.profile == "step-tape") sink = sink + tm.step(b.x, b.y, kLr);
             else if (o.profile == "step-handwritten") sink = sink + hw.step(b.x.data(), b.yi.data(), kBatch, kLr);
             else if (o.profile == "tiny-tapegrad") sink = sink + bench::tiny_chain_tapegrad(tape, kTinySteps);
             else if (o.profile == "tiny-handwritten") sink = sink + bench::tiny_chain_handwritten(xs, kTinySteps);
@@ -486,7 +497,7 @@ int main(int argc, char** argv) {
             std::fprintf(stderr,
                          "usage: tapegrad_bench [--quick] [--json FILE] [--data DIR] [--check-steps N] "
                          "[--pytorch FILE]...\n       tapegrad_bench --profile "
-                         "step-tapegrad|step-handwritten|tiny-tapegrad|tiny-handwritten|sweep-tapegrad [--seconds S] [--threads N]\n");
+                         "step-tapegrad|step-tape|step-handwritten|tiny-tapegrad|tiny-handwritten|sweep-tapegrad [--seconds S] [--threads N]\n");
             return 2;
         }
     }
@@ -496,15 +507,18 @@ int main(int argc, char** argv) {
     const bool q = o.quick;
     if (o.check_steps == 0) o.check_steps = q ? 30 : 100;
     Results r;
+    const auto rss_tapegrad = child_peak_rss_mb(o, "tapegrad");
+    const auto rss_handwritten = child_peak_rss_mb(o, "handwritten");
     Dataset d = bench::load_fashion_mnist(o.data);
     Params init = bench::init_params(kSizes);
-    fmt::print("tapegrad_bench{}: data {} ({} images{}), ops from {}\n", q ? " --quick" : "", d.source, d.n,
-               d.real ? "" : ", synthetic", BENCH_OPS_SOURCE);
+    fmt::print("tapegrad_bench{}: data {} ({} images{})\n", q ? " --quick" : "", d.source, d.n,
+               d.real ? "" : ", synthetic");
 
     // Correctness first: the two C++ sides must train identically.
     LossCheck lc = check_losses(d, init, o.check_steps);
-    fmt::print("loss after {} steps: tapegrad {:.6f}, hand-written {:.6f}; max |Δloss| {:.3g}, max |ΔW| {:.3g}\n",
-               o.check_steps, lc.tapegrad.back(), lc.handwritten.back(), lc.max_diff, lc.weight_diff);
+    fmt::print("loss after {} steps: tapegrad::nn {:.6f}, tape+ops {:.6f}, hand-written {:.6f}; "
+               "max |Δloss| {:.3g}, max |ΔW| {:.3g}\n",
+               o.check_steps, lc.tapegrad.back(), lc.tape.back(), lc.handwritten.back(), lc.max_diff, lc.weight_diff);
 
     StepTimes s1 = time_steps(d, init, 1, q ? 4 : 10, q ? 10 : 20);
     StepTimes s2 = time_steps(d, init, 2, q ? 4 : 10, q ? 10 : 20);
@@ -526,7 +540,7 @@ int main(int argc, char** argv) {
     r.set("tiny_ns_per_op_handwritten", tiny_handwritten_ns(q ? 5 : 21));
     r.set("tiny_ns_per_op_pytorch", std::nullopt);
     r.set("allocs_per_step", s1.allocs_tapegrad);
-    r.set("peak_rss_mb_tapegrad", child_peak_rss_mb(o, "tapegrad"));
+    r.set("peak_rss_mb_tapegrad", rss_tapegrad);
     r.set("peak_rss_mb_pytorch", std::nullopt);
     r.set("sweep_ns_per_node_1e3", sweep_ns(1000, q ? 101 : 501));
     r.set("sweep_ns_per_node_1e6", sweep_ns(1000000, q ? 1 : 3));
@@ -543,9 +557,12 @@ int main(int argc, char** argv) {
     r.set("epoch_s_pytorch_1t", std::nullopt);
     r.set("epoch_s_pytorch_2t", std::nullopt);
     r.set("mlp_step_ms_pytorch_2t_passive", std::nullopt);
+    r.set("mlp_step_ms_tapegrad_tape_1t", s1.tape_ms);
+    r.set("mlp_step_ms_tapegrad_tape_2t", s2.tape_ms);
     r.set("allocs_per_step_handwritten", s1.allocs_handwritten);
+    r.set("allocs_per_step_tapegrad_tape", s1.allocs_tape);
     r.set("allocs_per_step_tapegrad_2t", s2.allocs_tapegrad);
-    r.set("peak_rss_mb_handwritten", child_peak_rss_mb(o, "handwritten"));
+    r.set("peak_rss_mb_handwritten", rss_handwritten);
     r.set("loss_check_steps", double(o.check_steps));
     r.set("loss_max_abs_diff_handwritten", lc.max_diff);
     r.set("weight_max_abs_diff_handwritten", lc.weight_diff);
@@ -598,6 +615,10 @@ int main(int argc, char** argv) {
     row("MLP step, 2 threads (ms)", g("mlp_step_ms_handwritten_2t"), g("mlp_step_ms_tapegrad_2t"),
         g("mlp_step_ms_pytorch_2t"), g("mlp_step_ms_pytorch_2t_passive"), "{:.3f}",
         fmt::format("≤1.05× hw: {}", verdict(rs2, 1.05)));
+    row("  same, tape + ops, 1 thread (ms)", g("mlp_step_ms_handwritten_1t"), g("mlp_step_ms_tapegrad_tape_1t"),
+        std::nullopt, std::nullopt, "{:.3f}", "");
+    row("  same, tape + ops, 2 threads (ms)", g("mlp_step_ms_handwritten_2t"), g("mlp_step_ms_tapegrad_tape_2t"),
+        std::nullopt, std::nullopt, "{:.3f}", "");
     row("epoch, 1 thread (s)", g("epoch_s_handwritten_1t"), g("epoch_s_tapegrad_1t"), g("epoch_s_pytorch_1t"),
         std::nullopt, "{:.3f}", fmt::format("≤1.05× hw: {}", verdict(re1, 1.05)));
     if (!q)

@@ -1,38 +1,58 @@
-// The tapegrad side of the benchmarks: the MLP step built from the tape and the op library
-// (parameters as External leaves), the tiny-op chain and the bare sweep chain.
+// The tapegrad side of the benchmarks: the MLP step as a user writes it with tapegrad::nn
+// (MLP + SGD), the same step written directly on the tape and the op library (parameters as
+// External leaves, SGD fused with zeroing the gradients), the tiny-op chain and the bare sweep.
 #pragma once
 
 #include <cstddef>
 #include <span>
 #include <vector>
 
+#include <tapegrad/nn.hpp>
 #include <tapegrad/tapegrad.hpp>
 
 #include "data.hpp"
 
-#if __has_include(<tapegrad/ops/activations.hpp>) && __has_include(<tapegrad/ops/losses.hpp>)
-#include <tapegrad/ops/activations.hpp>
-#include <tapegrad/ops/losses.hpp>
-#include <tapegrad/ops/math.hpp>
-#define BENCH_OPS_SOURCE "ops/"
-namespace bench::ops {
-using tapegrad::relu;
-using tapegrad::softmax_cross_entropy;
-using tapegrad::tanh;
-}  // namespace bench::ops
-#else
-#include "fallback_ops.hpp"
-#define BENCH_OPS_SOURCE "bench/fallback_ops.hpp"
-namespace bench::ops {
-using fallback::relu;
-using fallback::softmax_cross_entropy;
-using fallback::tanh;
-}  // namespace bench::ops
-#endif
 
 namespace bench {
 
 namespace tg = tapegrad;
+
+// The benchmarked MLP as tapegrad::nn builds it (Linear, ReLU, Linear, ReLU, Linear; separate
+// biases), its parameters overwritten with `p`; plain SGD through nn::SGD.
+class NnMlp {
+public:
+    NnMlp(const Params& p, float lr) : net_(p.sizes, tg::nn::Activation::relu, /*seed=*/1), opt_(net_.parameters(), {.lr = lr}) {
+        auto ps = net_.parameters();
+        if (ps.size() != 2 * p.w.size()) tg::fail("bench: nn::MLP has {} parameters, expected {}", ps.size(), 2 * p.w.size());
+        for (std::size_t l = 0; l < p.w.size(); ++l) {
+            copy_into(*ps[2 * l], p.w[l]);
+            copy_into(*ps[2 * l + 1], p.b[l]);
+        }
+    }
+
+    // One SGD step on batch x with labels y (m × 1); returns the loss before the update.
+    float step(const tg::Tensor<float>& x, const tg::Tensor<float>& y) {
+        tape_.reset();
+        auto logits = net_(tape_, tape_.constant_ref(x));
+        auto loss = tg::softmax_cross_entropy(logits, tape_.constant_ref(y));
+        opt_.zero_grad();
+        tape_.backward(loss);
+        opt_.step();
+        return loss.item();
+    }
+
+    const tg::Tensor<float>& weight(std::size_t l) { return net_.parameters()[2 * l]->value; }
+
+private:
+    static void copy_into(tg::nn::Parameter<float>& p, const std::vector<float>& v) {
+        if (p.size() != v.size()) tg::fail("bench: parameter {} has {} values, expected {}", p.name, p.size(), v.size());
+        std::copy(v.begin(), v.end(), p.value.data());
+    }
+
+    tg::nn::MLP<float> net_;
+    tg::nn::SGD<float> opt_;
+    tg::Tape<float> tape_{std::size_t(4) << 20};
+};
 
 // The benchmarked MLP on a tape: A = Z·W + b, ReLU between layers, softmax cross-entropy,
 // plain SGD on the parameters' gradient storage.
@@ -58,9 +78,9 @@ public:
             auto w = tape_.external(w_[l], &gw_[l]);
             auto b = tape_.external(b_[l], &gb_[l]);
             h = tg::matmul(h, w) + b;
-            if (l + 1 < layers) h = ops::relu(h);
+            if (l + 1 < layers) h = tg::relu(h);
         }
-        auto loss = ops::softmax_cross_entropy(h, tape_.constant_ref(y));
+        auto loss = tg::softmax_cross_entropy(h, tape_.constant_ref(y));
         tape_.backward(loss);
         const float value = loss.item();
         for (std::size_t l = 0; l < layers; ++l) {
@@ -99,7 +119,7 @@ inline float tiny_chain_tapegrad(tg::Tape<float>& tape, std::size_t steps) {
     auto x = tape.variable(x0);
     auto w = tape.variable(w0);
     auto b = tape.variable(b0);
-    for (std::size_t i = 0; i < steps; ++i) x = ops::tanh(tg::matmul(x, w) + b);
+    for (std::size_t i = 0; i < steps; ++i) x = tg::tanh(tg::matmul(x, w) + b);
     tape.backward(x);
     return tape.grad(w)[0];
 }
