@@ -183,7 +183,9 @@ Dataset load_fashion_mnist(std::string_view split, const std::filesystem::path& 
         prefix = "t10k";
     else
         fail("load_fashion_mnist: unknown split '{}' (use \"train\" or \"test\")", split);
-    return load_idx_dataset(find_idx(dir, prefix + "-images-idx3-ubyte"), find_idx(dir, prefix + "-labels-idx1-ubyte"));
+    const auto images = find_idx(dir, prefix + "-images-idx3-ubyte");
+    const auto labels = find_idx(dir, prefix + "-labels-idx1-ubyte");
+    return load_idx_dataset(images, labels);
 }
 
 void epoch_order(std::vector<std::uint32_t>& order, std::size_t n, Rng& rng, bool shuffle) {
