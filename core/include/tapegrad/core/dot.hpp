@@ -65,7 +65,8 @@ std::string to_dot(const Tape<T>& tape, DotOptions opt = {}) {
     out += fmt::format("  rankdir={};\n", opt.rankdir.empty() ? std::string_view("LR") : opt.rankdir);
     out += "  node [fontname=\"Helvetica\", fontsize=11];\n";
     out += "  edge [fontname=\"Helvetica\", fontsize=9, color=\"#555555\"];\n";
-    if (!opt.title.empty()) out += fmt::format("  label=\"{}\";\n  labelloc=t;\n", detail::dot_escape(opt.title));
+    if (!opt.title.empty())
+        out += fmt::format("  label=\"{}\";\n  labelloc=t;\n  fontname=\"Helvetica\";\n", detail::dot_escape(opt.title));
     const std::uint32_t n = static_cast<std::uint32_t>(tape.size());
     for (std::uint32_t i = 0; i < n; ++i) {
         const Node<T>& node = tape.node(i);
