@@ -4,7 +4,7 @@
 //   fashion_mnist [--epochs 5] [--batch 128] [--lr 1e-3] [--optimizer sgd|momentum|adam|adamw]
 //                 [--hidden 256,128] [--seed 42] [--precision float|double] [--threads 1]
 //                 [--limit N] [--checkpoint PATH] [--resume PATH] [--max-steps N] [--out runs]
-//                 [--data DIR]
+//                 [--data DIR] [--init he|torch]
 //
 // Writes <out>/history.csv and <out>/history.svg. With --checkpoint, saves parameters,
 // optimiser state and position after every epoch (and when --max-steps stops the run);
@@ -43,6 +43,7 @@ struct Options {
     std::size_t max_steps = 0;
     std::string out = "runs";
     std::string data;
+    std::string init = "he";
 };
 
 void usage(std::FILE* f) {
@@ -61,7 +62,9 @@ void usage(std::FILE* f) {
                "  --resume PATH        continue from a checkpoint (and keep saving to it)\n"
                "  --max-steps N        stop after N optimiser steps in total (saving a checkpoint)\n"
                "  --out DIR            where history.csv and history.svg go (runs)\n"
-               "  --data DIR           Fashion-MNIST directory (/usr/share/datasets/fashion-mnist)\n");
+               "  --data DIR           Fashion-MNIST directory (/usr/share/datasets/fashion-mnist)\n"
+               "  --init he|torch      He-uniform weights and zero biases, or torch.nn.Linear's\n"
+               "                       U(±1/√fan_in) for weights and biases (he)\n");
 }
 
 std::size_t to_size(std::string_view opt, const std::string& v) {
@@ -106,6 +109,7 @@ Options parse(int argc, char** argv) {
         else if (a == "--max-steps") o.max_steps = to_size(a, v);
         else if (a == "--out") o.out = v;
         else if (a == "--data") o.data = v;
+        else if (a == "--init") o.init = v;
         else tg::fail("unknown option {} (see --help)", a);
     }
     if (o.batch == 0) tg::fail("--batch must be positive");
@@ -113,6 +117,7 @@ Options parse(int argc, char** argv) {
         tg::fail("--optimizer: '{}' is not one of sgd, momentum, adam, adamw", o.optimizer);
     if (o.precision != "float" && o.precision != "double")
         tg::fail("--precision: '{}' is not float or double", o.precision);
+    if (o.init != "he" && o.init != "torch") tg::fail("--init: '{}' is not he or torch", o.init);
     if (o.threads < 1) tg::fail("--threads must be at least 1");
     if (o.checkpoint.empty()) o.checkpoint = o.resume;
     return o;
@@ -181,7 +186,10 @@ int run(const Options& o) {
     std::vector<std::size_t> sizes = {train.features};
     sizes.insert(sizes.end(), o.hidden.begin(), o.hidden.end());
     sizes.push_back(10);
-    nn::MLP<T> net(sizes, nn::Activation::relu, o.seed);
+    nn::MLPOptions mo;
+    if (o.init == "torch")
+        mo = {.linear = {.init = nn::Init::torch_default, .bias_init = nn::Init::torch_default}, .choose_init = false};
+    nn::MLP<T> net(sizes, nn::Activation::relu, o.seed, mo);
     auto opt = make_optimizer<T>(o, net);
     nn::TrainState st{.rng = nn::Rng(o.seed ^ 0x5eed5eed5eedull)};
     nn::History history;
@@ -202,8 +210,8 @@ int run(const Options& o) {
     std::string arch = fmt::format("{}", sizes[0]);
     for (std::size_t i = 1; i < sizes.size(); ++i) arch += fmt::format("-{}", sizes[i]);
     fmt::print("Fashion-MNIST: {} training / {} test images (loaded in {:.2f}s)\n", train.size(), test.size(), load_s);
-    fmt::print("network {} relu ({} parameters, {}), {} lr {}, batch {}, seed {}, {} BLAS thread{}\n", arch,
-               net.parameter_count(), o.precision, opt->name(), opt->lr(), o.batch, o.seed, o.threads,
+    fmt::print("network {} relu ({} parameters, {}, {} init), {} lr {}, batch {}, seed {}, {} BLAS thread{}\n", arch,
+               net.parameter_count(), o.precision, o.init, opt->name(), opt->lr(), o.batch, o.seed, o.threads,
                o.threads == 1 ? "" : "s");
 
     tg::Tape<T> tape(std::size_t(16) << 20);
