@@ -83,6 +83,8 @@ int main(int argc, char** argv) {
     fmt::print("\nexplain(θ2):\n{}\n", tape.explain(n.theta[1]));
     fmt::print("\nexplain(θ1):\n{}\n", tape.explain(n.theta[0]));
     fmt::print("\nexplain(θ1) via z3 only:\n{}\n", tape.explain(n.theta[0], {.via = {"z3"}}));
+    fmt::print("\nexplain(θ1) with δ⁽ˡ⁾ = ∂J/∂z⁽ˡ⁾ (eq. 9: δ⁽ˡ⁺¹⁾ a⁽ˡ⁾ᵀ; this δ3 includes the 1/m):\n{}\n",
+               tape.explain(n.theta[0], {.via = {"z3", "z2"}, .adjoint_names = {{"z3", "δ3"}, {"z2", "δ2"}}}));
     write_graph(tape, args, "seed_001", "seed 001: logistic cost, column vectors");
 
     const bool ok = worst(g, &Gradients::tape_vs_closed) < 1e-10 && worst(g, &Gradients::tape_vs_fd) < 1e-6;

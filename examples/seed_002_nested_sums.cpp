@@ -27,7 +27,10 @@ int main(int argc, char** argv) {
                nested(0, 0), tape.grad(n.W[0])(0, 0), rel_err(nested, tape.grad(n.W[0])));
 
     fmt::print("\nexplain(W1) — the δ recursion; ∂J/∂z⁽ˡ⁾ is the document's δ⁽ˡ⁾:\n{}\n", tape.explain(n.W[0]));
-    fmt::print("\nexplain(b1):\n{}\n", tape.explain(n.b[0], {.via = {"z2"}}));
+    const tg::ExplainOptions delta{.via = {"z5", "z4", "z3", "z2"},
+                                   .adjoint_names = {{"z5", "δ5"}, {"z4", "δ4"}, {"z3", "δ3"}, {"z2", "δ2"}}};
+    fmt::print("\nexplain(W1), explain(b1) in the document's notation, δ⁽ˡ⁾ = ∂J/∂z⁽ˡ⁾:\n{}\n{}\n",
+               tape.explain(n.W[0], delta), tape.explain(n.b[0], delta));
     fmt::print("\nexplain(W1) via z3 only:\n{}\n", tape.explain(n.W[0], {.via = {"z3"}}));
     write_graph(tape, args, "seed_002", "seed 002: five layers, nested sums");
 

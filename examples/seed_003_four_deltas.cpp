@@ -24,6 +24,9 @@ int main(int argc, char** argv) {
     fmt::print("\nexplain(W1) — ∂J/∂z⁽ˡ⁾ is the batch of the document's δ⁽ˡ⁾ (divided by m):\n{}\n",
                tape.explain(n.W[0]));
     fmt::print("\nexplain(b1) — the bias adjoint sums δ over the batch (·1):\n{}\n", tape.explain(n.b[0]));
+    const tg::ExplainOptions delta{.via = {"z3", "z2"}, .adjoint_names = {{"z3", "δ3"}, {"z2", "δ2"}}};
+    fmt::print("\nexplain(W1), explain(W2) with δ⁽ˡ⁾ = ∂J/∂z⁽ˡ⁾ (eqs. 10–12; the 1/m of the batch mean sits in δ3):\n{}\n{}\n",
+               tape.explain(n.W[0], delta), tape.explain(n.W[1], delta));
     fmt::print("\nexplain(W2), ASCII:\n{}\n", tape.explain(n.W[1], {.ascii = true}));
     write_graph(tape, args, "seed_003", "seed 003: four δ equations, batch mean cost");
 

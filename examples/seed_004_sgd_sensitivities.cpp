@@ -55,6 +55,9 @@ int main(int argc, char** argv) {
     fmt::print("\nexplain(W2) via n2 — s⁽²⁾ = −2Ḟ(y − a): e = y − a is used twice in eᵀe, so the fan-out reads\n"
                "e + e; then ∂J/∂W⁽²⁾ = a⁽¹⁾s⁽²⁾ᵀ:\n{}\n", tape.explain(n.W[1], {.via = {"n2"}}));
     fmt::print("\nexplain(b1) via n2:\n{}\n", tape.explain(n.b[0], {.via = {"n2"}}));
+    const tg::ExplainOptions sens{.via = {"n2", "n1"}, .adjoint_names = {{"n2", "s2"}, {"n1", "s1"}}};
+    fmt::print("\nexplain(W1), explain(b1) with the sensitivities s⁽ᵐ⁾ = ∂J/∂n⁽ᵐ⁾ named as in the document:\n{}\n{}\n",
+               tape.explain(n.W[0], sens), tape.explain(n.b[0], sens));
     write_graph(tape, args, "seed_004", "seed 004: SGD with sensitivities, n = Wᵀa + b");
 
     const bool ok = worst(g, &Gradients::tape_vs_closed) < 1e-10 && worst(g, &Gradients::tape_vs_fd) < 1e-6;

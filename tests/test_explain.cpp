@@ -188,3 +188,28 @@ TEST_CASE("explain of a node the loss does not depend on is zero") {
     CHECK(tape.explain(u) == "∂E/∂u = 0");
     CHECK(tape.explain(x) == "∂E/∂x = σ′(x)");
 }
+
+TEST_CASE("adjoint_names print the documents' delta and sensitivity symbols") {
+    s002::Problem p = s002::make_problem({3, 4, 3, 4, 2}, 1);
+    tg::Tape<double> tape;
+    s002::Net n = s002::build(tape, p, p.params());
+    tape.backward(n.J);
+    const tg::ExplainOptions delta{.via = {"z5", "z4", "z3", "z2"},
+                                   .adjoint_names = {{"z5", "δ5"}, {"z4", "δ4"}, {"z3", "δ3"}, {"z2", "δ2"}}};
+    CHECK(tape.explain(n.W[0], delta) ==
+          "δ5 = −((y − h) ⊙ σ′(z5))\n"
+          "δ4 = (W4ᵀ · δ5) ⊙ σ′(z4)\n"
+          "δ3 = (W3ᵀ · δ4) ⊙ σ′(z3)\n"
+          "δ2 = (W2ᵀ · δ3) ⊙ σ′(z2)\n"
+          "∂J/∂W1 = δ2 · xᵀ");
+
+    s004::Problem q = s004::make_problem({3, 4, 2}, 1);
+    tg::Tape<double> t4;
+    s004::Net m = s004::build(t4, q, q.params());
+    t4.backward(m.J);
+    const tg::ExplainOptions sens{.via = {"n2", "n1"}, .adjoint_names = {{"n2", "s2"}, {"n1", "s1"}}};
+    CHECK(t4.explain(m.W[0], sens) == "s2 = −((e + e) ⊙ σ′(n2))\ns1 = (W2 · s2) ⊙ σ′(n1)\n∂J/∂W1 = a0 · s1ᵀ");
+    CHECK(t4.explain(m.b[1], sens) == "s2 = −((e + e) ⊙ σ′(n2))\n∂J/∂b2 = s2");
+    CHECK(t4.explain(m.W[1], {.ascii = true, .via = {"n2"}, .adjoint_names = {{"n2", "s2"}}}) ==
+          "s2 = -((e + e) * sigmoid'(n2))\ndJ/dW2 = a1 . s2^T");
+}

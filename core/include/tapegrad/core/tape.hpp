@@ -126,6 +126,8 @@ struct ExplainOptions {
     // below it). Empty: every named node on the way. Other named nodes still appear by name
     // in values (σ′(A0)), but their adjoints are written out inline.
     std::vector<std::string_view> via{};
+    // Names for adjoints, as the documents write them: {{"z2", "δ2"}} prints ∂E/∂z2 as δ2.
+    std::vector<std::pair<std::string_view, std::string_view>> adjoint_names{};
 };
 
 namespace detail {
@@ -712,6 +714,8 @@ std::string Tape<T>::explain(const Var<T>& x, const Var<T>& loss, ExplainOptions
     const bool a = opt.ascii;
     const std::string lname = display_name(root);
     auto d = [&](std::uint32_t id) {
+        for (const auto& [node, alias] : opt.adjoint_names)
+            if (node == nodes_[id].name) return Sym::atom(std::string(alias), nodes_[id].value.shape());
         return a ? Sym::atom(fmt::format("d{}/d{}", lname, display_name(id)), nodes_[id].value.shape())
                  : Sym::atom(fmt::format("∂{}/∂{}", lname, display_name(id)), nodes_[id].value.shape());
     };
