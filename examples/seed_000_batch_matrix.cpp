@@ -11,8 +11,8 @@ using namespace seeds;
 
 int main(int argc, char** argv) {
     Args args = parse_args(argc, argv);
-    // N = 4 samples, K = 3 features (K⁰ = 4 with the ones column), widths K¹ = 4, K² = 2.
-    s000::Problem p = s000::make_problem(4, {3, 4, 2}, 2017);
+    // N = 5 samples, K = 3 features (K⁰ = 4 with the ones column), widths K¹ = 4, K² = 2.
+    s000::Problem p = s000::make_problem(5, {3, 4, 2}, 2017);
 
     fmt::print("Seed 000 — batch backprop, samples as rows: Z0 = [1, X] (N×K⁰), Aˡ = Zˡ·Wˡ, Zˡ⁺¹ = σ(Aˡ),\n"
                "E = ½‖Y − T‖².   N = {}, K⁰ = {}, widths {}×{} and {}×{}\n\n",
@@ -23,22 +23,23 @@ int main(int argc, char** argv) {
     print_gradients(g);
 
     // Eq. 17 as printed versus the exact form.
-    fmt::print("\nEq. 17 as printed: ∂E/∂A⁰ = ∂E/∂A¹ (∂_A f⁰(A⁰) W¹)ᵀ\n");
-    {
-        s000::Forward f = s000::forward(p, p.W);
-        std::vector<Mat> dA = s000::deltas(p, p.W, f);
-        Mat literal = s000::literal_eq17(p, p.W, 0);
+    fmt::print("\nEq. 17 as printed: ∂E/∂A⁰ = ∂E/∂A¹ (∂_A f⁰(A⁰) W¹)ᵀ — the exact form is (∂E/∂A¹ (W¹)ᵀ) ⊙ f′(A⁰)\n");
+    for (const s000::Problem& q : {p, s000::make_problem(4, {3, 4, 2}, 2017)}) {
+        s000::Forward f = s000::forward(q, q.W);
+        std::vector<Mat> dA = s000::deltas(q, q.W, f);
+        Mat literal = s000::literal_eq17(q, q.W, 0);
         tg::Tape<double> tape;
-        s000::Net n = s000::build(tape, p, p.W);
+        s000::Net n = s000::build(tape, q, q.W);
         tape.backward(n.E);
         const Mat& exact = tape.grad(n.A[0]);
-        fmt::print("  literal reading: ∂E/∂A¹ {} · (f′(A⁰) {} · W¹ {})ᵀ has shape {}; ∂E/∂A⁰ has shape {}\n",
-                   dA[1].shape(), f.A[0].shape(), p.W[1].shape(), literal.shape(), exact.shape());
+        fmt::print("  N = {}: literal ∂E/∂A¹ {} · (f′(A⁰) {} · W¹ {})ᵀ is {}", q.X.rows(), dA[1].shape(),
+                   f.A[0].shape(), q.W[1].shape(), literal.shape());
         if (literal.shape() == exact.shape())
-            fmt::print("  (here N = K¹, so the shapes happen to agree) — relative error against the tape: {:.2e}\n",
+            fmt::print(", the shape of ∂E/∂A⁰ only because N = K¹; its values are wrong: relative error {:.2e}",
                        rel_err(literal, exact));
-        fmt::print("  exact form (∂E/∂A¹ · (W¹)ᵀ) ⊙ f′(A⁰): relative error against the tape: {:.2e}\n",
-                   rel_err(dA[0], exact));
+        else
+            fmt::print(", but ∂E/∂A⁰ is {}: ill-shaped", exact.shape());
+        fmt::print("\n         exact form against the tape: relative error {:.2e}\n", rel_err(dA[0], exact));
     }
 
     // explain(): the formulas the reverse sweep applied, in the document's names.
