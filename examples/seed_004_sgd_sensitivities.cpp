@@ -45,9 +45,10 @@ int main(int argc, char** argv) {
         for (std::size_t m = 0; m < M; ++m) by_tape.push_back(axpy(params[M + m], alpha, tape.grad(n.b[m])));
         fmt::print("\nOne stochastic update, α = {}:\n", alpha);
         for (std::size_t k = 0; k < 2 * M; ++k)
-            fmt::print("  {}(k+1): tape W − α∂J/∂W vs document {} relative error {:.2e}\n",
+            fmt::print("  {}(k+1): tape {} vs document {}  relative error {:.2e}\n",
                        k < M ? fmt::format("W{}", k + 1) : fmt::format("b{}", k - M + 1),
-                       k < M ? "W − α a sᵀ" : "b − α s   ", rel_err(by_tape[k], doc[k]));
+                       k < M ? "W − α∂J/∂W" : "b − α∂J/∂b", k < M ? "W − α a sᵀ" : "b − α s   ",
+                       rel_err(by_tape[k], doc[k]));
         fmt::print("  J(k) = {:.8f} → J(k+1) = {:.8f}\n", n.J.item(), s004::cost(p, doc));
     }
 
