@@ -44,6 +44,7 @@ struct Options {
     std::string out = "runs";
     std::string data;
     std::string init = "he";
+    std::string schedule = "none";
 };
 
 void usage(std::FILE* f) {
@@ -64,7 +65,8 @@ void usage(std::FILE* f) {
                "  --out DIR            where history.csv and history.svg go (runs)\n"
                "  --data DIR           Fashion-MNIST directory (/usr/share/datasets/fashion-mnist)\n"
                "  --init he|torch      He-uniform weights and zero biases, or torch.nn.Linear's\n"
-               "                       U(±1/√fan_in) for weights and biases (he)\n");
+               "                       U(±1/√fan_in) for weights and biases (he)\n"
+               "  --schedule S         none | cosine (CosineAnnealingLR over the epochs) (none)\n");
 }
 
 std::size_t to_size(std::string_view opt, const std::string& v) {
@@ -110,6 +112,7 @@ Options parse(int argc, char** argv) {
         else if (a == "--out") o.out = v;
         else if (a == "--data") o.data = v;
         else if (a == "--init") o.init = v;
+        else if (a == "--schedule") o.schedule = v;
         else tg::fail("unknown option {} (see --help)", a);
     }
     if (o.batch == 0) tg::fail("--batch must be positive");
@@ -118,6 +121,7 @@ Options parse(int argc, char** argv) {
     if (o.precision != "float" && o.precision != "double")
         tg::fail("--precision: '{}' is not float or double", o.precision);
     if (o.init != "he" && o.init != "torch") tg::fail("--init: '{}' is not he or torch", o.init);
+    if (o.schedule != "none" && o.schedule != "cosine") tg::fail("--schedule: '{}' is not none or cosine", o.schedule);
     if (o.threads < 1) tg::fail("--threads must be at least 1");
     if (o.checkpoint.empty()) o.checkpoint = o.resume;
     return o;
@@ -200,6 +204,11 @@ int run(const Options& o) {
         load_history(a, history, sums);
         fmt::print("resumed from {}: epoch {}, batch {}, step {}\n", o.resume, st.epoch + 1, st.batch, st.step);
     }
+    std::optional<nn::CosineAnnealingLR> cosine;
+    if (o.schedule == "cosine") {
+        cosine.emplace(*opt, std::max<std::size_t>(o.epochs, 1));
+        cosine->set_epoch(static_cast<std::size_t>(st.epoch));
+    }
     auto checkpoint = [&] {
         if (o.checkpoint.empty()) return;
         nn::Archive a = nn::make_checkpoint<T>(net.parameters(), opt.get(), st);
@@ -252,6 +261,7 @@ int run(const Options& o) {
                             ev.loss, ev.accuracy, seconds_before + epoch_s};
         history.add(rec);
         sums = {};
+        if (cosine) cosine->step();
         fmt::print("epoch {}/{}  train loss {:.4f}  train acc {:.2f}%  test loss {:.4f}  test acc {:.2f}%  {:.1f}s "
                    "({:.0f} samples/s)\n",
                    rec.epoch, o.epochs, rec.train_loss, 100 * rec.train_accuracy, rec.test_loss, 100 * rec.test_accuracy,
