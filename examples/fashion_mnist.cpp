@@ -4,7 +4,7 @@
 //   fashion_mnist [--epochs 5] [--batch 128] [--lr 1e-3] [--optimizer sgd|momentum|adam|adamw]
 //                 [--hidden 256,128] [--seed 42] [--precision float|double] [--threads 1]
 //                 [--limit N] [--checkpoint PATH] [--resume PATH] [--max-steps N] [--out runs]
-//                 [--data DIR] [--init he|torch]
+//                 [--data DIR] [--init he|torch] [--schedule none|cosine]
 //
 // Writes <out>/history.csv and <out>/history.svg. With --checkpoint, saves parameters,
 // optimiser state and position after every epoch (and when --max-steps stops the run);
