@@ -45,6 +45,7 @@ namespace tg = tapegrad;
 using bench::Dataset;
 using bench::HandwrittenMlp;
 using bench::Params;
+using bench::FusedTapeMlp;
 using bench::NnMlp;
 using bench::TapeMlp;
 
@@ -194,7 +195,7 @@ struct EpochBuffer {
 // ---- workloads -----------------------------------------------------------------------------
 
 struct LossCheck {
-    std::vector<float> tapegrad, tape, handwritten;  // nn::MLP, tape + ops, by hand
+    std::vector<float> tapegrad, tape, fused, handwritten;  // nn::MLP, tape + ops, fused ops, by hand
     double max_diff = NAN;                           // over both tapegrad variants
     double weight_diff = NAN;
 };
@@ -206,6 +207,7 @@ LossCheck check_losses(const Dataset& d, const Params& init, std::size_t steps) 
     HandwrittenMlp hw(init, kBatch);
     NnMlp nm(init, kLr);
     TapeMlp tm(init);
+    FusedTapeMlp fm(init);
     const std::size_t batches = d.n / kBatch;
     double md = 0;
     for (std::size_t s = 0; s < steps; ++s) {
@@ -213,8 +215,10 @@ LossCheck check_losses(const Dataset& d, const Params& init, std::size_t steps) 
         c.handwritten.push_back(hw.step(b.x.data(), b.yi.data(), kBatch, kLr));
         c.tapegrad.push_back(nm.step(b.x, b.y));
         c.tape.push_back(tm.step(b.x, b.y, kLr));
+        c.fused.push_back(fm.step(b.x, b.y, kLr));
         md = std::max({md, double(std::abs(c.handwritten.back() - c.tapegrad.back())),
-                       double(std::abs(c.handwritten.back() - c.tape.back()))});
+                       double(std::abs(c.handwritten.back() - c.tape.back())),
+                       double(std::abs(c.handwritten.back() - c.fused.back()))});
     }
     c.max_diff = md;
     double wd = 0;
@@ -222,19 +226,21 @@ LossCheck check_losses(const Dataset& d, const Params& init, std::size_t steps) 
         const auto& a = hw.weight(l);
         const auto& b = nm.weight(l);
         const auto& t = tm.weight(l);
+        const auto& f = fm.weight(l);
         for (std::size_t k = 0; k < a.size(); ++k)
-            wd = std::max({wd, double(std::abs(a[k] - b[k])), double(std::abs(a[k] - t[k]))});
+            wd = std::max({wd, double(std::abs(a[k] - b[k])), double(std::abs(a[k] - t[k])),
+                           double(std::abs(a[k] - f[k]))});
     }
     c.weight_diff = wd;
     return c;
 }
 
 struct StepTimes {
-    double tapegrad_ms = NAN, tape_ms = NAN, handwritten_ms = NAN;
+    double tapegrad_ms = NAN, tape_ms = NAN, fused_ms = NAN, handwritten_ms = NAN;
     double allocs_tapegrad = NAN, allocs_tape = NAN, allocs_handwritten = NAN;
 };
 
-// Steps on a fixed set of pre-converted batches, the three sides interleaved round by round
+// Steps on a fixed set of pre-converted batches, the four sides interleaved round by round
 // (rotating which goes first) so that drift in the machine's speed hits all alike.
 StepTimes time_steps(const Dataset& d, const Params& init, int threads, int rounds, int per_round) {
     tg::set_blas_threads(threads);
@@ -244,22 +250,25 @@ StepTimes time_steps(const Dataset& d, const Params& init, int threads, int roun
     HandwrittenMlp hw(init, kBatch);
     NnMlp nm(init, kLr);
     TapeMlp tm(init);
-    std::size_t next[3] = {0, 0, 0};
-    // side 0: hand-written, 1: tapegrad::nn, 2: tape + ops
+    FusedTapeMlp fm(init);
+    constexpr int kSides = 4;
+    std::size_t next[kSides] = {0, 0, 0, 0};
+    // side 0: hand-written, 1: tapegrad::nn, 2: tape + ops, 3: tape + fused ops
     auto step = [&](int side) {
         const Batch& b = batches[next[side]++ % nb];
         if (side == 0) return hw.step(b.x.data(), b.yi.data(), kBatch, kLr);
         if (side == 1) return nm.step(b.x, b.y);
-        return tm.step(b.x, b.y, kLr);
+        if (side == 2) return tm.step(b.x, b.y, kLr);
+        return fm.step(b.x, b.y, kLr);
     };
     volatile float sink = 0;
     for (int k = 0; k < 10; ++k)  // warm-up: arenas, BLAS thread pools
-        for (int side = 0; side < 3; ++side) sink = sink + step(side);
+        for (int side = 0; side < kSides; ++side) sink = sink + step(side);
 
     StepTimes r;
     // Heap allocations per steady-state step.
-    double allocs[3];
-    for (int side = 0; side < 3; ++side) {
+    double allocs[kSides];
+    for (int side = 0; side < kSides; ++side) {
         const int n = 20;
         const long a0 = bench::alloc_count();
         for (int k = 0; k < n; ++k) sink = sink + step(side);
@@ -268,10 +277,10 @@ StepTimes time_steps(const Dataset& d, const Params& init, int threads, int roun
     r.allocs_handwritten = allocs[0];
     r.allocs_tapegrad = allocs[1];
     r.allocs_tape = allocs[2];
-    std::vector<double> t[3];
+    std::vector<double> t[kSides];
     for (int round = 0; round < rounds; ++round) {
-        for (int turn = 0; turn < 3; ++turn) {
-            const int side = (turn + round) % 3;
+        for (int turn = 0; turn < kSides; ++turn) {
+            const int side = (turn + round) % kSides;
             for (int k = 0; k < per_round; ++k) {
                 double t0 = now_s();
                 sink = sink + step(side);
@@ -283,6 +292,7 @@ StepTimes time_steps(const Dataset& d, const Params& init, int threads, int roun
     r.handwritten_ms = median(t[0]);
     r.tapegrad_ms = median(t[1]);
     r.tape_ms = median(t[2]);
+    r.fused_ms = median(t[3]);
     return r;
 }
 
@@ -405,7 +415,7 @@ std::optional<double> child_peak_rss_mb(const Options& o, const char* which) {
 }
 
 // A workload in a loop, alone, for `perf record` or `valgrind --tool=callgrind`:
-// step-tapegrad (nn) | step-tape | step-handwritten | tiny-tapegrad | tiny-handwritten | sweep-tapegrad (10³ nodes).
+// step-tapegrad (nn) | step-tape | step-fused | step-handwritten | tiny-tapegrad | tiny-handwritten | sweep-tapegrad (10³ nodes).
 int run_profile(const Options& o) {
     const bool steps = o.profile.rfind("step-", 0) == 0;
     Dataset d = steps ? bench::load_fashion_mnist(o.data) : bench::synthetic_dataset(16 * kBatch, 784);
@@ -426,6 +436,7 @@ int run_profile(const Options& o) {
             const Batch& b = batches[iters % 16];
             if (o.profile == "step-tapegrad") sink = sink + nm.step(b.x, b.y);
             else if (o.profile == "step-tape") sink = sink + tm.step(b.x, b.y, kLr);
+            else if (o.profile == "step-fused") sink = sink + tm.step_fused(b.x, b.y, kLr);
             else if (o.profile == "step-handwritten") sink = sink + hw.step(b.x.data(), b.yi.data(), kBatch, kLr);
             else if (o.profile == "tiny-tapegrad") sink = sink + bench::tiny_chain_tapegrad(tape, kTinySteps);
             else if (o.profile == "tiny-handwritten") sink = sink + bench::tiny_chain_handwritten(xs, kTinySteps);
@@ -497,7 +508,7 @@ int main(int argc, char** argv) {
             std::fprintf(stderr,
                          "usage: tapegrad_bench [--quick] [--json FILE] [--data DIR] [--check-steps N] "
                          "[--pytorch FILE]...\n       tapegrad_bench --profile "
-                         "step-tapegrad|step-tape|step-handwritten|tiny-tapegrad|tiny-handwritten|sweep-tapegrad [--seconds S] [--threads N]\n");
+                         "step-tapegrad|step-tape|step-fused|step-handwritten|tiny-tapegrad|tiny-handwritten|sweep-tapegrad [--seconds S] [--threads N]\n");
             return 2;
         }
     }
@@ -555,13 +566,16 @@ int main(int argc, char** argv) {
     r.set("epoch_s_tapegrad_2t", e_tg2);
     r.set("epoch_s_handwritten_2t", e_hw2);
     r.set("epoch_s_pytorch_1t", std::nullopt);
-    r.set("epoch_s_pytorch_2t", std::nullopt);
     r.set("mlp_step_ms_pytorch_2t_passive", std::nullopt);
     r.set("mlp_step_ms_tapegrad_tape_1t", s1.tape_ms);
     r.set("mlp_step_ms_tapegrad_tape_2t", s2.tape_ms);
+    r.set("mlp_step_ms_tapegrad_fused_1t", s1.fused_ms);
+    r.set("mlp_step_ms_tapegrad_fused_2t", s2.fused_ms);
     r.set("allocs_per_step_handwritten", s1.allocs_handwritten);
     r.set("allocs_per_step_tapegrad_tape", s1.allocs_tape);
     r.set("allocs_per_step_tapegrad_2t", s2.allocs_tapegrad);
+    r.set("allocs_per_step_tapegrad_tape_2t", s2.allocs_tape);
+    r.set("allocs_per_step_handwritten_2t", s2.allocs_handwritten);
     r.set("peak_rss_mb_handwritten", rss_handwritten);
     r.set("loss_check_steps", double(o.check_steps));
     r.set("loss_max_abs_diff_handwritten", lc.max_diff);
@@ -619,10 +633,14 @@ int main(int argc, char** argv) {
         std::nullopt, std::nullopt, "{:.3f}", "");
     row("  same, tape + ops, 2 threads (ms)", g("mlp_step_ms_handwritten_2t"), g("mlp_step_ms_tapegrad_tape_2t"),
         std::nullopt, std::nullopt, "{:.3f}", "");
+    row("  what-if, fused ops, 1 thread (ms)", g("mlp_step_ms_handwritten_1t"), g("mlp_step_ms_tapegrad_fused_1t"),
+        std::nullopt, std::nullopt, "{:.3f}", "");
+    row("  what-if, fused ops, 2 threads (ms)", g("mlp_step_ms_handwritten_2t"), g("mlp_step_ms_tapegrad_fused_2t"),
+        std::nullopt, std::nullopt, "{:.3f}", "");
     row("epoch, 1 thread (s)", g("epoch_s_handwritten_1t"), g("epoch_s_tapegrad_1t"), g("epoch_s_pytorch_1t"),
         std::nullopt, "{:.3f}", fmt::format("≤1.05× hw: {}", verdict(re1, 1.05)));
     if (!q)
-        row("epoch, 2 threads (s)", e_hw2, e_tg2, g("epoch_s_pytorch_2t"), std::nullopt, "{:.3f}",
+        row("epoch, 2 threads (s)", e_hw2, e_tg2, std::nullopt, std::nullopt, "{:.3f}",
             fmt::format("≤1.05× hw: {}", verdict(re2, 1.05)));
     row("tiny ops, per op (ns)", g("tiny_ns_per_op_handwritten"), g("tiny_ns_per_op_tapegrad"),
         g("tiny_ns_per_op_pytorch"), std::nullopt, "{:.1f}",
