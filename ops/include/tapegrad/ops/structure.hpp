@@ -29,6 +29,7 @@ struct Slice {
         return {r1 - r0, c1 - c0};
     }
     std::optional<Sym> simplify(const Sym& x) const {
+        if (r0 == 0 && r1 == x.rows() && c0 == 0 && c1 == x.cols()) return x;  // the whole of X
         bool paren = static_cast<int>(x.prec) < static_cast<int>(Prec::Postfix);
         auto wrap = [&](const std::string& s) { return paren ? "(" + s + ")" : s; };
         auto range = [](std::size_t a, std::size_t b, std::size_t n) {
@@ -61,6 +62,7 @@ struct Pad {
         return to;
     }
     std::optional<Sym> simplify(const Sym& x) const {
+        if (x.shape() == to) return x;  // nothing to pad
         std::string u = fmt::format("pad({}, {}, ({}, {}))", x.text, to, r0, c0);
         std::string a = fmt::format("pad({}, {}x{}, ({}, {}))", x.ascii, to.rows, to.cols, r0, c0);
         return Sym(u, a, Prec::Atom, to);
