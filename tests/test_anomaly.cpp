@@ -19,23 +19,23 @@ namespace {
 // A public op function written as the library's should be: the caller's line is captured by
 // the defaulted source_location and opened as the call site.
 template <tg::Value V>
-V located_log(const V& x, std::source_location loc = std::source_location::current()) {
+V located_log(const V& x, tg::SourceLocation loc = tg::SourceLocation::current()) {
     tg::CallSite at(loc);
     return tg::log(x);
 }
 template <tg::Value V>
-V located_sqrt(const V& x, std::source_location loc = std::source_location::current()) {
+V located_sqrt(const V& x, tg::SourceLocation loc = tg::SourceLocation::current()) {
     tg::CallSite at(loc);
     return tg::sqrt(x);
 }
 template <tg::Value V>
-V located_matmul(const V& a, const V& b, std::source_location loc = std::source_location::current()) {
+V located_matmul(const V& a, const V& b, tg::SourceLocation loc = tg::SourceLocation::current()) {
     tg::CallSite at(loc);
     return tg::matmul(a, b);
 }
 // Composed of two located calls: the outer (user's) line must win.
 template <tg::Value V>
-V located_log_of_matmul(const V& a, const V& b, std::source_location loc = std::source_location::current()) {
+V located_log_of_matmul(const V& a, const V& b, tg::SourceLocation loc = tg::SourceLocation::current()) {
     tg::CallSite at(loc);
     return located_log(located_matmul(a, b));
 }

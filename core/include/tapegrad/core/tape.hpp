@@ -240,20 +240,20 @@ public:
     // ---- leaves ----------------------------------------------------------------------------
     // A value that wants no gradient (copied into the arena).
     Var<T> constant(const Tensor<T>& value, std::string_view name = {},
-                    std::source_location loc = std::source_location::current()) {
+                    SourceLocation loc = SourceLocation::current()) {
         CallSite at(loc);
         return leaf(value.clone(&arena_), LeafKind::Constant, false, nullptr, name);
     }
     // A constant that refers to the caller's storage instead of copying it: the caller keeps
     // `value` alive and unchanged until the tape is reset.
     Var<T> constant_ref(const Tensor<T>& value, std::string_view name = {},
-                        std::source_location loc = std::source_location::current()) {
+                        SourceLocation loc = SourceLocation::current()) {
         CallSite at(loc);
         return leaf(view_of(value), LeafKind::Constant, false, nullptr, name);
     }
     // A differentiable leaf (value copied into the arena); read its gradient with grad().
     Var<T> variable(const Tensor<T>& value, std::string_view name = {},
-                    std::source_location loc = std::source_location::current()) {
+                    SourceLocation loc = SourceLocation::current()) {
         CallSite at(loc);
         return leaf(value.clone(&arena_), LeafKind::Variable, true, nullptr, name);
     }
@@ -261,7 +261,7 @@ public:
     // is used in place, and every backward() adds its adjoint into *grad (resized and zeroed
     // when it does not have the value's shape). Both must stay alive until reset().
     Var<T> external(const Tensor<T>& value, Tensor<T>* grad, std::string_view name = {},
-                    std::source_location loc = std::source_location::current()) {
+                    SourceLocation loc = SourceLocation::current()) {
         CallSite at(loc);
         if (grad == nullptr) fail("external: no gradient storage given for leaf '{}'", name);
         return leaf(view_of(value), LeafKind::External, true, grad, name);
@@ -299,7 +299,7 @@ public:
     // calling it twice gives the same grad() both times, while External leaves accumulate
     // (their storage gains the gradient twice, as PyTorch's .grad does).
     void backward(const Var<T>& loss, BackwardOptions opt = {},
-                  std::source_location loc = std::source_location::current()) {
+                  SourceLocation loc = SourceLocation::current()) {
         CallSite at(loc);
         check(loss, "backward");
         if (loss.shape() != Shape{1, 1})
@@ -311,7 +311,7 @@ public:
     }
     // Seeds output `y` with the adjoint `seed` (of y's shape): computes seedᵀ·J.
     void backward(const Var<T>& y, const Tensor<T>& seed, BackwardOptions opt = {},
-                  std::source_location loc = std::source_location::current()) {
+                  SourceLocation loc = SourceLocation::current()) {
         CallSite at(loc);
         check(y, "backward");
         if (seed.shape() != y.shape())
