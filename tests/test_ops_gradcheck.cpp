@@ -10,6 +10,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -69,6 +70,26 @@ TEST_CASE("every op declared in the op headers has a row in the gradient-check t
     for (const auto& name : declared) {
         CAPTURE(name);
         CHECK(covered.count(name) == 1);
+    }
+}
+
+TEST_CASE("every row that names an op records that op on the tape") {
+    const std::filesystem::path root = TAPEGRAD_SOURCE_DIR;
+    std::set<std::string> declared = declared_ops(root / "core/include/tapegrad/core/engine_ops.hpp");
+    for (const auto& e : std::filesystem::directory_iterator(root / "ops/include/tapegrad/ops"))
+        if (e.path().extension() == ".hpp") declared.merge(declared_ops(e.path()));
+    std::mt19937_64 rng(3);
+    for (const auto& c : tg::test::op_cases()) {
+        CAPTURE(c.label);
+        tg::Tape<double> tape;
+        std::vector<tg::Var<double>> x;
+        for (const auto& t : c.inputs(rng)) x.push_back(tape.variable(t));
+        c.build(tape, x);
+        std::set<std::string> recorded;
+        for (std::uint32_t i = 0; i < tape.size(); ++i)
+            if (tape.node(i).op) recorded.insert(std::string(tape.node(i).op->name()));
+        // Rows of compositions (mse, sse_half, …) name a function, not an op.
+        if (declared.count(std::string(c.op))) CHECK(recorded.count(std::string(c.op)) == 1);
     }
 }
 
