@@ -1,7 +1,7 @@
 // tapegrad_bench: tapegrad against a hand-written CBLAS backprop (and, through bench/run,
 // PyTorch) on the workloads. Prints a table; --json FILE writes the figures.
 //
-//   tapegrad_bench [--quick] [--json FILE] [--data DIR] [--check-steps N] [--pytorch FILE]...
+//   tapegrad_bench [--quick] [--json FILE] [--markdown FILE] [--data DIR] [--check-steps N] [--pytorch FILE]...
 //   tapegrad_bench --profile WORKLOAD [--seconds S] [--threads N]     (for perf / callgrind)
 //
 // Workloads (all float32):
@@ -69,6 +69,7 @@ double median(std::vector<double> v) {
 struct Options {
     bool quick = false;
     std::string json;
+    std::string markdown;  // the table, as Markdown (docs/performance.md)
     std::string data = "/usr/share/datasets/fashion-mnist";
     std::vector<std::string> pytorch;
     std::size_t check_steps = 0;  // 0: default for the mode
@@ -497,6 +498,7 @@ int main(int argc, char** argv) {
         };
         if (a == "--quick") o.quick = true;
         else if (a == "--json") o.json = value();
+        else if (a == "--markdown") o.markdown = value();
         else if (a == "--data") o.data = value();
         else if (a == "--pytorch") o.pytorch.push_back(value());
         else if (a == "--check-steps") o.check_steps = std::stoul(value());
@@ -506,7 +508,7 @@ int main(int argc, char** argv) {
         else if (a == "--threads") o.threads = std::stoi(value());
         else {
             std::fprintf(stderr,
-                         "usage: tapegrad_bench [--quick] [--json FILE] [--data DIR] [--check-steps N] "
+                         "usage: tapegrad_bench [--quick] [--json FILE] [--markdown FILE] [--data DIR] [--check-steps N] "
                          "[--pytorch FILE]...\n       tapegrad_bench --profile "
                          "step-tapegrad|step-tape|step-fused|step-handwritten|tiny-tapegrad|tiny-handwritten|sweep-tapegrad [--seconds S] [--threads N]\n");
             return 2;
@@ -619,10 +621,18 @@ int main(int argc, char** argv) {
 
     fmt::print("\n{:<34} {:>11} {:>11} {:>11} {:>11} {:>9}  {}\n", "workload", "hand-written", "tapegrad",
                "PyTorch", "PT passive", "tg/hw", "target");
+    std::string md =
+        "| workload | hand-written | tapegrad | PyTorch | PyTorch, OMP_WAIT_POLICY=PASSIVE | tapegrad / hand-written "
+        "| target |\n|---|---:|---:|---:|---:|---:|---|\n";
     auto row = [&](const char* name, std::optional<double> hw, std::optional<double> tgv, std::optional<double> pt,
                    std::optional<double> ptp, const char* spec, std::string target) {
         fmt::print("{:<34} {:>11} {:>11} {:>11} {:>11} {:>9}  {}\n", name, fmt_opt(hw, spec), fmt_opt(tgv, spec),
                    fmt_opt(pt, spec), fmt_opt(ptp, spec), fmt_opt(ratio(tgv, hw), "{:.3f}×"), target);
+        std::string_view n = name;
+        const bool sub = n.starts_with("  ");
+        md += fmt::format("| {}{} | {} | {} | {} | {} | {} | {} |\n", sub ? "↳ " : "", sub ? n.substr(2) : n,
+                          fmt_opt(hw, spec), fmt_opt(tgv, spec), fmt_opt(pt, spec), fmt_opt(ptp, spec),
+                          fmt_opt(ratio(tgv, hw), "{:.3f}×"), target);
     };
     row("MLP step, 1 thread (ms)", g("mlp_step_ms_handwritten_1t"), g("mlp_step_ms_tapegrad_1t"),
         g("mlp_step_ms_pytorch_1t"), std::nullopt, "{:.3f}", fmt::format("≤1.05× hw: {}", verdict(rs1, 1.05)));
@@ -659,6 +669,15 @@ int main(int argc, char** argv) {
                o.check_steps, lc.max_diff, fmt_opt(g("loss_max_abs_diff_pytorch"), "{:.3g}"));
     fmt::print("mean epoch loss: |tapegrad − hand-written| = {:.3g}\n", epoch_loss_diff);
 
+    if (!o.markdown.empty()) {
+        md += fmt::format("\nLosses over the first {} steps: max |tapegrad − hand-written| = {:.3g}, "
+                          "max |tapegrad − PyTorch| = {}. Data: {}.\n",
+                          o.check_steps, lc.max_diff, fmt_opt(g("loss_max_abs_diff_pytorch"), "{:.3g}"),
+                          d.real ? "Fashion-MNIST" : "synthetic (Fashion-MNIST not installed)");
+        std::ofstream f(o.markdown);
+        f << md;
+        fmt::print("wrote {}\n", o.markdown);
+    }
     if (!o.json.empty()) {
         write_json(o.json, r);
         fmt::print("wrote {}\n", o.json);

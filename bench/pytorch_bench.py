@@ -148,21 +148,21 @@ def main():
     # MLP step: pre-converted batches, warm-up, then the median of single steps.
     model, opt = make_model()
     batches = [batch(k * BATCH, BATCH) for k in range(16)]
-    for k in range(10):
+    for k in range(5 if a.quick else 10):
         step(model, opt, *batches[k % 16])
     # At most ~10 s (2 busy-waiting pools on a loaded 2-core machine can take 70 ms a step).
     times = []
-    budget_end = time.perf_counter() + (4.0 if a.quick else 10.0)
+    budget_end = time.perf_counter() + (2.0 if a.quick else 10.0)
     for k in range(80 if a.quick else 200):
         x, y = batches[k % 16]
         t0 = time.perf_counter()
         step(model, opt, x, y)
         times.append((time.perf_counter() - t0) * 1e3)
-        if k >= 20 and time.perf_counter() > budget_end:
+        if k >= (10 if a.quick else 20) and time.perf_counter() > budget_end:
             break
     out["mlp_step_ms_pytorch" + suffix] = statistics.median(times)
 
-    if not a.steps_only:
+    if not a.steps_only and not a.quick:
         # One epoch, in order, batch conversion included.
         model, opt = make_model()
         t0 = time.perf_counter()
