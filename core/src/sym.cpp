@@ -65,7 +65,8 @@ std::string cat(std::string_view a, std::string_view b) {
 
 std::optional<double> parse_number(std::string_view s) {
     double v = 0;
-    if (s.empty()) return std::nullopt;
+    // Digits only: a node the user named "inf" or "nan" is a name, not a number.
+    if (s.empty() || !((s[0] >= '0' && s[0] <= '9') || s[0] == '-' || s[0] == '.')) return std::nullopt;
     auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
     if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
     return v;
