@@ -35,6 +35,24 @@
 
 namespace tapegrad::nn {
 
+namespace detail {
+// The element loops, compiled in nn/src/optim_kernels.cpp (vectorised; instantiated for float
+// and double). Coefficients are in T; `sign` is −1 to maximise.
+template <class T>
+struct SGDCoeffs {
+    T lr, weight_decay, momentum, one_minus_dampening, sign;
+    bool first, nesterov;
+};
+template <class T>
+struct AdamCoeffs {
+    T step_size, inv_bc2_sqrt, beta1, one_minus_beta1, beta2, one_minus_beta2, eps, l2, shrink, sign;
+};
+template <class T>
+void sgd_update(T* w, const T* g, T* buf, std::size_t n, const SGDCoeffs<T>& c) noexcept;
+template <class T>
+void adam_update(T* w, const T* g, T* m, T* v, T* vmax, std::size_t n, const AdamCoeffs<T>& c) noexcept;
+}  // namespace detail
+
 // What every optimiser shares, independent of the element type (for the schedules).
 class OptimizerBase {
 public:
@@ -121,30 +139,14 @@ public:
 
     void step() override {
         this->check_grads("SGD");
-        const bool first = this->steps_ == 0;
+        const detail::SGDCoeffs<T> c{static_cast<T>(this->lr_),       static_cast<T>(o_.weight_decay),
+                                     static_cast<T>(o_.momentum),     static_cast<T>(1 - o_.dampening),
+                                     o_.maximize ? T(-1) : T(1),      this->steps_ == 0,
+                                     o_.nesterov};
         ++this->steps_;
-        const T lr = static_cast<T>(this->lr_), wd = static_cast<T>(o_.weight_decay);
-        const T mu = static_cast<T>(o_.momentum), damp = static_cast<T>(1 - o_.dampening);
-        const T sign = o_.maximize ? T(-1) : T(1);
         for (std::size_t k = 0; k < this->params_.size(); ++k) {
             Parameter<T>& p = *this->params_[k];
-            T* w = p.value.data();
-            const T* gp = p.grad.data();
-            const std::size_t n = p.size();
-            if (o_.momentum == 0) {
-                if (wd == T(0))
-                    for (std::size_t i = 0; i < n; ++i) w[i] -= lr * (sign * gp[i]);
-                else
-                    for (std::size_t i = 0; i < n; ++i) w[i] -= lr * (sign * gp[i] + wd * w[i]);
-                continue;
-            }
-            T* b = buf_[k].data();
-            for (std::size_t i = 0; i < n; ++i) {
-                const T g = sign * gp[i] + wd * w[i];
-                b[i] = first ? g : mu * b[i] + damp * g;
-                const T d = o_.nesterov ? g + mu * b[i] : b[i];
-                w[i] -= lr * d;
-            }
+            detail::sgd_update(p.value.data(), p.grad.data(), buf_.empty() ? nullptr : buf_[k].data(), p.size(), c);
         }
     }
 
@@ -203,31 +205,21 @@ public:
         const std::uint64_t t = ++this->steps_;
         const double bc1 = 1 - std::pow(o_.beta1, static_cast<double>(t));
         const double bc2 = 1 - std::pow(o_.beta2, static_cast<double>(t));
-        const T step_size = static_cast<T>(this->lr_ / bc1);
-        const T inv_bc2_sqrt = static_cast<T>(1 / std::sqrt(bc2));
-        const T b1 = static_cast<T>(o_.beta1), c1 = static_cast<T>(1 - o_.beta1);
-        const T b2 = static_cast<T>(o_.beta2), c2 = static_cast<T>(1 - o_.beta2);
-        const T eps = static_cast<T>(o_.eps);
-        const T l2 = o_.decoupled_weight_decay ? T(0) : static_cast<T>(o_.weight_decay);
-        const T shrink = static_cast<T>(1 - this->lr_ * (o_.decoupled_weight_decay ? o_.weight_decay : 0.0));
-        const T sign = o_.maximize ? T(-1) : T(1);
+        const double wd = o_.weight_decay;
+        const detail::AdamCoeffs<T> c{static_cast<T>(this->lr_ / bc1),
+                                      static_cast<T>(1 / std::sqrt(bc2)),
+                                      static_cast<T>(o_.beta1),
+                                      static_cast<T>(1 - o_.beta1),
+                                      static_cast<T>(o_.beta2),
+                                      static_cast<T>(1 - o_.beta2),
+                                      static_cast<T>(o_.eps),
+                                      o_.decoupled_weight_decay ? T(0) : static_cast<T>(wd),
+                                      static_cast<T>(1 - this->lr_ * (o_.decoupled_weight_decay ? wd : 0.0)),
+                                      o_.maximize ? T(-1) : T(1)};
         for (std::size_t k = 0; k < this->params_.size(); ++k) {
             Parameter<T>& p = *this->params_[k];
-            T* w = p.value.data();
-            const T* gp = p.grad.data();
-            T* m = m_[k].data();
-            T* v = v_[k].data();
-            T* vmax = o_.amsgrad ? vmax_[k].data() : nullptr;
-            const std::size_t n = p.size();
-            for (std::size_t i = 0; i < n; ++i) {
-                const T g = sign * gp[i] + l2 * w[i];
-                w[i] *= shrink;
-                m[i] = b1 * m[i] + c1 * g;
-                v[i] = b2 * v[i] + c2 * g * g;
-                T vv = v[i];
-                if (vmax) vv = vmax[i] = vmax[i] < vv ? vv : vmax[i];
-                w[i] -= step_size * (m[i] / (std::sqrt(vv) * inv_bc2_sqrt + eps));
-            }
+            detail::adam_update(p.value.data(), p.grad.data(), m_[k].data(), v_[k].data(),
+                                o_.amsgrad ? vmax_[k].data() : nullptr, p.size(), c);
         }
     }
 
