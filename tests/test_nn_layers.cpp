@@ -162,3 +162,21 @@ TEST_CASE("the gradients an MLP leaves in its parameters equal the functional ca
     net.zero_grad();
     CHECK(ps[0]->grad[0] == 0.0);
 }
+
+TEST_CASE("explain prints the backprop formula of an MLP's weights with the parameters' names") {
+    nn::MLP<double> net({4, 3, 2}, nn::Activation::sigmoid, 1);
+    tg::Tape<double> tape;
+    auto x = tape.constant(tg::Tensor<double>(5, 4), "X");
+    auto t = tape.constant(tg::Tensor<double>(5, 2), "T");
+    auto loss = tg::sse_half(net(tape, x), t).named("E");
+    tape.backward(loss);
+    std::string w0, b1;
+    for (std::uint32_t id = 0; id < tape.size(); ++id) {
+        if (tape.display_name(id) == "W0") w0 = tape.explain(tape.var_of(id));
+        if (tape.display_name(id) == "b1") b1 = tape.explain(tape.var_of(id));
+    }
+    INFO(w0, "\n", b1);
+    // Seed 001's δ rule: ∂E/∂W0 = Xᵀ·((δ1·W1ᵀ) ⊙ σ′(A0)), δ1 = Y − T for the half squared error.
+    CHECK(w0.find("Xᵀ · (((σ(X · W0 + b0) · W1 + b1 − T) · W1ᵀ) ⊙ σ′(X · W0 + b0))") != std::string::npos);
+    CHECK(b1.find("1ᵀ·(σ(X · W0 + b0) · W1 + b1 − T)") != std::string::npos);
+}
