@@ -1,13 +1,12 @@
 // A user's own op, declared outside the library with the public headers only, exactly as the
 // built-in ops are: Swish(x) = x·σ(x). It records on a tape, differentiates (also twice),
 // passes the gradient check and explains itself.
+#include <fmt/format.h>
+
 #include <cmath>
 #include <optional>
 #include <span>
 #include <string_view>
-
-#include <fmt/format.h>
-
 #include <tapegrad/tapegrad.hpp>
 
 namespace tg = tapegrad;

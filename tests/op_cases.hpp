@@ -24,10 +24,9 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <tapegrad/tapegrad.hpp>
 #include <utility>
 #include <vector>
-
-#include <tapegrad/tapegrad.hpp>
 
 namespace tapegrad::test {
 
@@ -45,13 +44,16 @@ using ShapeGen = std::function<std::vector<Shape>(std::mt19937_64&)>;
 inline double draw(Domain d, std::mt19937_64& rng) {
     std::uniform_real_distribution<double> u(0.0, 1.0);
     switch (d) {
-        case Domain::Real: return -2.0 + 4.0 * u(rng);
-        case Domain::Positive: return 0.5 + 1.5 * u(rng);
+        case Domain::Real:
+            return -2.0 + 4.0 * u(rng);
+        case Domain::Positive:
+            return 0.5 + 1.5 * u(rng);
         case Domain::AwayFromZero: {
             double m = 0.1 + 1.9 * u(rng);
             return u(rng) < 0.5 ? -m : m;
         }
-        case Domain::Unit: return 0.05 + 0.9 * u(rng);
+        case Domain::Unit:
+            return 0.05 + 0.9 * u(rng);
     }
     return 0;
 }
@@ -68,11 +70,11 @@ inline std::size_t dim(std::mt19937_64& rng, std::size_t lo = 1, std::size_t hi 
 }
 
 struct OpCase {
-    std::string_view op;           // Op::name of the op under test (a function's name for a composition)
-    std::string_view label;        // what this row checks (unique), for messages
-    ShapeGen shapes;               // one shape per input
-    std::vector<Domain> domains;   // one per input; a single entry applies to all inputs
-    Build build;                   // the op applied to the inputs (as gradcheck wants it)
+    std::string_view op;          // Op::name of the op under test (a function's name for a composition)
+    std::string_view label;       // what this row checks (unique), for messages
+    ShapeGen shapes;              // one shape per input
+    std::vector<Domain> domains;  // one per input; a single entry applies to all inputs
+    Build build;                  // the op applied to the inputs (as gradcheck wants it)
 
     std::vector<Tensor<double>> inputs(std::mt19937_64& rng) const {
         std::vector<Shape> s = shapes(rng);
@@ -146,117 +148,174 @@ inline std::vector<OpCase> elementwise() {
     static const std::vector<std::string> labels = [&] {
         std::vector<std::string> l;
         for (const char* op : {"add", "sub", "mul", "div"})
-            for (auto [a, b] : pats) l.push_back(std::string(op) + " " + std::string(a) + " with " + std::string(b));
+            for (auto [a, b] : pats)
+                l.push_back(std::string(op) + " " + std::string(a) + " with " + std::string(b));
         return l;
     }();
     std::size_t li = 0;
     for (auto [a, b] : pats)
-        v.push_back({"add", labels[li++], bcast(a, b), {Domain::Real},
-                     [](Tape<double>&, Vars x) { return x[0] + x[1]; }});
+        v.push_back({"add", labels[li++], bcast(a, b), {Domain::Real}, [](Tape<double>&, Vars x) {
+                         return x[0] + x[1];
+                     }});
     for (auto [a, b] : pats)
-        v.push_back({"sub", labels[li++], bcast(a, b), {Domain::Real},
-                     [](Tape<double>&, Vars x) { return x[0] - x[1]; }});
+        v.push_back({"sub", labels[li++], bcast(a, b), {Domain::Real}, [](Tape<double>&, Vars x) {
+                         return x[0] - x[1];
+                     }});
     for (auto [a, b] : pats)
-        v.push_back({"mul", labels[li++], bcast(a, b), {Domain::Real},
-                     [](Tape<double>&, Vars x) { return x[0] * x[1]; }});
+        v.push_back({"mul", labels[li++], bcast(a, b), {Domain::Real}, [](Tape<double>&, Vars x) {
+                         return x[0] * x[1];
+                     }});
     for (auto [a, b] : pats)
-        v.push_back({"div", labels[li++], bcast(a, b), {Domain::Real, Domain::Positive},
-                     [](Tape<double>&, Vars x) { return x[0] / x[1]; }});
+        v.push_back(
+            {"div", labels[li++], bcast(a, b), {Domain::Real, Domain::Positive}, [](Tape<double>&, Vars x) {
+                 return x[0] / x[1];
+             }});
     v.push_back({"neg", "neg", one(), {Domain::Real}, [](Tape<double>&, Vars x) { return -x[0]; }});
-    v.push_back({"scale", "scale by -1.5", one(), {Domain::Real}, [](Tape<double>&, Vars x) { return x[0] * -1.5; }});
-    v.push_back({"shift", "shift by 0.75", one(), {Domain::Real}, [](Tape<double>&, Vars x) { return x[0] + 0.75; }});
-    v.push_back({"shift", "constant minus x", one(), {Domain::Real},
-                 [](Tape<double>&, Vars x) { return 1.0 - x[0]; }});
+    v.push_back(
+        {"scale", "scale by -1.5", one(), {Domain::Real}, [](Tape<double>&, Vars x) { return x[0] * -1.5; }});
+    v.push_back(
+        {"shift", "shift by 0.75", one(), {Domain::Real}, [](Tape<double>&, Vars x) { return x[0] + 0.75; }});
+    v.push_back({"shift", "constant minus x", one(), {Domain::Real}, [](Tape<double>&, Vars x) {
+                     return 1.0 - x[0];
+                 }});
     return v;
 }
 
 inline std::vector<OpCase> linalg() {
     std::vector<OpCase> v;
-    v.push_back({"matmul", "matmul A·B", matmul_shapes(false, false), {Domain::Real},
-                 [](Tape<double>&, Vars x) { return matmul(x[0], x[1]); }});
-    v.push_back({"matmul", "matmul Aᵀ·B", matmul_shapes(true, false), {Domain::Real},
-                 [](Tape<double>&, Vars x) { return matmul(x[0], x[1], true, false); }});
-    v.push_back({"matmul", "matmul A·Bᵀ", matmul_shapes(false, true), {Domain::Real},
-                 [](Tape<double>&, Vars x) { return matmul(x[0], x[1], false, true); }});
-    v.push_back({"matmul", "matmul Aᵀ·Bᵀ", matmul_shapes(true, true), {Domain::Real},
-                 [](Tape<double>&, Vars x) { return matmul(x[0], x[1], true, true); }});
-    v.push_back({"transpose", "transpose", one(), {Domain::Real},
-                 [](Tape<double>&, Vars x) { return transpose(x[0]); }});
+    v.push_back(
+        {"matmul", "matmul A·B", matmul_shapes(false, false), {Domain::Real}, [](Tape<double>&, Vars x) {
+             return matmul(x[0], x[1]);
+         }});
+    v.push_back(
+        {"matmul", "matmul Aᵀ·B", matmul_shapes(true, false), {Domain::Real}, [](Tape<double>&, Vars x) {
+             return matmul(x[0], x[1], true, false);
+         }});
+    v.push_back(
+        {"matmul", "matmul A·Bᵀ", matmul_shapes(false, true), {Domain::Real}, [](Tape<double>&, Vars x) {
+             return matmul(x[0], x[1], false, true);
+         }});
+    v.push_back(
+        {"matmul", "matmul Aᵀ·Bᵀ", matmul_shapes(true, true), {Domain::Real}, [](Tape<double>&, Vars x) {
+             return matmul(x[0], x[1], true, true);
+         }});
+    v.push_back({"transpose", "transpose", one(), {Domain::Real}, [](Tape<double>&, Vars x) {
+                     return transpose(x[0]);
+                 }});
     return v;
 }
 
 inline std::vector<OpCase> engine() {
     std::vector<OpCase> v;
-    v.push_back({"sum_to", "sum_to 1×1 (sum)", one(), {Domain::Real}, [](Tape<double>&, Vars x) { return sum(x[0]); }});
-    v.push_back({"sum_to", "sum_to 1×n (sum_rows)", one(), {Domain::Real},
-                 [](Tape<double>&, Vars x) { return sum_rows(x[0]); }});
-    v.push_back({"sum_to", "sum_to m×1 (sum_cols)", one(), {Domain::Real},
-                 [](Tape<double>&, Vars x) { return sum_cols(x[0]); }});
-    v.push_back({"broadcast", "broadcast 1×n to m×n", single("1n"), {Domain::Real},
-                 [](Tape<double>&, Vars x) { return apply(BroadcastTo{{3, x[0].cols()}}, x[0]); }});
-    v.push_back({"broadcast", "broadcast m×1 to m×n", single("m1"), {Domain::Real},
-                 [](Tape<double>&, Vars x) { return apply(BroadcastTo{{x[0].rows(), 4}}, x[0]); }});
-    v.push_back({"broadcast", "broadcast 1×1 to m×n", single("11"), {Domain::Real},
-                 [](Tape<double>&, Vars x) { return apply(BroadcastTo{{2, 3}}, x[0]); }});
+    v.push_back({"sum_to", "sum_to 1×1 (sum)", one(), {Domain::Real}, [](Tape<double>&, Vars x) {
+                     return sum(x[0]);
+                 }});
+    v.push_back({"sum_to", "sum_to 1×n (sum_rows)", one(), {Domain::Real}, [](Tape<double>&, Vars x) {
+                     return sum_rows(x[0]);
+                 }});
+    v.push_back({"sum_to", "sum_to m×1 (sum_cols)", one(), {Domain::Real}, [](Tape<double>&, Vars x) {
+                     return sum_cols(x[0]);
+                 }});
+    v.push_back(
+        {"broadcast", "broadcast 1×n to m×n", single("1n"), {Domain::Real}, [](Tape<double>&, Vars x) {
+             return apply(BroadcastTo{{3, x[0].cols()}}, x[0]);
+         }});
+    v.push_back(
+        {"broadcast", "broadcast m×1 to m×n", single("m1"), {Domain::Real}, [](Tape<double>&, Vars x) {
+             return apply(BroadcastTo{{x[0].rows(), 4}}, x[0]);
+         }});
+    v.push_back(
+        {"broadcast", "broadcast 1×1 to m×n", single("11"), {Domain::Real}, [](Tape<double>&, Vars x) {
+             return apply(BroadcastTo{{2, 3}}, x[0]);
+         }});
     v.push_back({"mean", "mean", one(), {Domain::Real}, [](Tape<double>&, Vars x) { return mean(x[0]); }});
     // zeros_like(x)·x + x: the zero adjoint flows, the identity keeps the gradient non-trivial.
-    v.push_back({"zeros_like", "zeros_like", one(), {Domain::Real},
-                 [](Tape<double>&, Vars x) { return zeros_like(x[0]) * x[0] + x[0]; }});
+    v.push_back({"zeros_like", "zeros_like", one(), {Domain::Real}, [](Tape<double>&, Vars x) {
+                     return zeros_like(x[0]) * x[0] + x[0];
+                 }});
     return v;
 }
 
 inline std::vector<OpCase> math() {
     std::vector<OpCase> v;
-    v.push_back({"square", "square", one(), {Domain::Real}, [](Tape<double>&, Vars x) { return square(x[0]); }});
-    v.push_back({"sqrt", "sqrt", one(), {Domain::Positive}, [](Tape<double>&, Vars x) { return sqrt(x[0]); }});
+    v.push_back(
+        {"square", "square", one(), {Domain::Real}, [](Tape<double>&, Vars x) { return square(x[0]); }});
+    v.push_back(
+        {"sqrt", "sqrt", one(), {Domain::Positive}, [](Tape<double>&, Vars x) { return sqrt(x[0]); }});
     v.push_back({"exp", "exp", one(), {Domain::Real}, [](Tape<double>&, Vars x) { return exp(x[0]); }});
     v.push_back({"log", "log", one(), {Domain::Positive}, [](Tape<double>&, Vars x) { return log(x[0]); }});
-    v.push_back({"pow", "pow 3", one(), {Domain::Real}, [](Tape<double>&, Vars x) { return pow(x[0], 3.0); }});
-    v.push_back({"pow", "pow -1.5", one(), {Domain::Positive}, [](Tape<double>&, Vars x) { return pow(x[0], -1.5); }});
-    v.push_back({"pow", "pow 0.5", one(), {Domain::Positive}, [](Tape<double>&, Vars x) { return pow(x[0], 0.5); }});
-    v.push_back({"abs", "abs", one(), {Domain::AwayFromZero}, [](Tape<double>&, Vars x) { return abs(x[0]); }});
+    v.push_back(
+        {"pow", "pow 3", one(), {Domain::Real}, [](Tape<double>&, Vars x) { return pow(x[0], 3.0); }});
+    v.push_back({"pow", "pow -1.5", one(), {Domain::Positive}, [](Tape<double>&, Vars x) {
+                     return pow(x[0], -1.5);
+                 }});
+    v.push_back(
+        {"pow", "pow 0.5", one(), {Domain::Positive}, [](Tape<double>&, Vars x) { return pow(x[0], 0.5); }});
+    v.push_back(
+        {"abs", "abs", one(), {Domain::AwayFromZero}, [](Tape<double>&, Vars x) { return abs(x[0]); }});
     // sign is piecewise constant: its (zero) VJP is checked through sign(x)·x.
-    v.push_back({"sign", "sign times x", one(), {Domain::AwayFromZero},
-                 [](Tape<double>&, Vars x) { return sign(x[0]) * x[0]; }});
+    v.push_back({"sign", "sign times x", one(), {Domain::AwayFromZero}, [](Tape<double>&, Vars x) {
+                     return sign(x[0]) * x[0];
+                 }});
     return v;
 }
 
 inline std::vector<OpCase> activations() {
     std::vector<OpCase> v;
-    v.push_back({"sigmoid", "sigmoid", one(), {Domain::Real}, [](Tape<double>&, Vars x) { return sigmoid(x[0]); }});
-    v.push_back({"sigmoid_grad", "sigmoid_grad", one(), {Domain::Real},
-                 [](Tape<double>&, Vars x) { return sigmoid_grad(x[0]); }});
+    v.push_back(
+        {"sigmoid", "sigmoid", one(), {Domain::Real}, [](Tape<double>&, Vars x) { return sigmoid(x[0]); }});
+    v.push_back({"sigmoid_grad", "sigmoid_grad", one(), {Domain::Real}, [](Tape<double>&, Vars x) {
+                     return sigmoid_grad(x[0]);
+                 }});
     v.push_back({"tanh", "tanh", one(), {Domain::Real}, [](Tape<double>&, Vars x) { return tanh(x[0]); }});
-    v.push_back({"tanh_grad", "tanh_grad", one(), {Domain::Real},
-                 [](Tape<double>&, Vars x) { return tanh_grad(x[0]); }});
-    v.push_back({"relu", "relu", one(), {Domain::AwayFromZero}, [](Tape<double>&, Vars x) { return relu(x[0]); }});
-    v.push_back({"relu_grad", "relu_grad times x", one(), {Domain::AwayFromZero},
-                 [](Tape<double>&, Vars x) { return relu_grad(x[0]) * x[0]; }});
-    v.push_back({"leaky_relu", "leaky_relu 0.1", one(), {Domain::AwayFromZero},
-                 [](Tape<double>&, Vars x) { return leaky_relu(x[0], 0.1); }});
-    v.push_back({"leaky_relu_grad", "leaky_relu_grad times x", one(), {Domain::AwayFromZero},
+    v.push_back({"tanh_grad", "tanh_grad", one(), {Domain::Real}, [](Tape<double>&, Vars x) {
+                     return tanh_grad(x[0]);
+                 }});
+    v.push_back(
+        {"relu", "relu", one(), {Domain::AwayFromZero}, [](Tape<double>&, Vars x) { return relu(x[0]); }});
+    v.push_back({"relu_grad", "relu_grad times x", one(), {Domain::AwayFromZero}, [](Tape<double>&, Vars x) {
+                     return relu_grad(x[0]) * x[0];
+                 }});
+    v.push_back({"leaky_relu", "leaky_relu 0.1", one(), {Domain::AwayFromZero}, [](Tape<double>&, Vars x) {
+                     return leaky_relu(x[0], 0.1);
+                 }});
+    v.push_back({"leaky_relu_grad",
+                 "leaky_relu_grad times x",
+                 one(),
+                 {Domain::AwayFromZero},
                  [](Tape<double>&, Vars x) { return leaky_relu_grad(x[0], 0.1) * x[0]; }});
-    v.push_back({"softplus", "softplus", one(), {Domain::Real}, [](Tape<double>&, Vars x) { return softplus(x[0]); }});
-    v.push_back({"softplus", "log_sigmoid (composed)", one(), {Domain::Real},
-                 [](Tape<double>&, Vars x) { return log_sigmoid(x[0]); }});
-    v.push_back({"softmax", "softmax", one(), {Domain::Real}, [](Tape<double>&, Vars x) { return softmax(x[0]); }});
-    v.push_back({"log_softmax", "log_softmax", one(), {Domain::Real},
-                 [](Tape<double>&, Vars x) { return log_softmax(x[0]); }});
+    v.push_back({"softplus", "softplus", one(), {Domain::Real}, [](Tape<double>&, Vars x) {
+                     return softplus(x[0]);
+                 }});
+    v.push_back({"softplus", "log_sigmoid (composed)", one(), {Domain::Real}, [](Tape<double>&, Vars x) {
+                     return log_sigmoid(x[0]);
+                 }});
+    v.push_back(
+        {"softmax", "softmax", one(), {Domain::Real}, [](Tape<double>&, Vars x) { return softmax(x[0]); }});
+    v.push_back({"log_softmax", "log_softmax", one(), {Domain::Real}, [](Tape<double>&, Vars x) {
+                     return log_softmax(x[0]);
+                 }});
     return v;
 }
 
 inline std::vector<OpCase> structure() {
     std::vector<OpCase> v;
-    v.push_back({"concat_cols", "concat_cols", [](std::mt19937_64& r) {
+    v.push_back({"concat_cols",
+                 "concat_cols",
+                 [](std::mt19937_64& r) {
                      std::size_t m = dim(r);
                      return std::vector<Shape>{{m, dim(r)}, {m, dim(r)}};
                  },
-                 {Domain::Real}, [](Tape<double>&, Vars x) { return concat_cols(x[0], x[1]); }});
-    v.push_back({"concat_rows", "concat_rows", [](std::mt19937_64& r) {
+                 {Domain::Real},
+                 [](Tape<double>&, Vars x) { return concat_cols(x[0], x[1]); }});
+    v.push_back({"concat_rows",
+                 "concat_rows",
+                 [](std::mt19937_64& r) {
                      std::size_t n = dim(r);
                      return std::vector<Shape>{{dim(r), n}, {dim(r), n}};
                  },
-                 {Domain::Real}, [](Tape<double>&, Vars x) { return concat_rows(x[0], x[1]); }});
+                 {Domain::Real},
+                 [](Tape<double>&, Vars x) { return concat_rows(x[0], x[1]); }});
     v.push_back({"slice", "slice_rows", at_least2(), {Domain::Real}, [](Tape<double>&, Vars x) {
                      std::size_t m = x[0].rows();
                      return slice_rows(x[0], m >= 3 ? 1 : 0, m - 1);
@@ -276,21 +335,31 @@ inline std::vector<OpCase> structure() {
 
 inline std::vector<OpCase> losses() {
     std::vector<OpCase> v;
-    v.push_back({"sse_half", "sse_half (composed)", same2(), {Domain::Real},
-                 [](Tape<double>&, Vars x) { return sse_half(x[0], x[1]); }});
-    v.push_back({"mse", "mse (composed)", same2(), {Domain::Real}, [](Tape<double>&, Vars x) { return mse(x[0], x[1]); }});
-    v.push_back({"binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits (composed)", same2(),
+    v.push_back({"sse_half", "sse_half (composed)", same2(), {Domain::Real}, [](Tape<double>&, Vars x) {
+                     return sse_half(x[0], x[1]);
+                 }});
+    v.push_back({"mse", "mse (composed)", same2(), {Domain::Real}, [](Tape<double>&, Vars x) {
+                     return mse(x[0], x[1]);
+                 }});
+    v.push_back({"binary_cross_entropy_with_logits",
+                 "binary_cross_entropy_with_logits (composed)",
+                 same2(),
                  {Domain::Real, Domain::Unit},
                  [](Tape<double>&, Vars x) { return binary_cross_entropy_with_logits(x[0], x[1]); }});
     // Labels are data, made from the logits' shape: row i has class (3i + 1) mod n.
-    v.push_back({"softmax_cross_entropy", "softmax_cross_entropy", one(), {Domain::Real},
+    v.push_back({"softmax_cross_entropy",
+                 "softmax_cross_entropy",
+                 one(),
+                 {Domain::Real},
                  [](Tape<double>& t, Vars x) {
                      Tensor<double> labels(x[0].rows(), 1);
                      for (std::size_t i = 0; i < labels.size(); ++i)
                          labels[i] = static_cast<double>((3 * i + 1) % x[0].cols());
                      return softmax_cross_entropy(x[0], t.constant(labels, "labels"));
                  }});
-    v.push_back({"softmax_cross_entropy_probs", "softmax_cross_entropy_probs (composed)", same2(),
+    v.push_back({"softmax_cross_entropy_probs",
+                 "softmax_cross_entropy_probs (composed)",
+                 same2(),
                  {Domain::Real, Domain::Unit},
                  [](Tape<double>&, Vars x) { return softmax_cross_entropy_probs(x[0], x[1]); }});
     return v;

@@ -1,14 +1,12 @@
 // A user op declared outside the library (public headers only), exactly like the built-in ops:
 // Swish(x) = x·σ(x). It records, differentiates once and twice, gradchecks and explains itself.
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 
 #include <cmath>
 #include <random>
 #include <span>
 #include <string_view>
-
-#include <fmt/format.h>
-
 #include <tapegrad/tapegrad.hpp>
 
 namespace tg = tapegrad;
@@ -45,7 +43,8 @@ V swish(const V& x) {
 TEST_CASE("a user-declared Swish computes x·σ(x) in float and double without overflow") {
     Tensor<double> x(1, 5, {-800, -1, 0, 2, 800});
     Tensor<double> y = user::swish(x);
-    for (std::size_t i = 1; i < 4; ++i) CHECK(y[i] == doctest::Approx(x[i] / (1 + std::exp(-x[i]))).epsilon(1e-15));
+    for (std::size_t i = 1; i < 4; ++i)
+        CHECK(y[i] == doctest::Approx(x[i] / (1 + std::exp(-x[i]))).epsilon(1e-15));
     CHECK(y[0] == 0.0);  // −800·σ(−800) underflows to −0, not NaN
     CHECK(y[4] == 800.0);
     Tensor<float> yf = user::swish(x.cast<float>());
@@ -60,9 +59,11 @@ TEST_CASE("a user-declared Swish passes the gradient check on random shapes") {
         Tensor<double> x(d(rng), d(rng)), w(x.cols(), d(rng));
         for (std::size_t i = 0; i < x.size(); ++i) x[i] = u(rng);
         for (std::size_t i = 0; i < w.size(); ++i) w[i] = u(rng);
-        auto r = tg::gradcheck([](tg::Tape<double>&,
-                                  std::span<const tg::Var<double>> v) { return user::swish(tg::matmul(v[0], v[1])); },
-                               {x, w});
+        auto r = tg::gradcheck(
+            [](tg::Tape<double>&, std::span<const tg::Var<double>> v) {
+                return user::swish(tg::matmul(v[0], v[1]));
+            },
+            {x, w});
         INFO(fmt::format("{}", r));
         CHECK(r.passed);
         CHECK(r.max_rel_err() <= 1e-6);

@@ -5,9 +5,8 @@
 #include <algorithm>
 #include <cmath>
 #include <random>
-#include <vector>
-
 #include <tapegrad/tapegrad.hpp>
+#include <vector>
 
 namespace tg = tapegrad;
 using tg::Tensor;

@@ -4,7 +4,6 @@
 
 #include <functional>
 #include <string>
-
 #include <tapegrad/tapegrad.hpp>
 
 namespace tg = tapegrad;
@@ -52,7 +51,8 @@ TEST_CASE("matmul with differing inner dimensions names both shapes exactly") {
     tg::Tape<double> tape;
     auto A = tape.variable(z(128, 784), "A");
     auto B = tape.variable(z(785, 256), "B");
-    CHECK(first_line(error_of([&] { tg::matmul(A, B); })) == "matmul: inner dimensions differ: (128×784)·(785×256)");
+    CHECK(first_line(error_of([&] { tg::matmul(A, B); })) ==
+          "matmul: inner dimensions differ: (128×784)·(785×256)");
     CHECK(tape.size() == 2);  // nothing recorded by the failed call
 }
 
@@ -102,24 +102,30 @@ TEST_CASE("losses on mismatched prediction and target shapes name the loss and b
                 "binary_cross_entropy_with_logits", {2, 3}, {1, 3});
     check_names(error_of([] { tg::softmax_cross_entropy_probs(z(2, 3), z(2, 4)); }),
                 "softmax_cross_entropy_probs", {2, 3}, {2, 4});
-    check_names(error_of([] { tg::softmax_cross_entropy(z(4, 3), z(3, 1)); }), "softmax_cross_entropy", {4, 3},
-                {3, 1});
-    check_names(error_of([] { tg::softmax_cross_entropy(z(4, 3), z(4, 2)); }), "softmax_cross_entropy", {4, 3},
-                {4, 2});
+    check_names(error_of([] { tg::softmax_cross_entropy(z(4, 3), z(3, 1)); }), "softmax_cross_entropy",
+                {4, 3}, {3, 1});
+    check_names(error_of([] { tg::softmax_cross_entropy(z(4, 3), z(4, 2)); }), "softmax_cross_entropy",
+                {4, 3}, {4, 2});
 }
 
 TEST_CASE("a class label out of range, negative or not an integer is a clear error") {
     Tensor<double> logits(3, 4);
-    CHECK(error_of([&] { tg::softmax_cross_entropy(logits, Tensor<double>(3, 1, {0, 4, 1})); }) ==
-          "softmax_cross_entropy: label 4 at row 1 is not a class index in [0, 4)");
-    CHECK(error_of([&] { tg::softmax_cross_entropy(logits, Tensor<double>(3, 1, {0, 1, -1})); }) ==
-          "softmax_cross_entropy: label -1 at row 2 is not a class index in [0, 4)");
-    CHECK(error_of([&] { tg::softmax_cross_entropy(logits, Tensor<double>(3, 1, {1.5, 1, 1})); }) ==
-          "softmax_cross_entropy: label 1.5 at row 0 is not a class index in [0, 4)");
-    CHECK(contains(error_of([&] { tg::softmax_cross_entropy(logits, Tensor<double>(3, 1, {0, NAN, 1})); }),
+    CHECK(error_of([&] {
+              tg::softmax_cross_entropy(logits, Tensor<double>(3, 1, {0, 4, 1}));
+          }) == "softmax_cross_entropy: label 4 at row 1 is not a class index in [0, 4)");
+    CHECK(error_of([&] {
+              tg::softmax_cross_entropy(logits, Tensor<double>(3, 1, {0, 1, -1}));
+          }) == "softmax_cross_entropy: label -1 at row 2 is not a class index in [0, 4)");
+    CHECK(error_of([&] {
+              tg::softmax_cross_entropy(logits, Tensor<double>(3, 1, {1.5, 1, 1}));
+          }) == "softmax_cross_entropy: label 1.5 at row 0 is not a class index in [0, 4)");
+    CHECK(contains(error_of([&] {
+                       tg::softmax_cross_entropy(logits, Tensor<double>(3, 1, {0, NAN, 1}));
+                   }),
                    "label nan at row 1"));
-    CHECK(error_of([&] { tg::one_hot(Tensor<double>(2, 1, {0, 7}), 3); }) ==
-          "one_hot: label 7 at row 1 is not a class index in [0, 3)");
+    CHECK(error_of([&] {
+              tg::one_hot(Tensor<double>(2, 1, {0, 7}), 3);
+          }) == "one_hot: label 7 at row 1 is not a class index in [0, 3)");
     check_names(error_of([&] { tg::one_hot(z(2, 2), 3); }), "one_hot", {2, 2}, {2, 2});
 
     tg::Tape<float> tape;

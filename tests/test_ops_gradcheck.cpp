@@ -2,6 +2,7 @@
 // values each, in double, against central finite differences; and a coverage check that no op
 // declared in the op headers is missing from the table.
 #include <doctest/doctest.h>
+#include <fmt/format.h>
 
 #include <filesystem>
 #include <fstream>
@@ -11,8 +12,6 @@
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <fmt/format.h>
 
 #include "op_cases.hpp"
 
@@ -30,7 +29,8 @@ std::set<std::string> declared_ops(const std::filesystem::path& file) {
     const std::string text = ss.str();
     static const std::regex decl(R"re(static\s+constexpr\s+std::string_view\s+name\s*=\s*"([^"]+)")re");
     std::set<std::string> names;
-    for (std::sregex_iterator it(text.begin(), text.end(), decl), end; it != end; ++it) names.insert((*it)[1]);
+    for (std::sregex_iterator it(text.begin(), text.end(), decl), end; it != end; ++it)
+        names.insert((*it)[1]);
     return names;
 }
 

@@ -4,9 +4,8 @@
 
 #include <cmath>
 #include <limits>
-#include <vector>
-
 #include <tapegrad/tapegrad.hpp>
+#include <vector>
 
 namespace tg = tapegrad;
 using tg::Tensor;

@@ -11,7 +11,6 @@
 #include <cmath>
 #include <optional>
 #include <string_view>
-
 #include <tapegrad/core/engine_ops.hpp>
 #include <tapegrad/core/op.hpp>
 #include <tapegrad/core/tape.hpp>

@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cmath>
 #include <string_view>
-
 #include <tapegrad/core/engine_ops.hpp>
 #include <tapegrad/core/op.hpp>
 #include <tapegrad/core/tape.hpp>
@@ -50,7 +49,8 @@ struct OneHot {
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& labels) const {
         out.fill(T(0));
-        for (std::size_t i = 0; i < labels.rows(); ++i) out(i, detail::class_index(name, labels, i, classes)) = T(1);
+        for (std::size_t i = 0; i < labels.rows(); ++i)
+            out(i, detail::class_index(name, labels, i, classes)) = T(1);
     }
 };
 
@@ -63,8 +63,10 @@ struct SoftmaxCrossEntropy {
     Shape shape(Shape z, Shape labels) const {
         if (z.rows == 0 || z.cols == 0) fail("softmax_cross_entropy: empty logits {}", z);
         if (labels.cols != 1 || labels.rows != z.rows)
-            fail("softmax_cross_entropy: labels must be a ({}×1) column of class indices for logits {}, got {}",
-                 z.rows, z, labels);
+            fail(
+                "softmax_cross_entropy: labels must be a ({}×1) column of class indices for logits {}, got "
+                "{}",
+                z.rows, z, labels);
         return {1, 1};
     }
     template <class T>
@@ -108,7 +110,8 @@ V mse(const V& pred, const V& target) {
 template <Value V>
 V binary_cross_entropy_with_logits(const V& z, const V& y) {
     if (z.shape() != y.shape())
-        fail("binary_cross_entropy_with_logits: logits {} and targets {} differ in shape", z.shape(), y.shape());
+        fail("binary_cross_entropy_with_logits: logits {} and targets {} differ in shape", z.shape(),
+             y.shape());
     return mean(apply(Sub{}, apply(Softplus{}, z), apply(Mul{}, y, z)));
 }
 

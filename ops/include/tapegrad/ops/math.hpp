@@ -3,13 +3,12 @@
 // runs on tensors, Vars and symbols alike.
 #pragma once
 
+#include <fmt/format.h>
+
 #include <cmath>
 #include <optional>
 #include <string>
 #include <string_view>
-
-#include <fmt/format.h>
-
 #include <tapegrad/core/op.hpp>
 #include <tapegrad/core/tape.hpp>
 #include <tapegrad/ops/elementwise.hpp>

@@ -5,7 +5,6 @@
 
 #include <optional>
 #include <string_view>
-
 #include <tapegrad/core/engine_ops.hpp>
 #include <tapegrad/core/op.hpp>
 #include <tapegrad/core/tape.hpp>

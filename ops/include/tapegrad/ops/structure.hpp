@@ -2,13 +2,12 @@
 // input's shape (Pad); Pad's VJP is the slice. Concatenation's VJPs are slices.
 #pragma once
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <optional>
 #include <string>
 #include <string_view>
-
-#include <fmt/format.h>
-
 #include <tapegrad/core/op.hpp>
 #include <tapegrad/core/tape.hpp>
 
