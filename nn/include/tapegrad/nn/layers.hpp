@@ -226,8 +226,9 @@ private:
 // ---- MLP ---------------------------------------------------------------------------------------
 
 struct MLPOptions {
-    LinearOptions linear{};       // init/gain are overridden by `init` below unless `init` is unset
-    bool choose_init = true;      // He for relu-like activations, Xavier otherwise, with calculate_gain
+    LinearOptions linear{};       // options of every layer (init and gain replaced when choose_init)
+    bool choose_init = true;      // He-uniform for relu-like activations, Xavier-uniform otherwise,
+                                  // with torch's calculate_gain; false keeps linear.init and linear.gain
     double slope = 0.01;          // leaky relu's negative slope
     Activation output = Activation::identity;  // after the last layer (identity: logits)
 };
