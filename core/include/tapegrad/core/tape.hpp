@@ -13,11 +13,13 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <new>
 #include <optional>
 #include <source_location>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -638,13 +640,25 @@ std::string Tape<T>::describe(std::uint32_t id) const {
 }
 
 namespace detail {
-// The first element of t that is NaN or ±Inf, as a flat index, or t.size().
+// The first element of t that is NaN or ±Inf (all exponent bits set), as a flat index, or
+// t.size(). The scan is an OR over the exponent bits (vectorisable); the index is sought only
+// when something was found.
 template <class T>
 std::size_t first_non_finite(const Tensor<T>& t) noexcept {
+    using Bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+    constexpr Bits kExp = sizeof(T) == 4 ? Bits(0x7f800000u) : Bits(0x7ff0000000000000ull);
     const T* p = t.data();
-    for (std::size_t i = 0, e = t.size(); i < e; ++i)
+    const std::size_t n = t.size();
+    bool bad = false;
+    for (std::size_t i = 0; i < n; ++i) {
+        Bits b;
+        std::memcpy(&b, p + i, sizeof b);
+        bad |= (b & kExp) == kExp;
+    }
+    if (!bad) return n;
+    for (std::size_t i = 0; i < n; ++i)
         if (!std::isfinite(p[i])) return i;
-    return t.size();
+    return n;
 }
 template <class T>
 std::string non_finite_at(const Tensor<T>& t, std::size_t i) {
