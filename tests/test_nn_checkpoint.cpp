@@ -286,3 +286,38 @@ TEST_CASE("saving over an existing checkpoint replaces it atomically and leaves 
     CHECK_THROWS_AS(nn::save_checkpoint<float>(dir.path / "no" / "such" / "dir.tgc", net.parameters(), nullptr, st),
                     tg::Error);
 }
+
+TEST_CASE("randomly damaged checkpoints, with checksums forged to match, load or raise Error, never crash") {
+    nn::MLP<double> net({6, 5, 3}, nn::Activation::relu, 1);
+    nn::SGD<double> opt(net.parameters(), {.lr = 0.1, .momentum = 0.9});
+    nn::TrainState st;
+    const auto good = nn::make_checkpoint<double>(net.parameters(), &opt, st).serialize();
+    nn::Rng rng(2024);
+    int errors = 0, loaded = 0;
+    for (int trial = 0; trial < 3000; ++trial) {
+        auto b = good;
+        const int edits = 1 + static_cast<int>(rng.below(4));
+        for (int e = 0; e < edits; ++e) {
+            const std::size_t at = 32 + rng.below(b.size() - 32);
+            switch (rng.below(3)) {
+                case 0: b[at] = static_cast<std::uint8_t>(rng.below(256)); break;
+                case 1: b[at] ^= static_cast<std::uint8_t>(1u << rng.below(8)); break;
+                default: b.resize(at); break;
+            }
+        }
+        if (b.size() >= 32) {
+            const std::uint64_t payload = b.size() - 32;
+            std::memcpy(b.data() + 16, &payload, 8);
+            fix_crcs(b);
+        }
+        try {
+            const auto a = nn::Archive::deserialize(b, "fuzz");
+            nn::restore_checkpoint<double>(a, net.parameters(), &opt, st);
+            ++loaded;
+        } catch (const tg::Error&) {
+            ++errors;
+        }
+    }
+    CHECK(errors + loaded == 3000);
+    CHECK(errors > 2000);
+}

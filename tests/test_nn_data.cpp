@@ -238,3 +238,29 @@ TEST_CASE("the generator gives the same stream on every platform") {
     CHECK(std::abs(s / 20000) < 0.03);
     CHECK(s2 / 20000 == doctest::Approx(1.0).epsilon(0.05));
 }
+
+TEST_CASE("random IDX headers and lengths are parsed or rejected with Error, never crash") {
+    nn::Rng rng(77);
+    int errors = 0, parsed = 0;
+    for (int trial = 0; trial < 5000; ++trial) {
+        std::vector<std::uint8_t> b(rng.below(64));
+        for (auto& x : b) x = static_cast<std::uint8_t>(rng.below(4) == 0 ? rng.below(256) : rng.below(3));
+        if (b.size() >= 4 && rng.below(2)) {
+            b[0] = b[1] = 0;
+            b[2] = 0x08;
+            b[3] = static_cast<std::uint8_t>(rng.below(5));
+        }
+        try {
+            auto a = nn::parse_idx(std::move(b), "fuzz");
+            std::size_t prod = 1;
+            for (auto d : a.dims) prod *= d;
+            CHECK(prod == a.data().size());
+            ++parsed;
+        } catch (const tg::Error&) {
+            ++errors;
+        }
+    }
+    CHECK(errors + parsed == 5000);
+    CHECK(parsed > 0);
+    CHECK(errors > 0);
+}
