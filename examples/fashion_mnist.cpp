@@ -232,14 +232,16 @@ int run(const Options& o) {
     double train_seconds = 0;
     while (st.epoch < o.epochs && !stopped) {
         const std::size_t nb = (train.size() + o.batch - 1) / o.batch;
-        bar.start(st.epoch + 1, o.epochs, nb);
+        bar.start(st.epoch + 1, o.epochs, nb, static_cast<std::size_t>(st.batch));
+        std::size_t run_samples = 0;
         const auto t0 = clock::now();
         const double seconds_before = sums.seconds;
         const bool done = nn::train_epoch(net, *opt, tape, train, o.batch, st, buf, [&](const nn::BatchReport& r) {
             sums.loss += r.loss * static_cast<double>(r.rows);
             sums.correct += static_cast<double>(r.correct);
             sums.samples += static_cast<double>(r.rows);
-            bar.update(r.batch + 1, static_cast<std::size_t>(sums.samples), sums.loss / sums.samples);
+            run_samples += r.rows;
+            bar.update(r.batch + 1, run_samples, sums.loss / sums.samples);
             if (o.max_steps && st.step >= o.max_steps) {
                 sums.seconds = seconds_before + std::chrono::duration<double>(clock::now() - t0).count();
                 return false;
@@ -265,7 +267,7 @@ int run(const Options& o) {
         fmt::print("epoch {}/{}  train loss {:.4f}  train acc {:.2f}%  test loss {:.4f}  test acc {:.2f}%  {:.1f}s "
                    "({:.0f} samples/s)\n",
                    rec.epoch, o.epochs, rec.train_loss, 100 * rec.train_accuracy, rec.test_loss, 100 * rec.test_accuracy,
-                   epoch_s, static_cast<double>(train.size()) / epoch_s);
+                   epoch_s, static_cast<double>(run_samples) / epoch_s);
         std::fflush(stdout);
         checkpoint();
     }

@@ -147,8 +147,9 @@ void History::write_svg(const std::filesystem::path& path, const std::string& ti
 
 ProgressBar::ProgressBar(std::FILE* out) : out_(out), tty_(out && ::isatty(::fileno(out))) {}
 
-void ProgressBar::start(std::size_t epoch, std::size_t epochs, std::size_t batches) {
+void ProgressBar::start(std::size_t epoch, std::size_t epochs, std::size_t batches, std::size_t first) {
     epoch_ = epoch;
+    first_ = first;
     epochs_ = epochs;
     batches_ = batches;
     t0_ = last_ = std::chrono::steady_clock::now();
@@ -161,7 +162,8 @@ void ProgressBar::update(std::size_t done, std::size_t samples, double loss) {
     last_ = now;
     const double el = std::chrono::duration<double>(now - t0_).count();
     const double rate = el > 0 ? static_cast<double>(samples) / el : 0;
-    const double left = done > 0 ? el * static_cast<double>(batches_ - done) / static_cast<double>(done) : 0;
+    const std::size_t run = done > first_ ? done - first_ : 0;  // batches since start()
+    const double left = run > 0 ? el * static_cast<double>(batches_ - done) / static_cast<double>(run) : 0;
     constexpr std::size_t kWidth = 30;
     const std::size_t fill = batches_ ? kWidth * done / batches_ : kWidth;
     fmt::print(out_, "\r\x1b[2Kepoch {}/{} [{}{}] {}/{}  {:.0f} samples/s  loss {:.4f}  ETA {:.0f}s", epoch_, epochs_,

@@ -44,14 +44,16 @@ class ProgressBar {
 public:
     explicit ProgressBar(std::FILE* out = stderr);
     bool interactive() const noexcept { return tty_; }
-    void start(std::size_t epoch, std::size_t epochs, std::size_t batches);
+    // `first` batches of the epoch were done before this start (a resumed epoch).
+    void start(std::size_t epoch, std::size_t epochs, std::size_t batches, std::size_t first = 0);
+    // batches_done counts from the epoch's start; samples_done only since start().
     void update(std::size_t batches_done, std::size_t samples_done, double running_loss);
     void finish();  // clears the bar line
 
 private:
     std::FILE* out_;
     bool tty_;
-    std::size_t epoch_ = 0, epochs_ = 0, batches_ = 0;
+    std::size_t epoch_ = 0, epochs_ = 0, batches_ = 0, first_ = 0;
     std::chrono::steady_clock::time_point t0_, last_;
 };
 
