@@ -485,7 +485,19 @@ void write_json(const std::string& path, const Results& r) {
 
 }  // namespace
 
+int run(int argc, char** argv);
+
 int main(int argc, char** argv) {
+    try {
+        return run(argc, argv);
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "tapegrad_bench: %s\n", e.what());
+        return 1;
+    }
+}
+
+int run(int argc, char** argv) {
+    std::setvbuf(stdout, nullptr, _IOLBF, 0);  // lines appear as they are printed, also in a pipe
     Options o;
     for (int i = 1; i < argc; ++i) {
         std::string a = argv[i];
