@@ -342,6 +342,30 @@ double epoch_tapegrad(const Dataset& d, const Params& init, int threads, double&
         mean_loss, limit);
 }
 
+// Epoch times, the two sides alternating, `reps` times each: the medians.
+struct EpochTimes {
+    double handwritten = NAN, tapegrad = NAN, loss_handwritten = NAN, loss_tapegrad = NAN;
+};
+EpochTimes time_epochs(const Dataset& d, const Params& init, int threads, int reps) {
+    std::vector<double> hw, tgv;
+    EpochTimes e;
+    for (int r = 0; r < reps; ++r) {
+        double lh = 0, lt = 0;
+        if (r % 2 == 0) {
+            hw.push_back(epoch_handwritten(d, init, threads, lh));
+            tgv.push_back(epoch_tapegrad(d, init, threads, lt));
+        } else {
+            tgv.push_back(epoch_tapegrad(d, init, threads, lt));
+            hw.push_back(epoch_handwritten(d, init, threads, lh));
+        }
+        e.loss_handwritten = lh;
+        e.loss_tapegrad = lt;
+    }
+    e.handwritten = median(hw);
+    e.tapegrad = median(tgv);
+    return e;
+}
+
 double tiny_tapegrad_ns(int reps) {
     tg::Tape<float> tape;
     volatile float sink = bench::tiny_chain_tapegrad(tape, kTinySteps);  // warm-up: arena, node array
@@ -545,8 +569,8 @@ int run(int argc, char** argv) {
                "max |Δloss| {:.3g}, max |ΔW| {:.3g}\n",
                o.check_steps, lc.tapegrad.back(), lc.tape.back(), lc.handwritten.back(), lc.max_diff, lc.weight_diff);
 
-    StepTimes s1 = time_steps(d, init, 1, q ? 4 : 10, q ? 10 : 20);
-    StepTimes s2 = time_steps(d, init, 2, q ? 4 : 10, q ? 10 : 20);
+    StepTimes s1 = time_steps(d, init, 1, q ? 4 : 20, q ? 10 : 20);
+    StepTimes s2 = time_steps(d, init, 2, q ? 4 : 20, q ? 10 : 20);
     r.set("mlp_step_ms_tapegrad_1t", s1.tapegrad_ms);
     r.set("mlp_step_ms_handwritten_1t", s1.handwritten_ms);
     r.set("mlp_step_ms_pytorch_1t", std::nullopt);
@@ -554,28 +578,26 @@ int run(int argc, char** argv) {
     r.set("mlp_step_ms_handwritten_2t", s2.handwritten_ms);
     r.set("mlp_step_ms_pytorch_2t", std::nullopt);
 
-    double l_hw = 0, l_tg = 0;
-    const double e_hw1 = epoch_handwritten(d, init, 1, l_hw);
-    const double e_tg1 = epoch_tapegrad(d, init, 1, l_tg);
-    r.set("epoch_s_tapegrad_1t", e_tg1);
-    r.set("epoch_s_handwritten_1t", e_hw1);
-    const double epoch_loss_diff = std::abs(l_hw - l_tg);
+    const EpochTimes e1 = time_epochs(d, init, 1, q ? 1 : 3);
+    r.set("epoch_s_tapegrad_1t", e1.tapegrad);
+    r.set("epoch_s_handwritten_1t", e1.handwritten);
+    const double epoch_loss_diff = std::abs(e1.loss_handwritten - e1.loss_tapegrad);
 
-    r.set("tiny_ns_per_op_tapegrad", tiny_tapegrad_ns(q ? 5 : 21));
-    r.set("tiny_ns_per_op_handwritten", tiny_handwritten_ns(q ? 5 : 21));
+    r.set("tiny_ns_per_op_tapegrad", tiny_tapegrad_ns(q ? 5 : 41));
+    r.set("tiny_ns_per_op_handwritten", tiny_handwritten_ns(q ? 5 : 41));
     r.set("tiny_ns_per_op_pytorch", std::nullopt);
     r.set("allocs_per_step", s1.allocs_tapegrad);
     r.set("peak_rss_mb_tapegrad", rss_tapegrad);
     r.set("peak_rss_mb_pytorch", std::nullopt);
     r.set("sweep_ns_per_node_1e3", sweep_ns(1000, q ? 101 : 501));
-    r.set("sweep_ns_per_node_1e6", sweep_ns(1000000, q ? 1 : 3));
+    r.set("sweep_ns_per_node_1e6", sweep_ns(1000000, q ? 1 : 5));
 
     // Beyond the required keys: context for the table.
     std::optional<double> e_hw2, e_tg2;
     if (!q) {
-        double l;
-        e_hw2 = epoch_handwritten(d, init, 2, l);
-        e_tg2 = epoch_tapegrad(d, init, 2, l);
+        const EpochTimes e2 = time_epochs(d, init, 2, 3);
+        e_hw2 = e2.handwritten;
+        e_tg2 = e2.tapegrad;
     }
     r.set("epoch_s_tapegrad_2t", e_tg2);
     r.set("epoch_s_handwritten_2t", e_hw2);
