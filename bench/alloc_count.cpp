@@ -4,13 +4,20 @@
 // glibc's for every library of the process (libstdc++'s operator new, OpenBLAS, fmt, ...), and
 // forwards them to glibc's own entry points (__libc_malloc, exported for this purpose). So
 // operator new, std::pmr's heap resource and any C allocation are all counted once, at the
-// malloc level.
+// malloc level. Sanitizer builds (TAPEGRAD_SANITIZE) own malloc themselves: there the hook is
+// compiled out and the counts are unknown (-1).
 #include "alloc_count.hpp"
 
 #include <atomic>
 #include <cerrno>
 #include <cstddef>
 
+#ifdef BENCH_NO_MALLOC_HOOK
+namespace bench {
+long alloc_count() { return -1; }
+long alloc_bytes() { return -1; }
+}  // namespace bench
+#else
 extern "C" {
 void* __libc_malloc(std::size_t);
 void* __libc_calloc(std::size_t, std::size_t);
@@ -67,3 +74,4 @@ int posix_memalign(void** out, std::size_t a, std::size_t n) {
 }
 
 }  // extern "C"
+#endif

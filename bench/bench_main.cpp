@@ -273,7 +273,7 @@ StepTimes time_steps(const Dataset& d, const Params& init, int threads, int roun
         const int n = 20;
         const long a0 = bench::alloc_count();
         for (int k = 0; k < n; ++k) sink = sink + step(side);
-        allocs[side] = double(bench::alloc_count() - a0) / n;
+        allocs[side] = a0 < 0 ? NAN : double(bench::alloc_count() - a0) / n;
     }
     r.allocs_handwritten = allocs[0];
     r.allocs_tapegrad = allocs[1];
