@@ -33,10 +33,10 @@ LR = 0.05
 TINY_STEPS = 10000  # 3 ops each
 
 
-def splitmix64(seed, n):
-    """Elements 0..n-1 of stream `seed`: mix(seed + (i+1)*gamma), as bench/data.cpp."""
+def splitmix64(seed, n, start=0):
+    """Elements start..start+n-1 of stream `seed`: mix(seed + (i+1)*gamma), as bench/data.cpp."""
     with np.errstate(over="ignore"):
-        i = np.arange(1, n + 1, dtype=np.uint64)
+        i = np.arange(start + 1, start + n + 1, dtype=np.uint64)
         z = np.uint64(seed) + i * np.uint64(0x9E3779B97F4A7C15)
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
@@ -76,9 +76,14 @@ def read_idx_gz(path):
 def synthetic(n=60000, dim=784):
     """bench/data.cpp's synthetic_dataset, bit for bit."""
     labels = (splitmix64(7, n) % np.uint64(10)).astype(np.uint8)
-    noise = (splitmix64(11, n * dim) & np.uint64(127)).astype(np.uint16).reshape(n, dim)
-    band = (np.arange(dim) * 10 // dim)[None, :] == labels[:, None].astype(np.int64)
-    return (noise + 128 * band).astype(np.uint8), labels
+    images = np.empty((n, dim), dtype=np.uint8)
+    band_of = np.arange(dim) * 10 // dim
+    for r in range(0, n, 1000):  # in chunks: the 64-bit temporaries stay small
+        m = min(1000, n - r)
+        noise = (splitmix64(11, m * dim, r * dim) & np.uint64(127)).astype(np.uint16).reshape(m, dim)
+        band = band_of[None, :] == labels[r : r + m, None].astype(np.int64)
+        images[r : r + m] = (noise + 128 * band).astype(np.uint8)
+    return images, labels
 
 
 def load_data(d):
