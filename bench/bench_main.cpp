@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -43,10 +44,10 @@ namespace {
 
 namespace tg = tapegrad;
 using bench::Dataset;
-using bench::HandwrittenMlp;
-using bench::Params;
 using bench::FusedTapeMlp;
+using bench::HandwrittenMlp;
 using bench::NnMlp;
+using bench::Params;
 using bench::TapeMlp;
 
 constexpr std::size_t kBatch = 128;

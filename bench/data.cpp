@@ -1,8 +1,8 @@
 #include "data.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <stdexcept>
 
 #include <zlib.h>
 

@@ -3,8 +3,11 @@
 // External leaves, SGD fused with zeroing the gradients), the tiny-op chain and the bare sweep.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include <tapegrad/nn.hpp>
