@@ -462,8 +462,10 @@ private:
 
     void sweep(std::uint32_t root, Tensor<T>&& seed, BackwardOptions opt);
 
-    std::vector<Node<T>> nodes_;
+    // The arena is declared first so that it is destroyed last: the nodes' tensors hand their
+    // memory back to it when they are destroyed.
     Arena arena_;
+    std::vector<Node<T>> nodes_;
     std::uint32_t generation_ = 1;
     std::uint32_t last_loss_ = kNoNode;
     bool graph_recorded_ = false;
