@@ -3,7 +3,8 @@
 #   1. build-asan: -DTAPEGRAD_SANITIZE=address (-fsanitize=address,undefined
 #      -fno-omit-frame-pointer -fno-sanitize-recover=all on every target), RelWithDebInfo at -O1;
 #      ctest runs every test except the label "install" (the packaging tests compile a consumer
-#      project and exercise no library code beyond the quickstart path).
+#      project and exercise no library code beyond the quickstart path). Examples and benchmarks
+#      are not built there (no test runs them).
 #   2. build-valgrind: the quickstart example without sanitizers, under memcheck (any error or
 #      definite leak fails).
 # About 10–15 minutes on 2 cores. Needs valgrind (apt-get install valgrind).
@@ -15,7 +16,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export OPENBLAS_NUM_THREADS=1
 
 cmake -S . -B build-asan -DTAPEGRAD_SANITIZE=address -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" -DTAPEGRAD_BUILD_BENCH=OFF >/dev/null
+  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -g" -DTAPEGRAD_BUILD_BENCH=OFF -DTAPEGRAD_BUILD_EXAMPLES=OFF >/dev/null
 cmake --build build-asan -j"$JOBS"
 ctest --test-dir build-asan --output-on-failure -j"$JOBS" -LE install --timeout 900
 
