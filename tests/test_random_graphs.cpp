@@ -34,6 +34,7 @@ enum class Op {
     tanh, sigmoid, softplus, square, exp, log_pos, sqrt_pos, scale, shift, neg, transpose, relu, leaky_relu,
     abs, softmax, log_softmax, sigmoid_grad, sum, mean, sum_rows, sum_cols, slice_rows, slice_cols,
     add, sub, mul, div_pos, matmul, concat_cols, concat_rows, mse, bce_logits, sce_probs, sce_labels, sse_half,
+    pow_pos, log_sigmoid, tanh_grad,
 };
 
 const char* op_name(Op o) {
@@ -42,7 +43,7 @@ const char* op_name(Op o) {
                               "log_softmax", "sigmoid_grad", "sum", "mean", "sum_rows", "sum_cols", "slice_rows",
                               "slice_cols", "add", "sub", "mul", "div(a, sigmoid(b)+0.5)", "matmul", "concat_cols",
                               "concat_rows", "mse", "bce_with_logits", "softmax_ce_probs", "softmax_ce_labels",
-                              "sse_half"};
+                              "sse_half", "pow(x+0.5, p)", "log_sigmoid", "tanh_grad"};
     return k[static_cast<int>(o)];
 }
 
@@ -76,7 +77,8 @@ struct Program {
             const std::size_t id = leaves.size() + k;
             s += fmt::format("  v{} = {}(v{}", id, op_name(in.op), in.a);
             if (in.b >= 0) s += fmt::format(", v{}", in.b);
-            if (in.op == Op::scale || in.op == Op::shift || in.op == Op::leaky_relu) s += fmt::format(", {:g}", in.c);
+            if (in.op == Op::scale || in.op == Op::shift || in.op == Op::leaky_relu || in.op == Op::pow_pos)
+                s += fmt::format(", {:g}", in.c);
             if (in.op == Op::slice_rows || in.op == Op::slice_cols) s += fmt::format(", {}, {}", in.i0, in.i1);
             if (in.op == Op::matmul) s += fmt::format(", ta={}, tb={}", in.ta, in.tb);
             s += fmt::format(")  {}\n", info[id].shape);
@@ -137,7 +139,7 @@ private:
         const int a = tame(node());
         const Shape s = at(a).shape;
         const double ma = at(a).mag;
-        switch (pick(0, 34)) {
+        switch (pick(0, 37)) {
             case 0: emit({Op::tanh, a}, {s, 1, false}); return;
             case 1: emit({Op::sigmoid, a}, {s, 1, true}); return;
             case 2: emit({Op::softplus, a}, {s, ma + 1, true}); return;
@@ -186,6 +188,14 @@ private:
                 emit(in, {o, ma, at(a).nonneg});
                 return;
             }
+            case 23: {
+                Instr in{Op::pow_pos, a};
+                in.c = uniform(-1.5, 2.5);
+                emit(in, {s, std::pow(ma + 3, std::abs(in.c)) + 2, true});
+                return;
+            }
+            case 24: emit({Op::log_sigmoid, a}, {s, ma + 1, false}); return;
+            case 25: emit({Op::tanh_grad, a}, {s, 1, true}); return;
             default: break;
         }
         binary(a);
@@ -307,6 +317,9 @@ Var<double> build(const Program& p, tg::Tape<double>& tape, std::span<const Var<
             case Op::softmax: r = tg::softmax(a); break;
             case Op::log_softmax: r = tg::log_softmax(a); break;
             case Op::sigmoid_grad: r = tg::sigmoid_grad(a); break;
+            case Op::pow_pos: r = tg::pow(tg::softplus(a) + 0.5, in.c); break;
+            case Op::log_sigmoid: r = tg::log_sigmoid(a); break;
+            case Op::tanh_grad: r = tg::tanh_grad(a); break;
             case Op::sum: r = tg::sum(a); break;
             case Op::mean: r = tg::mean(a); break;
             case Op::sum_rows: r = tg::sum_rows(a); break;
@@ -392,7 +405,7 @@ TEST_CASE("the graph generator is deterministic for a seed and covers every op k
     const Program a = Generator(42).make();
     const Program b = Generator(42).make();
     CHECK(a.listing() == b.listing());
-    std::vector<bool> seen(static_cast<int>(Op::sse_half) + 1, false);
+    std::vector<bool> seen(static_cast<int>(Op::tanh_grad) + 1, false);
     bool fanout = false, broadcast_pair = false;
     for (std::uint64_t s = 1000; s < 2000; ++s) {
         const Program p = Generator(s).make();
