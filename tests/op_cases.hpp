@@ -273,6 +273,8 @@ inline std::vector<OpCase> activations() {
                  }});
     v.push_back(
         {"relu", "relu", one(), {Domain::AwayFromZero}, [](Tape<double>&, Vars x) { return relu(x[0]); }});
+    v.push_back({"relu_backward", "relu_backward(g, x) times x", same2(), {Domain::Real, Domain::AwayFromZero},
+                 [](Tape<double>&, Vars x) { return relu_backward(x[0], x[1]) * x[1]; }});
     v.push_back({"relu_grad", "relu_grad times x", one(), {Domain::AwayFromZero}, [](Tape<double>&, Vars x) {
                      return relu_grad(x[0]) * x[0];
                  }});

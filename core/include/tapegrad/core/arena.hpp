@@ -32,6 +32,19 @@ public:
         if (!blocks_.empty()) ptr_ = blocks_[0].base, end_ = blocks_[0].base + blocks_[0].size;
     }
 
+    // The allocation fast path, inline and non-virtual (do_allocate when the block is full).
+    void* bump(std::size_t bytes, std::size_t align) {
+        auto p = reinterpret_cast<std::uintptr_t>(ptr_);
+        std::uintptr_t aligned = (p + (align - 1)) & ~std::uintptr_t(align - 1);
+        if (ptr_ && aligned + bytes <= reinterpret_cast<std::uintptr_t>(end_)) [[likely]] {
+            used_ += (aligned + bytes) - p;
+            if (used_ > high_water_) high_water_ = used_;
+            ptr_ = reinterpret_cast<std::byte*>(aligned + bytes);
+            return reinterpret_cast<void*>(aligned);
+        }
+        return do_allocate(bytes, align);
+    }
+
     std::size_t bytes_used() const noexcept { return used_; }
     std::size_t bytes_reserved() const noexcept {
         std::size_t n = 0;

@@ -113,7 +113,7 @@ Tensor<T> apply(const Op& op, const Tensor<T>& a, const Ts&... rest) {
     static_assert(sizeof...(Ts) + 1 == Op::arity, "wrong number of operands for this op");
     static_assert((std::same_as<Ts, Tensor<T>> && ...), "operands of one op share one tensor type");
     Shape s = op.shape(a.shape(), rest.shape()...);
-    Tensor<T> out = Tensor<T>::uninit(s, a.resource());
+    Tensor<T> out = Tensor<T>::uninit_like(s, a);
     op.forward(out, a, rest...);
     return out;
 }

@@ -105,7 +105,7 @@ enum class LeafKind : unsigned char { Op, Constant, Variable, External };
 template <class T>
 struct Node {
     const OpRule<T>* op = nullptr;  // null for leaves
-    boost::container::small_vector<std::uint32_t, 2> in;
+    boost::container::small_vector<std::uint32_t, 2> in;  // input node ids
     Tensor<T> value;
     Tensor<T> adj;                  // empty until the sweep reaches the node
     Tensor<T>* grad_sink = nullptr; // External leaves: adjoints accumulate here across tapes
@@ -184,7 +184,8 @@ private:
     void numeric_one(Tape<T>& tape, std::uint32_t target, const Tensor<T>& g, const Tensor<T>& y,
                      const std::array<Tensor<T>, Op::arity>& x, std::index_sequence<J...>) const {
         if constexpr (has_vjp_v<Op, Tensor<T>, I>) {
-            if (tape.node(target).requires_grad) tape.accumulate(target, op_.vjp(In<I>{}, g, y, x[J]...));
+            if (!tape.node(target).requires_grad) return;
+            tape.accumulate(target, op_.vjp(In<I>{}, g, y, x[J]...));
         }
     }
 
@@ -329,6 +330,8 @@ public:
             fail("grad: node {} ('{}') does not require a gradient (a constant, or computed from constants only)",
                  x.id_, n.name);
         if (n.adj.empty()) n.adj = Tensor<T>(n.value.shape(), &arena_);
+        // An adjoint adopted as a view: materialise it, so that copying grad() copies values.
+        if (!n.adj.owns()) n.adj = n.adj.clone(&arena_);
         return n.adj;
     }
     // The recorded gradient (a Var, differentiable again), after backward(…, {.create_graph = true}).
@@ -391,6 +394,11 @@ public:
 
     // Checks that `x` is a live Var of this tape; `op` names the caller in the error.
     void check(const Var<T>& x, std::string_view op) const {
+        if (x.tape_ == this && x.gen_ == generation_ && x.id_ < nodes_.size()) [[likely]]
+            return;
+        check_failed(x, op);
+    }
+    [[gnu::noinline, gnu::cold]] void check_failed(const Var<T>& x, std::string_view op) const {
         if (x.tape_ == nullptr) fail("{}: the Var is empty (default-constructed)", op);
         if (x.tape_ != this) fail("{}: the Var belongs to another tape", op);
         if (x.gen_ != generation_ || x.id_ >= nodes_.size())
@@ -525,13 +533,20 @@ void Tape<T>::accumulate_unchecked(std::uint32_t target, Tensor<T>&& contrib) {
     Node<T>& n = nodes_[target];
     const Shape s = n.value.shape();
     if (n.adj.empty()) {
-        if (contrib.shape() == s && contrib.owns() && contrib.resource() == &arena_) {
+        if (contrib.shape() == s && contrib.resource() == &arena_) {
+            // An arena tensor, or a view of one (an adjoint passed through, as Add's VJP
+            // does): adopted without a copy. A view is copied on the next write, below.
             n.adj = std::move(contrib);
         } else {
             n.adj = Tensor<T>::uninit(s, &arena_);
             sum_to(n.adj, contrib);
         }
         return;
+    }
+    if (!n.adj.owns()) {  // copy on write: the adjoint was adopted as a view
+        Tensor<T> own = Tensor<T>::uninit(s, &arena_);
+        std::copy_n(n.adj.data(), own.size(), own.data());
+        n.adj = std::move(own);
     }
     T* a = n.adj.data();
     const T* c = contrib.data();

@@ -19,6 +19,7 @@
 
 #include <fmt/format.h>
 
+#include <tapegrad/core/arena.hpp>
 #include <tapegrad/core/error.hpp>
 
 namespace tapegrad {
@@ -53,6 +54,31 @@ public:
     }
 
     // Uninitialised storage: for kernels that overwrite every element.
+    // In a tape's arena: a pointer bump, and nothing to free.
+    static Tensor uninit(Shape s, Arena* arena) {
+        Tensor t;
+        t.rows_ = s.rows;
+        t.cols_ = s.cols;
+        t.res_ = arena;
+        t.arena_ = true;
+        if (t.size()) {
+            const std::size_t bytes = t.size() * sizeof(T);
+            // Cache-line alignment for real arrays; a small tensor need not pad to 64 B.
+            t.data_ = static_cast<T*>(arena->bump(bytes, bytes >= kAlign ? kAlign : 16));
+            t.owns_ = true;
+        }
+        return t;
+    }
+    // Uninitialised, allocated where `like`'s results go.
+    static Tensor uninit_like(Shape s, const Tensor& like) {
+        if (like.arena_) return uninit(s, static_cast<Arena*>(like.res_));
+        return uninit(s, like.resource());
+    }
+    static Tensor view(T* data, Shape s, Arena* arena) noexcept {
+        Tensor t = view(data, s, static_cast<std::pmr::memory_resource*>(arena));
+        t.arena_ = true;
+        return t;
+    }
     static Tensor uninit(Shape s, std::pmr::memory_resource* res) {
         Tensor t;
         t.rows_ = s.rows;
@@ -92,6 +118,7 @@ public:
         if (!o.owns_) {
             data_ = o.data_;
             res_ = o.res_;
+            arena_ = o.arena_;
             return;
         }
         res_ = std::pmr::get_default_resource();
@@ -105,13 +132,14 @@ public:
         return *this;
     }
     Tensor(Tensor&& o) noexcept { swap(o); }
-    Tensor& operator=(Tensor&& o) noexcept {
+    [[gnu::always_inline]] Tensor& operator=(Tensor&& o) noexcept {
         if (this == &o) return *this;
         release();
         data_ = std::exchange(o.data_, nullptr);
         rows_ = std::exchange(o.rows_, 0);
         cols_ = std::exchange(o.cols_, 0);
         res_ = o.res_;
+        arena_ = o.arena_;
         owns_ = std::exchange(o.owns_, false);
         return *this;
     }
@@ -123,6 +151,7 @@ public:
         std::swap(cols_, o.cols_);
         std::swap(res_, o.res_);
         std::swap(owns_, o.owns_);
+        std::swap(arena_, o.arena_);
     }
 
     // A deep copy allocated from `res`.
@@ -178,8 +207,8 @@ private:
         data_ = static_cast<T*>(resource()->allocate(n * sizeof(T), kAlign));
         owns_ = true;
     }
-    void release() noexcept {
-        if (owns_ && data_) resource()->deallocate(data_, size() * sizeof(T), kAlign);
+    [[gnu::always_inline]] void release() noexcept {
+        if (owns_ && data_ && !arena_) resource()->deallocate(data_, size() * sizeof(T), kAlign);
         data_ = nullptr;
         owns_ = false;
     }
@@ -188,6 +217,7 @@ private:
     std::size_t rows_ = 0, cols_ = 0;
     std::pmr::memory_resource* res_ = nullptr;
     bool owns_ = false;
+    bool arena_ = false;  // res_ is a tape's Arena: bump allocation, no deallocation
 };
 
 // Largest |a − b| over two tensors of the same shape (for tests and checks).

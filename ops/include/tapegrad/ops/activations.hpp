@@ -138,7 +138,38 @@ struct ReluGrad {
     }
 };
 
-// Y = max(X, 0).  dX = dY ⊙ relu′(X).
+// Y = G ⊙ relu′(X), fused: relu's VJP in one pass with no relu′ temporary (the MLP's hot path).
+//   dG = dY ⊙ relu′(X) = relu_backward(dY, X)        G, X, Y: m×n
+//   dX = 0                                             (relu′ is piecewise constant)
+// Symbolically it reads exactly as the composition G ⊙ relu′(X).
+struct ReluBackward {
+    static constexpr std::string_view name = "relu_backward";
+    static constexpr std::size_t arity = 2;
+    Shape shape(Shape g, Shape x) const {
+        if (g != x) fail("relu_backward: shapes differ: {} and {}", g, x);
+        return g;
+    }
+    std::optional<Sym> simplify(const Sym& g, const Sym& x) const {
+        return apply(Mul{}, g, apply(ReluGrad{}, x));
+    }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& g, const Tensor<T>& x) const {
+        const T* pg = g.data();
+        const T* px = x.data();
+        T* o = out.data();
+        for (std::size_t i = 0, n = g.size(); i < n; ++i) o[i] = px[i] > T(0) ? pg[i] : T(0);
+    }
+    template <class V>
+    V vjp(In<0>, const V& a, const V&, const V&, const V& x) const {
+        return apply(ReluBackward{}, a, x);
+    }
+    template <class V>
+    V vjp(In<1>, const V& a, const V&, const V&, const V&) const {
+        return apply(ZerosLike{}, a);
+    }
+};
+
+// Y = max(X, 0).  dX = dY ⊙ relu′(X)  (as the fused relu_backward).
 struct Relu {
     static constexpr std::string_view name = "relu";
     static constexpr std::size_t arity = 1;
@@ -150,7 +181,7 @@ struct Relu {
     }
     template <class V>
     V vjp(In<0>, const V& g, const V&, const V& x) const {
-        return apply(Mul{}, g, apply(ReluGrad{}, x));
+        return apply(ReluBackward{}, g, x);
     }
 };
 
@@ -292,6 +323,11 @@ V relu(const V& x) {
 template <Value V>
 V relu_grad(const V& x) {
     return apply(ReluGrad{}, x);
+}
+// g ⊙ relu′(x) in one pass (relu's VJP).
+template <Value V>
+V relu_backward(const V& g, const V& x) {
+    return apply(ReluBackward{}, g, x);
 }
 template <Value V>
 V leaky_relu(const V& x, double slope = 0.01) {

@@ -35,6 +35,10 @@ struct MatMul {
     }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& a, const Tensor<T>& b) const {
+        if (out.size() == 1 && a.size() == 1 && b.size() == 1) {  // 1×1·1×1: a plain product
+            out[0] = a[0] * b[0];
+            return;
+        }
         gemm(ta, tb, T(1), a, b, T(0), out);
     }
     template <class V>
