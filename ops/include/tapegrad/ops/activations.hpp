@@ -13,6 +13,7 @@
 #include <string_view>
 #include <tapegrad/core/engine_ops.hpp>
 #include <tapegrad/core/op.hpp>
+#include <tapegrad/core/site.hpp>
 #include <tapegrad/core/tape.hpp>
 #include <tapegrad/ops/elementwise.hpp>
 #include <tapegrad/ops/reductions.hpp>
@@ -298,62 +299,75 @@ struct LogSoftmax {
 };
 
 template <Value V>
-V sigmoid(const V& x) {
+V sigmoid(const V& x, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(Sigmoid{}, x);
 }
 // σ′(x) = σ(x)σ(−x), computed without cancellation.
 template <Value V>
-V sigmoid_grad(const V& x) {
+V sigmoid_grad(const V& x, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(SigmoidGrad{}, x);
 }
 template <Value V>
-V tanh(const V& x) {
+V tanh(const V& x, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(Tanh{}, x);
 }
 // tanh′(x) = 1 − tanh²(x).
 template <Value V>
-V tanh_grad(const V& x) {
+V tanh_grad(const V& x, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(TanhGrad{}, x);
 }
 template <Value V>
-V relu(const V& x) {
+V relu(const V& x, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(Relu{}, x);
 }
 // relu′(x) = [x > 0].
 template <Value V>
-V relu_grad(const V& x) {
+V relu_grad(const V& x, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(ReluGrad{}, x);
 }
 // g ⊙ relu′(x) in one pass (relu's VJP).
 template <Value V>
-V relu_backward(const V& g, const V& x) {
+V relu_backward(const V& g, const V& x, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(ReluBackward{}, g, x);
 }
 template <Value V>
-V leaky_relu(const V& x, double slope = 0.01) {
+V leaky_relu(const V& x, double slope = 0.01, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(LeakyRelu{slope}, x);
 }
 template <Value V>
-V leaky_relu_grad(const V& x, double slope = 0.01) {
+V leaky_relu_grad(const V& x, double slope = 0.01, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(LeakyReluGrad{slope}, x);
 }
 template <Value V>
-V softplus(const V& x) {
+V softplus(const V& x, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(Softplus{}, x);
 }
 // log σ(x) = −softplus(−x) (stable for any x).
 template <Value V>
-V log_sigmoid(const V& x) {
+V log_sigmoid(const V& x, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(Neg{}, apply(Softplus{}, apply(Neg{}, x)));
 }
 // Softmax of each row.
 template <Value V>
-V softmax(const V& x) {
+V softmax(const V& x, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(Softmax{}, x);
 }
 // Log-softmax of each row.
 template <Value V>
-V log_softmax(const V& x) {
+V log_softmax(const V& x, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(LogSoftmax{}, x);
 }
 

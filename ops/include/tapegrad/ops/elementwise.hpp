@@ -8,6 +8,7 @@
 
 #include <tapegrad/core/engine_ops.hpp>
 #include <tapegrad/core/op.hpp>
+#include <tapegrad/core/site.hpp>
 #include <tapegrad/core/tape.hpp>
 
 namespace tapegrad {
@@ -145,31 +146,38 @@ struct Shift {
 };
 
 template <Value V>
-V add(const V& a, const V& b) {
+V add(const V& a, const V& b, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(Add{}, a, b);
 }
 template <Value V>
-V sub(const V& a, const V& b) {
+V sub(const V& a, const V& b, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(Sub{}, a, b);
 }
 template <Value V>
-V mul(const V& a, const V& b) {
+V mul(const V& a, const V& b, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(Mul{}, a, b);
 }
 template <Value V>
-V div(const V& a, const V& b) {
+V div(const V& a, const V& b, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(Div{}, a, b);
 }
 template <Value V>
-V neg(const V& x) {
+V neg(const V& x, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(Neg{}, x);
 }
 template <Value V>
-V scale(const V& x, double c) {
+V scale(const V& x, double c, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(Scale{c}, x);
 }
 template <Value V>
-V shift(const V& x, double c) {
+V shift(const V& x, double c, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(Shift{c}, x);
 }
 

@@ -4,6 +4,7 @@
 #include <string_view>
 
 #include <tapegrad/core/op.hpp>
+#include <tapegrad/core/site.hpp>
 #include <tapegrad/core/tape.hpp>
 
 namespace tapegrad {
@@ -73,11 +74,13 @@ struct Transpose {
 
 // op(A)·op(B); `ta`/`tb` transpose an operand without copying it.
 template <Value V>
-V matmul(const V& a, const V& b, bool ta = false, bool tb = false) {
+V matmul(const V& a, const V& b, bool ta = false, bool tb = false, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(MatMul{ta, tb}, a, b);
 }
 template <Value V>
-V transpose(const V& x) {
+V transpose(const V& x, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(Transpose{}, x);
 }
 

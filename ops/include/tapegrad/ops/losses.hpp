@@ -8,6 +8,7 @@
 #include <string_view>
 #include <tapegrad/core/engine_ops.hpp>
 #include <tapegrad/core/op.hpp>
+#include <tapegrad/core/site.hpp>
 #include <tapegrad/core/tape.hpp>
 #include <tapegrad/ops/activations.hpp>
 #include <tapegrad/ops/elementwise.hpp>
@@ -92,7 +93,8 @@ struct SoftmaxCrossEntropy {
 
 // ½‖P − T‖² = ½·Σ (P − T)²  → 1×1.
 template <Value V>
-V sse_half(const V& pred, const V& target) {
+V sse_half(const V& pred, const V& target, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     if (pred.shape() != target.shape())
         fail("sse_half: prediction {} and target {} differ in shape", pred.shape(), target.shape());
     return apply(Scale{0.5}, sum(apply(Square{}, apply(Sub{}, pred, target))));
@@ -100,7 +102,8 @@ V sse_half(const V& pred, const V& target) {
 
 // Mean over all elements of (P − T)²  → 1×1.
 template <Value V>
-V mse(const V& pred, const V& target) {
+V mse(const V& pred, const V& target, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     if (pred.shape() != target.shape())
         fail("mse: prediction {} and target {} differ in shape", pred.shape(), target.shape());
     return mean(apply(Square{}, apply(Sub{}, pred, target)));
@@ -108,7 +111,8 @@ V mse(const V& pred, const V& target) {
 
 // mean(−y log σ(z) − (1−y) log(1−σ(z))) = mean(softplus(z) − y ⊙ z), stable for any z → 1×1.
 template <Value V>
-V binary_cross_entropy_with_logits(const V& z, const V& y) {
+V binary_cross_entropy_with_logits(const V& z, const V& y, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     if (z.shape() != y.shape())
         fail("binary_cross_entropy_with_logits: logits {} and targets {} differ in shape", z.shape(),
              y.shape());
@@ -117,13 +121,15 @@ V binary_cross_entropy_with_logits(const V& z, const V& y) {
 
 // Mean over rows of −log softmax(Z)ᵢ,ₗᵢ; labels: m×1 constant of class indices (as T) → 1×1.
 template <Value V>
-V softmax_cross_entropy(const V& logits, const V& labels) {
+V softmax_cross_entropy(const V& logits, const V& labels, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(SoftmaxCrossEntropy{}, logits, labels);
 }
 
 // −(1/m)·Σᵢⱼ Tᵢⱼ log softmax(Z)ᵢⱼ for probability (or one-hot) targets T: m×n → 1×1.
 template <Value V>
-V softmax_cross_entropy_probs(const V& logits, const V& targets) {
+V softmax_cross_entropy_probs(const V& logits, const V& targets, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     if (logits.shape() != targets.shape())
         fail("softmax_cross_entropy_probs: logits {} and targets {} differ in shape", logits.shape(),
              targets.shape());
@@ -132,7 +138,8 @@ V softmax_cross_entropy_probs(const V& logits, const V& targets) {
 }
 
 template <Value V>
-V one_hot(const V& labels, std::size_t classes) {
+V one_hot(const V& labels, std::size_t classes, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(OneHot{classes}, labels);
 }
 

@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 #include <tapegrad/core/op.hpp>
+#include <tapegrad/core/site.hpp>
 #include <tapegrad/core/tape.hpp>
 #include <tapegrad/ops/elementwise.hpp>
 #include <tapegrad/ops/reductions.hpp>
@@ -138,31 +139,38 @@ struct Abs {
 };
 
 template <Value V>
-V square(const V& x) {
+V square(const V& x, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(Square{}, x);
 }
 template <Value V>
-V sqrt(const V& x) {
+V sqrt(const V& x, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(Sqrt{}, x);
 }
 template <Value V>
-V exp(const V& x) {
+V exp(const V& x, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(Exp{}, x);
 }
 template <Value V>
-V log(const V& x) {
+V log(const V& x, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(Log{}, x);
 }
 template <Value V>
-V pow(const V& x, double p) {
+V pow(const V& x, double p, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(Pow{p}, x);
 }
 template <Value V>
-V sign(const V& x) {
+V sign(const V& x, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(Sign{}, x);
 }
 template <Value V>
-V abs(const V& x) {
+V abs(const V& x, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(Abs{}, x);
 }
 

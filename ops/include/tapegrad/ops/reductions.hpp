@@ -7,6 +7,7 @@
 #include <string_view>
 #include <tapegrad/core/engine_ops.hpp>
 #include <tapegrad/core/op.hpp>
+#include <tapegrad/core/site.hpp>
 #include <tapegrad/core/tape.hpp>
 #include <tapegrad/ops/elementwise.hpp>
 
@@ -58,26 +59,31 @@ struct Mean {
 
 // Σ of every element: m×n → 1×1.
 template <Value V>
-V sum(const V& x) {
+V sum(const V& x, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(SumTo{{1, 1}}, x);
 }
 // Σ over the rows (a column sum, 1ᵀ·X): m×n → 1×n.
 template <Value V>
-V sum_rows(const V& x) {
+V sum_rows(const V& x, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(SumTo{{1, x.shape().cols}}, x);
 }
 // Σ over the columns (a row sum, X·1): m×n → m×1.
 template <Value V>
-V sum_cols(const V& x) {
+V sum_cols(const V& x, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(SumTo{{x.shape().rows, 1}}, x);
 }
 // Mean of every element: m×n → 1×1.
 template <Value V>
-V mean(const V& x) {
+V mean(const V& x, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(Mean{}, x);
 }
 template <Value V>
-V zeros_like(const V& x) {
+V zeros_like(const V& x, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(ZerosLike{}, x);
 }
 

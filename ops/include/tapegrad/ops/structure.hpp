@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 #include <tapegrad/core/op.hpp>
+#include <tapegrad/core/site.hpp>
 #include <tapegrad/core/tape.hpp>
 
 namespace tapegrad {
@@ -138,32 +139,38 @@ struct ConcatRows {
 
 // [A, B]: side by side (equal row counts).
 template <Value V>
-V concat_cols(const V& a, const V& b) {
+V concat_cols(const V& a, const V& b, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(ConcatCols{}, a, b);
 }
 // [A; B]: stacked (equal column counts).
 template <Value V>
-V concat_rows(const V& a, const V& b) {
+V concat_rows(const V& a, const V& b, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(ConcatRows{}, a, b);
 }
 // X[r0:r1, c0:c1] (half-open ranges).
 template <Value V>
-V slice(const V& x, std::size_t r0, std::size_t r1, std::size_t c0, std::size_t c1) {
+V slice(const V& x, std::size_t r0, std::size_t r1, std::size_t c0, std::size_t c1, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(Slice{r0, r1, c0, c1}, x);
 }
 // Rows r0 … r1−1 of X.
 template <Value V>
-V slice_rows(const V& x, std::size_t r0, std::size_t r1) {
+V slice_rows(const V& x, std::size_t r0, std::size_t r1, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(Slice{r0, r1, 0, x.shape().cols}, x);
 }
 // Columns c0 … c1−1 of X.
 template <Value V>
-V slice_cols(const V& x, std::size_t c0, std::size_t c1) {
+V slice_cols(const V& x, std::size_t c0, std::size_t c1, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(Slice{0, x.shape().rows, c0, c1}, x);
 }
 // X placed at (r0, c0) in zeros of shape `to`.
 template <Value V>
-V pad(const V& x, Shape to, std::size_t r0, std::size_t c0) {
+V pad(const V& x, Shape to, std::size_t r0, std::size_t c0, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
     return apply(Pad{to, r0, c0}, x);
 }
 
