@@ -16,7 +16,7 @@ int main() {
     auto W = tape.variable(w, "W");
     auto A = tg::matmul(X, W).named("A");
     auto D = (A * A - tape.constant(t, "T")).named("D");
-    auto E = tg::apply(tg::SumTo{{1, 1}}, D * D).named("E");
+    auto E = tg::sum(D * D).named("E");
     tape.backward(E);
 
     fmt::print("E = {:.6f}\n", E.item());
@@ -26,7 +26,7 @@ int main() {
         [&](tg::Tape<double>& tp, std::span<const tg::Var<double>> v) {
             auto a = tg::matmul(tp.constant(x), v[0]);
             auto d = a * a - tp.constant(t);
-            return tg::apply(tg::SumTo{{1, 1}}, d * d);
+            return tg::sum(d * d);
         },
         {w});
     fmt::print("{}", report);

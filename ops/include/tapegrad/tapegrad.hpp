@@ -1,9 +1,12 @@
 // tapegrad: everything a user needs — tensors, the tape, gradient checking and the op library.
 #pragma once
 
+#include <tapegrad/core/dot.hpp>
 #include <tapegrad/core/error.hpp>
 #include <tapegrad/core/gradcheck.hpp>
+#include <tapegrad/core/hessian.hpp>
 #include <tapegrad/core/op.hpp>
+#include <tapegrad/core/site.hpp>
 #include <tapegrad/core/tape.hpp>
 #include <tapegrad/core/tensor.hpp>
 
