@@ -4,21 +4,19 @@
 #include <cmath>
 #include <random>
 
+#include "check_common.hpp"
+
 namespace tapegrad {
 
 namespace {
+
+using detail::note;
+using detail::random_like;
 
 double dot(const Tensor<double>& a, const Tensor<double>& b) {
     double s = 0;
     for (std::size_t i = 0; i < a.size(); ++i) s += a[i] * b[i];
     return s;
-}
-
-Tensor<double> random_like(Shape s, std::mt19937_64& rng) {
-    std::normal_distribution<double> n(0.0, 1.0);
-    Tensor<double> t(s);
-    for (std::size_t i = 0; i < t.size(); ++i) t[i] = n(rng);
-    return t;
 }
 
 struct Evaluator {
@@ -38,19 +36,6 @@ struct Evaluator {
     }
     Tensor<double> value(const std::vector<Tensor<double>>& x) { return Tensor<double>(run(x).value()); }
 };
-
-void note(InputReport& r, double analytic, double numeric, std::size_t index) {
-    double err = std::abs(analytic - numeric);
-    double rel = err / std::max({1.0, std::abs(analytic), std::abs(numeric)});
-    ++r.checked;
-    if (!(err <= r.max_abs_err)) r.max_abs_err = err;  // NaN-safe: a NaN error sticks
-    if (!(rel <= r.max_rel_err) || std::isnan(rel)) {
-        r.max_rel_err = std::isnan(rel) ? std::numeric_limits<double>::infinity() : rel;
-        r.worst_index = index;
-        r.worst_numeric = numeric;
-        r.worst_analytic = analytic;
-    }
-}
 
 }  // namespace
 

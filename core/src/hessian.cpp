@@ -5,16 +5,14 @@
 #include <limits>
 #include <random>
 
+#include "check_common.hpp"
+
 namespace tapegrad {
 
 namespace {
 
-Tensor<double> random_like(Shape s, std::mt19937_64& rng) {
-    std::normal_distribution<double> n(0.0, 1.0);
-    Tensor<double> t(s);
-    for (std::size_t i = 0; i < t.size(); ++i) t[i] = n(rng);
-    return t;
-}
+using detail::note;
+using detail::random_like;
 
 // φ(x) = f(x) when f is scalar, ⟨w, f(x)⟩ otherwise, and its numeric (first-order) gradient.
 struct Scalarised {
@@ -42,19 +40,6 @@ struct Scalarised {
         return g;
     }
 };
-
-void note(InputReport& r, double analytic, double numeric, std::size_t index) {
-    const double err = std::abs(analytic - numeric);
-    const double rel = err / std::max({1.0, std::abs(analytic), std::abs(numeric)});
-    ++r.checked;
-    if (!(err <= r.max_abs_err)) r.max_abs_err = err;  // NaN-safe: a NaN error sticks
-    if (!(rel <= r.max_rel_err) || std::isnan(rel)) {
-        r.max_rel_err = std::isnan(rel) ? std::numeric_limits<double>::infinity() : rel;
-        r.worst_index = index;
-        r.worst_numeric = numeric;
-        r.worst_analytic = analytic;
-    }
-}
 
 }  // namespace
 
