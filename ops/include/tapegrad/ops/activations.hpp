@@ -155,10 +155,14 @@ struct ReluBackward {
     }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& g, const Tensor<T>& x) const {
-        const T* pg = g.data();
-        const T* px = x.data();
-        T* o = out.data();
-        for (std::size_t i = 0, n = g.size(); i < n; ++i) o[i] = px[i] > T(0) ? pg[i] : T(0);
+        // A select, not a branch: the relu mask is random, a branch would mispredict half the time.
+        const T* __restrict pg = g.data();
+        const T* __restrict px = x.data();
+        T* __restrict o = out.data();
+        for (std::size_t i = 0, n = g.size(); i < n; ++i) {
+            const T gi = pg[i], xi = px[i];  // both loads unconditional, so the select vectorises
+            o[i] = xi > T(0) ? gi : T(0);
+        }
     }
     template <class V>
     V vjp(In<0>, const V& a, const V&, const V&, const V& x) const {
