@@ -126,6 +126,25 @@ inline Mat with_ones(const Mat& x) {
 // ---- comparisons -------------------------------------------------------------------------------
 
 // max|a − b| / max(max|a|, max|b|): the normwise relative error (0 when both are 0).
+// For the documents whose networks keep weights W and biases b apart (002–004): J at `params`
+// on a fresh tape (for finite differences), and the tape's gradients, weights first then biases.
+// `build(tape, problem, params)` returns a net with members W, b (Vars) and J.
+template <class Problem, class Build>
+double tape_cost(const Problem& p, const std::vector<Mat>& params, Build build) {
+    tg::Tape<double> tape;
+    return build(tape, p, params).J.item();
+}
+template <class Problem, class Build>
+std::vector<Mat> tape_gradients_wb(const Problem& p, Build build) {
+    tg::Tape<double> tape;
+    auto n = build(tape, p, p.params());
+    tape.backward(n.J);
+    std::vector<Mat> g;
+    for (auto& w : n.W) g.push_back(tape.grad(w));
+    for (auto& b : n.b) g.push_back(tape.grad(b));
+    return g;
+}
+
 inline double rel_err(const Mat& a, const Mat& b) {
     if (a.shape() != b.shape()) tg::fail("rel_err: shapes differ: {} and {}", a.shape(), b.shape());
     double d = 0, s = 0;

@@ -70,20 +70,8 @@ inline Net build(tg::Tape<double>& tape, const Problem& p, const std::vector<Mat
     return net;
 }
 
-inline double cost(const Problem& p, const std::vector<Mat>& params) {
-    tg::Tape<double> tape;
-    return build(tape, p, params).J.item();
-}
-
-inline std::vector<Mat> tape_gradients(const Problem& p) {
-    tg::Tape<double> tape;
-    Net n = build(tape, p, p.params());
-    tape.backward(n.J);
-    std::vector<Mat> g;
-    for (auto& w : n.W) g.push_back(tape.grad(w));
-    for (auto& b : n.b) g.push_back(tape.grad(b));
-    return g;
-}
+inline double cost(const Problem& p, const std::vector<Mat>& params) { return tape_cost(p, params, build); }
+inline std::vector<Mat> tape_gradients(const Problem& p) { return tape_gradients_wb(p, build); }
 
 struct Forward {
     std::vector<Mat> n, a;  // a[0] = p; n[m], a[m] for m = 1…M (n[0] unused)
