@@ -44,7 +44,6 @@ namespace {
 
 namespace tg = tapegrad;
 using bench::Dataset;
-using bench::FusedTapeMlp;
 using bench::HandwrittenMlp;
 using bench::NnMlp;
 using bench::Params;
@@ -197,7 +196,7 @@ struct EpochBuffer {
 // ---- workloads -----------------------------------------------------------------------------
 
 struct LossCheck {
-    std::vector<float> tapegrad, tape, fused, handwritten;  // nn::MLP, tape + ops, fused ops, by hand
+    std::vector<float> tapegrad, tape, handwritten;  // nn::MLP, tape + ops, by hand
     double max_diff = NAN;                           // over both tapegrad variants
     double weight_diff = NAN;
 };
@@ -209,7 +208,6 @@ LossCheck check_losses(const Dataset& d, const Params& init, std::size_t steps) 
     HandwrittenMlp hw(init, kBatch);
     NnMlp nm(init, kLr);
     TapeMlp tm(init);
-    FusedTapeMlp fm(init);
     const std::size_t batches = d.n / kBatch;
     double md = 0;
     for (std::size_t s = 0; s < steps; ++s) {
@@ -217,10 +215,8 @@ LossCheck check_losses(const Dataset& d, const Params& init, std::size_t steps) 
         c.handwritten.push_back(hw.step(b.x.data(), b.yi.data(), kBatch, kLr));
         c.tapegrad.push_back(nm.step(b.x, b.y));
         c.tape.push_back(tm.step(b.x, b.y, kLr));
-        c.fused.push_back(fm.step(b.x, b.y, kLr));
         md = std::max({md, double(std::abs(c.handwritten.back() - c.tapegrad.back())),
-                       double(std::abs(c.handwritten.back() - c.tape.back())),
-                       double(std::abs(c.handwritten.back() - c.fused.back()))});
+                       double(std::abs(c.handwritten.back() - c.tape.back()))});
     }
     c.max_diff = md;
     double wd = 0;
@@ -228,21 +224,19 @@ LossCheck check_losses(const Dataset& d, const Params& init, std::size_t steps) 
         const auto& a = hw.weight(l);
         const auto& b = nm.weight(l);
         const auto& t = tm.weight(l);
-        const auto& f = fm.weight(l);
         for (std::size_t k = 0; k < a.size(); ++k)
-            wd = std::max({wd, double(std::abs(a[k] - b[k])), double(std::abs(a[k] - t[k])),
-                           double(std::abs(a[k] - f[k]))});
+            wd = std::max({wd, double(std::abs(a[k] - b[k])), double(std::abs(a[k] - t[k]))});
     }
     c.weight_diff = wd;
     return c;
 }
 
 struct StepTimes {
-    double tapegrad_ms = NAN, tape_ms = NAN, fused_ms = NAN, handwritten_ms = NAN;
+    double tapegrad_ms = NAN, tape_ms = NAN, handwritten_ms = NAN;
     double allocs_tapegrad = NAN, allocs_tape = NAN, allocs_handwritten = NAN;
 };
 
-// Steps on a fixed set of pre-converted batches, the four sides interleaved round by round
+// Steps on a fixed set of pre-converted batches, the three sides interleaved round by round
 // (rotating which goes first) so that drift in the machine's speed hits all alike.
 StepTimes time_steps(const Dataset& d, const Params& init, int threads, int rounds, int per_round) {
     tg::set_blas_threads(threads);
@@ -252,16 +246,14 @@ StepTimes time_steps(const Dataset& d, const Params& init, int threads, int roun
     HandwrittenMlp hw(init, kBatch);
     NnMlp nm(init, kLr);
     TapeMlp tm(init);
-    FusedTapeMlp fm(init);
-    constexpr int kSides = 4;
-    std::size_t next[kSides] = {0, 0, 0, 0};
-    // side 0: hand-written, 1: tapegrad::nn, 2: tape + ops, 3: tape + fused ops
+    constexpr int kSides = 3;
+    std::size_t next[kSides] = {0, 0, 0};
+    // side 0: hand-written, 1: tapegrad::nn, 2: tape + ops
     auto step = [&](int side) {
         const Batch& b = batches[next[side]++ % nb];
         if (side == 0) return hw.step(b.x.data(), b.yi.data(), kBatch, kLr);
         if (side == 1) return nm.step(b.x, b.y);
-        if (side == 2) return tm.step(b.x, b.y, kLr);
-        return fm.step(b.x, b.y, kLr);
+        return tm.step(b.x, b.y, kLr);
     };
     volatile float sink = 0;
     for (int k = 0; k < 10; ++k)  // warm-up: arenas, BLAS thread pools
@@ -294,7 +286,6 @@ StepTimes time_steps(const Dataset& d, const Params& init, int threads, int roun
     r.handwritten_ms = median(t[0]);
     r.tapegrad_ms = median(t[1]);
     r.tape_ms = median(t[2]);
-    r.fused_ms = median(t[3]);
     return r;
 }
 
@@ -441,7 +432,7 @@ std::optional<double> child_peak_rss_mb(const Options& o, const char* which) {
 }
 
 // A workload in a loop, alone, for `perf record` or `valgrind --tool=callgrind`:
-// step-tapegrad (nn) | step-tape | step-fused | step-handwritten | tiny-tapegrad | tiny-handwritten | sweep-tapegrad (10³ nodes).
+// step-tapegrad (nn) | step-tape | step-handwritten | tiny-tapegrad | tiny-handwritten | sweep-tapegrad (10³ nodes).
 int run_profile(const Options& o) {
     const bool steps = o.profile.rfind("step-", 0) == 0;
     Dataset d = steps ? bench::load_fashion_mnist(o.data) : bench::synthetic_dataset(16 * kBatch, 784);
@@ -462,7 +453,6 @@ int run_profile(const Options& o) {
             const Batch& b = batches[iters % 16];
             if (o.profile == "step-tapegrad") sink = sink + nm.step(b.x, b.y);
             else if (o.profile == "step-tape") sink = sink + tm.step(b.x, b.y, kLr);
-            else if (o.profile == "step-fused") sink = sink + tm.step_fused(b.x, b.y, kLr);
             else if (o.profile == "step-handwritten") sink = sink + hw.step(b.x.data(), b.yi.data(), kBatch, kLr);
             else if (o.profile == "tiny-tapegrad") sink = sink + bench::tiny_chain_tapegrad(tape, kTinySteps);
             else if (o.profile == "tiny-handwritten") sink = sink + bench::tiny_chain_handwritten(xs, kTinySteps);
@@ -547,7 +537,7 @@ int run(int argc, char** argv) {
             std::fprintf(stderr,
                          "usage: tapegrad_bench [--quick] [--json FILE] [--markdown FILE] [--data DIR] [--check-steps N] "
                          "[--pytorch FILE]...\n       tapegrad_bench --profile "
-                         "step-tapegrad|step-tape|step-fused|step-handwritten|tiny-tapegrad|tiny-handwritten|sweep-tapegrad [--seconds S] [--threads N]\n");
+                         "step-tapegrad|step-tape|step-handwritten|tiny-tapegrad|tiny-handwritten|sweep-tapegrad [--seconds S] [--threads N]\n");
             return 2;
         }
     }
@@ -606,8 +596,6 @@ int run(int argc, char** argv) {
     r.set("mlp_step_ms_pytorch_2t_passive", std::nullopt);
     r.set("mlp_step_ms_tapegrad_tape_1t", s1.tape_ms);
     r.set("mlp_step_ms_tapegrad_tape_2t", s2.tape_ms);
-    r.set("mlp_step_ms_tapegrad_fused_1t", s1.fused_ms);
-    r.set("mlp_step_ms_tapegrad_fused_2t", s2.fused_ms);
     r.set("allocs_per_step_handwritten", s1.allocs_handwritten);
     r.set("allocs_per_step_tapegrad_tape", s1.allocs_tape);
     r.set("allocs_per_step_tapegrad_2t", s2.allocs_tapegrad);
@@ -677,10 +665,6 @@ int run(int argc, char** argv) {
     row("  same, tape + ops, 1 thread (ms)", g("mlp_step_ms_handwritten_1t"), g("mlp_step_ms_tapegrad_tape_1t"),
         std::nullopt, std::nullopt, "{:.3f}", "");
     row("  same, tape + ops, 2 threads (ms)", g("mlp_step_ms_handwritten_2t"), g("mlp_step_ms_tapegrad_tape_2t"),
-        std::nullopt, std::nullopt, "{:.3f}", "");
-    row("  what-if, fused ops, 1 thread (ms)", g("mlp_step_ms_handwritten_1t"), g("mlp_step_ms_tapegrad_fused_1t"),
-        std::nullopt, std::nullopt, "{:.3f}", "");
-    row("  what-if, fused ops, 2 threads (ms)", g("mlp_step_ms_handwritten_2t"), g("mlp_step_ms_tapegrad_fused_2t"),
         std::nullopt, std::nullopt, "{:.3f}", "");
     row("epoch, 1 thread (s)", g("epoch_s_handwritten_1t"), g("epoch_s_tapegrad_1t"), g("epoch_s_pytorch_1t"),
         std::nullopt, "{:.3f}", fmt::format("≤1.05× hw: {}", verdict(re1, 1.05)));

@@ -1,6 +1,6 @@
 // The tapegrad side of the benchmarks: the MLP step as a user writes it with tapegrad::nn
 // (MLP + SGD), the same step written directly on the tape and the op library (parameters as
-// External leaves, SGD fused with zeroing the gradients), the tiny-op chain and the bare sweep.
+// GradBuffer leaves, cleared in O(1) after the update), the tiny-op chain and the bare sweep.
 #pragma once
 
 #include <algorithm>
@@ -57,8 +57,8 @@ private:
     tg::Tape<float> tape_{std::size_t(4) << 20};
 };
 
-// The benchmarked MLP on a tape: A = Z·W + b, ReLU between layers, softmax cross-entropy,
-// plain SGD on the parameters' gradient storage.
+// The benchmarked MLP on a tape: A = affine(Z, W, b), ReLU between layers, softmax
+// cross-entropy, plain SGD on the parameters' gradient buffers.
 class TapeMlp {
 public:
     explicit TapeMlp(const Params& p) {
@@ -66,8 +66,8 @@ public:
             const std::size_t in = p.sizes[l], out = p.sizes[l + 1];
             w_.push_back(tg::Tensor<float>::from(std::span<const float>(p.w[l]), {in, out}));
             b_.push_back(tg::Tensor<float>::from(std::span<const float>(p.b[l]), {1, out}));
-            gw_.emplace_back(in, out);
-            gb_.emplace_back(1, out);
+            gw_.emplace_back(tg::Shape{in, out});
+            gb_.emplace_back(tg::Shape{1, out});
         }
     }
 
@@ -80,7 +80,7 @@ public:
         for (std::size_t l = 0; l < layers; ++l) {
             auto w = tape_.external(w_[l], &gw_[l]);
             auto b = tape_.external(b_[l], &gb_[l]);
-            h = tg::matmul(h, w) + b;
+            h = tg::affine(h, w, b);
             if (l + 1 < layers) h = tg::relu(h);
         }
         auto loss = tg::softmax_cross_entropy(h, tape_.constant_ref(y));
@@ -93,129 +93,22 @@ public:
         return value;
     }
 
-    // The same step with a fused affine op per layer and a one-pass relu VJP (bench-local ops,
-    // defined below): what fusing would buy.
-    float step_fused(const tg::Tensor<float>& x, const tg::Tensor<float>& y, float lr);
-
     const tg::Tensor<float>& weight(std::size_t l) const { return w_[l]; }
     tg::Tape<float>& tape() { return tape_; }
 
 private:
-    // W ← W − η·G, then G ← 0 (External leaves accumulate into G).
-    static void sgd(tg::Tensor<float>& w, tg::Tensor<float>& g, float lr) {
+    // W ← W − η·G, then G ← 0 (O(1): the next backward writes G instead of adding into it).
+    static void sgd(tg::Tensor<float>& w, tg::GradBuffer<float>& g, float lr) {
         float* pw = w.data();
-        float* pg = g.data();
-        for (std::size_t k = 0; k < w.size(); ++k) {
-            pw[k] -= lr * pg[k];
-            pg[k] = 0.0f;
-        }
+        const float* pg = g.data();
+        for (std::size_t k = 0; k < w.size(); ++k) pw[k] -= lr * pg[k];
+        g.clear();
     }
 
-    std::vector<tg::Tensor<float>> w_, b_, gw_, gb_;
+    std::vector<tg::Tensor<float>> w_, b_;
+    std::vector<tg::GradBuffer<float>> gw_, gb_;
     tg::Tape<float> tape_{std::size_t(4) << 20};
 };
-
-// ---- a what-if: the same step with two fused ops -------------------------------------------
-// Not part of tapegrad: a measurement of what fusing buys, declared with the public op
-// protocol exactly as a user's op would be (see docs/performance.md).
-namespace fused {
-
-// Y = X·W + b  (X: m×k, W: k×n, b: 1×n) in one GEMM, the bias rows written first and
-// accumulated into (β = 1):  dX = dY·Wᵀ,  dW = Xᵀ·dY,  db = dY (the engine sums it to 1×n).
-struct Affine {
-    static constexpr std::string_view name = "affine";
-    static constexpr std::size_t arity = 3;
-    tg::Shape shape(tg::Shape x, tg::Shape w, tg::Shape b) const {
-        if (x.cols != w.rows || b.rows != 1 || b.cols != w.cols)
-            tg::fail("affine: shapes {}·{} + {} do not fit", x, w, b);
-        return {x.rows, w.cols};
-    }
-    template <class T>
-    void forward(tg::Tensor<T>& out, const tg::Tensor<T>& x, const tg::Tensor<T>& w, const tg::Tensor<T>& b) const {
-        for (std::size_t i = 0; i < out.rows(); ++i) std::copy_n(b.data(), b.cols(), out.data() + i * out.cols());
-        tg::gemm(false, false, T(1), x, w, T(1), out);
-    }
-    template <class V>
-    V vjp(tg::In<0>, const V& g, const V&, const V&, const V& w, const V&) const {
-        return tg::matmul(g, w, false, true);
-    }
-    template <class V>
-    V vjp(tg::In<1>, const V& g, const V&, const V& x, const V&, const V&) const {
-        return tg::matmul(x, g, true, false);
-    }
-    template <class V>
-    V vjp(tg::In<2>, const V& g, const V&, const V&, const V&, const V&) const {
-        return g;
-    }
-};
-
-// dX = dY ⊙ [X > 0] in one pass (relu's VJP; not differentiated again here).
-struct ReluBackward {
-    static constexpr std::string_view name = "relu_backward";
-    static constexpr std::size_t arity = 2;
-    tg::Shape shape(tg::Shape g, tg::Shape x) const {
-        if (g != x) tg::fail("relu_backward: shapes differ: {} and {}", g, x);
-        return g;
-    }
-    template <class T>
-    void forward(tg::Tensor<T>& out, const tg::Tensor<T>& g, const tg::Tensor<T>& x) const {
-        const T* pg = g.data();
-        const T* px = x.data();
-        T* po = out.data();
-        for (std::size_t i = 0; i < out.size(); ++i) {
-            const T v = pg[i];
-            po[i] = px[i] > T(0) ? v : T(0);
-        }
-    }
-};
-
-// Y = max(X, 0).  dX = relu_backward(dY, X).
-struct Relu {
-    static constexpr std::string_view name = "relu";
-    static constexpr std::size_t arity = 1;
-    tg::Shape shape(tg::Shape x) const { return x; }
-    template <class T>
-    void forward(tg::Tensor<T>& out, const tg::Tensor<T>& x) const {
-        for (std::size_t i = 0; i < x.size(); ++i) out[i] = x[i] > T(0) ? x[i] : T(0);
-    }
-    template <class V>
-    V vjp(tg::In<0>, const V& g, const V&, const V& x) const {
-        return apply(ReluBackward{}, g, x);
-    }
-};
-
-}  // namespace fused
-
-// TapeMlp's step with fused::Affine for each layer and fused::Relu between them.
-class FusedTapeMlp {
-public:
-    explicit FusedTapeMlp(const Params& p) : base_(p) {}
-    float step(const tg::Tensor<float>& x, const tg::Tensor<float>& y, float lr) { return base_.step_fused(x, y, lr); }
-    const tg::Tensor<float>& weight(std::size_t l) const { return base_.weight(l); }
-
-private:
-    TapeMlp base_;
-};
-
-inline float TapeMlp::step_fused(const tg::Tensor<float>& x, const tg::Tensor<float>& y, float lr) {
-    tape_.reset();
-    tg::Var<float> h = tape_.constant_ref(x);
-    const std::size_t layers = w_.size();
-    for (std::size_t l = 0; l < layers; ++l) {
-        auto w = tape_.external(w_[l], &gw_[l]);
-        auto b = tape_.external(b_[l], &gb_[l]);
-        h = tg::apply(fused::Affine{}, h, w, b);
-        if (l + 1 < layers) h = tg::apply(fused::Relu{}, h);
-    }
-    auto loss = tg::softmax_cross_entropy(h, tape_.constant_ref(y));
-    tape_.backward(loss);
-    const float value = loss.item();
-    for (std::size_t l = 0; l < layers; ++l) {
-        sgd(w_[l], gw_[l], lr);
-        sgd(b_[l], gb_[l], lr);
-    }
-    return value;
-}
 
 // x ← tanh(x·w + b) on 1×1, `steps` times (3 ops each), then the reverse sweep; returns
 // ∂x_N/∂w so the work cannot be optimised away. With w = 1, b = 0 the chain's adjoint decays

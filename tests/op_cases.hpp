@@ -199,6 +199,13 @@ inline std::vector<OpCase> linalg() {
         {"matmul", "matmul Aᵀ·Bᵀ", matmul_shapes(true, true), {Domain::Real}, [](Tape<double>&, Vars x) {
              return matmul(x[0], x[1], true, true);
          }});
+    v.push_back({"affine", "affine X·W + b",
+                 [](std::mt19937_64& r) {
+                     std::size_t m = dim(r), k = dim(r), n = dim(r);
+                     return std::vector<Shape>{{m, k}, {k, n}, {1, n}};
+                 },
+                 {Domain::Real},
+                 [](Tape<double>&, Vars x) { return affine(x[0], x[1], x[2]); }});
     v.push_back({"transpose", "transpose", one(), {Domain::Real}, [](Tape<double>&, Vars x) {
                      return transpose(x[0]);
                  }});

@@ -35,7 +35,7 @@ TEST_CASE("a training-style loop allocates nothing on the heap after its first s
     for (std::size_t i = 0; i < x.size(); ++i) x[i] = float(i % 7) * 0.1f - 0.3f;
     for (std::size_t i = 0; i < w1.size(); ++i) w1[i] = float(i % 5) * 0.05f - 0.1f;
     for (std::size_t i = 0; i < w2.size(); ++i) w2[i] = float(i % 3) * 0.05f - 0.05f;
-    tg::Tensor<float> gw1, gb1, gw2;
+    tg::GradBuffer<float> gw1, gb1, gw2;
     tg::Tape<float> tape(1024);  // deliberately small: the arena must grow, then settle
 
     long during_steady = -1;

@@ -197,7 +197,7 @@ TEST_CASE("a chain of a million nodes goes forward and backward without recursio
 TEST_CASE("a second backward on the same tape recomputes, and external leaves accumulate") {
     tg::Tape<double> tape;
     Tensor<double> w = full(2, 1, 3.0);
-    Tensor<double> wgrad;
+    tg::GradBuffer<double> wgrad;
     auto W = tape.external(w, &wgrad, "W");
     auto v = tape.variable(full(2, 1, 2.0), "v");
     auto z = tg::apply(tg::SumTo{{1, 1}}, W * v);

@@ -174,7 +174,7 @@ TEST_CASE("create_graph leaves the numeric first-order gradients unchanged and r
 
 TEST_CASE("a parameter leaf (external) gets its first-order gradient once from a recorded backward") {
     const Tensor<double> w0(2, 2, {0.5, -1.0, 1.5, 0.25});
-    Tensor<double> grad;
+    tg::GradBuffer<double> grad;
     tg::Tape<double> tape;
     auto w = tape.external(w0, &grad, "W");
     tape.backward(tg::sum(tg::exp(w)), {.create_graph = true});

@@ -153,7 +153,7 @@ TEST_CASE("the gradients an MLP leaves in its parameters equal the functional ca
     for (auto* p : net.parameters()) vs.push_back(b.variable(p->value));
     b.backward(tg::softmax_cross_entropy(net.forward_with(b, b.constant(x), vs), b.constant(labels)));
     auto ps = net.parameters();
-    for (std::size_t k = 0; k < ps.size(); ++k) CHECK(tg::max_abs_diff(ps[k]->grad, b.grad(vs[k])) < 1e-14);
+    for (std::size_t k = 0; k < ps.size(); ++k) CHECK(tg::max_abs_diff(ps[k]->grad.tensor(), b.grad(vs[k])) < 1e-14);
     // A second backward adds into the parameters' gradients (External leaves accumulate).
     const double g0 = ps[0]->grad[0];
     tg::Tape<double> c;

@@ -25,7 +25,7 @@ std::vector<double> run(Options o) {
     auto p = make_param();
     Opt opt({&p}, o);
     for (const auto& g : kGrads) {
-        for (std::size_t i = 0; i < 3; ++i) p.grad[i] = g[i];
+        for (std::size_t i = 0; i < 3; ++i) p.grad.mutable_tensor()[i] = g[i];
         opt.step();
     }
     CHECK(opt.steps() == 3);
@@ -81,7 +81,7 @@ void check_close(const std::vector<double>& got, const std::vector<double>& want
 TEST_CASE("plain SGD is exactly p minus lr times the gradient") {
     auto p = make_param();
     nn::SGD<double> opt({&p}, {.lr = 0.1});
-    for (std::size_t i = 0; i < 3; ++i) p.grad[i] = kGrads[0][i];
+    for (std::size_t i = 0; i < 3; ++i) p.grad.mutable_tensor()[i] = kGrads[0][i];
     opt.step();
     for (std::size_t i = 0; i < 3; ++i) CHECK(p.value[i] == kStart[i] - 0.1 * kGrads[0][i]);  // bitwise
     check_close(run<nn::SGD<double>>(nn::SGDOptions{.lr = 0.1}), sgd_reference(0.1, 0, 0, 0, false));
@@ -91,8 +91,8 @@ TEST_CASE("plain SGD is exactly p minus lr times the gradient") {
 TEST_CASE("plain SGD in float is the same single multiply-subtract per element") {
     nn::Parameter<float> p{tg::Tensor<float>(1, 2, {1.5f, -0.25f}), "p"};
     nn::SGD<float> opt({&p}, {.lr = 0.01});
-    p.grad[0] = 0.3f;
-    p.grad[1] = -7.0f;
+    p.grad.mutable_tensor()[0] = 0.3f;
+    p.grad.mutable_tensor()[1] = -7.0f;
     opt.step();
     CHECK(p.value[0] == 1.5f - 0.01f * 0.3f);
     CHECK(p.value[1] == -0.25f - 0.01f * -7.0f);
@@ -144,9 +144,9 @@ TEST_CASE("Adam with amsgrad keeps the running maximum of the second moment") {
 TEST_CASE("Adam's first step moves every weight by about lr against the gradient's sign") {
     nn::Parameter<float> p{tg::Tensor<float>(1, 3, {0.f, 0.f, 0.f}), "p"};
     nn::Adam<float> opt({&p}, {.lr = 1e-3});
-    p.grad[0] = 5.f;
-    p.grad[1] = -1e-3f;
-    p.grad[2] = 0.f;
+    p.grad.mutable_tensor()[0] = 5.f;
+    p.grad.mutable_tensor()[1] = -1e-3f;
+    p.grad.mutable_tensor()[2] = 0.f;
     opt.step();
     CHECK(p.value[0] == doctest::Approx(-1e-3).epsilon(1e-4));
     CHECK(p.value[1] == doctest::Approx(1e-3).epsilon(1e-4));

@@ -20,6 +20,16 @@
 // explain()). An input with no vjp is not differentiable. A VJP may return the adjoint in the
 // output's broadcast shape; the engine sums it back to the input's shape.
 //
+// Optionally, an op may also write a VJP into storage it is given, for the numeric sweep:
+//
+//   template <class T> void vjp_into(In<i>, Tensor<T>& dst, bool add, g, y, x…) const;
+//
+// dst has input i's shape; the op sets dst = vjp (add = false; dst's old contents must not be
+// read: they may be garbage) or dst += vjp (add = true). MatMul and Affine do, with one GEMM
+// (β = 0 or 1): no temporary, and a parameter's gradient goes straight into its GradBuffer.
+// vjp_into must agree with vjp (tests/test_grad_buffer.cpp checks the library's), which stays
+// the definition every reading uses.
+//
 // `apply(op, x…)` runs an op in whichever reading its operands belong to. Built-in ops and
 // user ops are declared identically; nothing in core/ knows any op of ops/ by name.
 #pragma once

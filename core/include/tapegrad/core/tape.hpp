@@ -23,11 +23,12 @@
 #include <utility>
 #include <vector>
 
-#include <boost/container/small_vector.hpp>
+#include <boost/container/static_vector.hpp>
 #include <fmt/format.h>
 
 #include <tapegrad/core/arena.hpp>
 #include <tapegrad/core/engine_ops.hpp>
+#include <tapegrad/core/grad_buffer.hpp>
 #include <tapegrad/core/op.hpp>
 #include <tapegrad/core/site.hpp>
 #include <tapegrad/core/sym.hpp>
@@ -102,17 +103,24 @@ struct SymSweep {
 
 enum class LeafKind : unsigned char { Op, Constant, Variable, External };
 
+// A node's input ids, stored inline: an op takes at most kMaxArity operands.
+inline constexpr std::size_t kMaxArity = 6;
+using NodeInputs = boost::container::static_vector<std::uint32_t, kMaxArity>;
+
 template <class T>
 struct Node {
     const OpRule<T>* op = nullptr;  // null for leaves
-    boost::container::small_vector<std::uint32_t, 2> in;  // input node ids
+    NodeInputs in;                  // input node ids
     Tensor<T> value;
     Tensor<T> adj;                  // empty until the sweep reaches the node
-    Tensor<T>* grad_sink = nullptr; // External leaves: adjoints accumulate here across tapes
+    GradBuffer<T>* grad_sink = nullptr;  // External leaves: adjoints accumulate here across tapes
     std::string_view name;          // arena-owned copy of the user's name
+    std::uint64_t sink_version = 0; // adj_in_sink: grad_sink's version after our last write
     std::uint32_t adj_var = kNoNode;  // recorded reading: the node holding this node's adjoint
     LeafKind kind = LeafKind::Op;
     bool requires_grad = false;
+    bool sink_direct = false;       // External: may write its adjoint straight into grad_sink
+    bool adj_in_sink = false;       // adj is grad_sink's storage (it was cleared before)
 };
 
 struct BackwardOptions {
@@ -185,7 +193,14 @@ private:
                      const std::array<Tensor<T>, Op::arity>& x, std::index_sequence<J...>) const {
         if constexpr (has_vjp_v<Op, Tensor<T>, I>) {
             if (!tape.node(target).requires_grad) return;
-            tape.accumulate(target, op_.vjp(In<I>{}, g, y, x[J]...));
+            if constexpr (requires(Tensor<T>& d) { op_.vjp_into(In<I>{}, d, true, g, y, x[J]...); }) {
+                // The op writes its VJP straight into the adjoint's storage (no temporary).
+                tape.accumulate_with(target, [&](Tensor<T>& dst, bool add) {
+                    op_.vjp_into(In<I>{}, dst, add, g, y, x[J]...);
+                });
+            } else {
+                tape.accumulate(target, op_.vjp(In<I>{}, g, y, x[J]...));
+            }
         }
     }
 
@@ -218,7 +233,7 @@ private:
     }
     template <std::size_t I, std::size_t... J>
     void symbolic_one(const Tape<T>& tape, std::uint32_t id,
-                      const boost::container::small_vector<std::uint32_t, 2>& in, SymSweep& s,
+                      const NodeInputs& in, SymSweep& s,
                       std::index_sequence<J...>) const {
         if constexpr (has_vjp_v<Op, Sym, I>) {
             if (tape.node(in[I]).requires_grad)
@@ -261,19 +276,33 @@ public:
         return leaf(value.clone(&arena_), LeafKind::Variable, true, nullptr, name);
     }
     // A differentiable leaf backed by storage that outlives the tape (a parameter): its value
-    // is used in place, and every backward() adds its adjoint into *grad (resized and zeroed
-    // when it does not have the value's shape). Both must stay alive until reset().
-    Var<T> external(const Tensor<T>& value, Tensor<T>* grad, std::string_view name = {},
+    // is used in place, and every backward() adds its adjoint into *grad (GradBuffer: when the
+    // buffer was cleared, the adjoint is written there directly, with no pass of its own).
+    // *grad is resized (to zero) when it does not have the value's shape. Both must stay alive
+    // and in place until reset().
+    Var<T> external(const Tensor<T>& value, GradBuffer<T>* grad, std::string_view name = {},
                     SourceLocation loc = SourceLocation::current()) {
         CallSite at(loc);
         if (grad == nullptr) fail("external: no gradient storage given for leaf '{}'", name);
-        return leaf(view_of(value), LeafKind::External, true, grad, name);
+        grad->resize(value.shape());
+        Var<T> v = leaf(view_of(value), LeafKind::External, true, grad, name);
+        // One buffer on one tape twice (a module applied twice): the two leaves' adjoints
+        // meet in the buffer, so neither may claim it as its own.
+        const bool twice = grad->leaf_tape_ == this && grad->leaf_gen_ == generation_ &&
+                           grad->leaf_node_ < v.id_ && nodes_[grad->leaf_node_].grad_sink == grad;
+        if (twice) nodes_[grad->leaf_node_].sink_direct = false;
+        nodes_[v.id_].sink_direct = !twice;
+        grad->leaf_tape_ = this;
+        grad->leaf_gen_ = generation_;
+        grad->leaf_node_ = v.id_;
+        return v;
     }
 
     // ---- recording -------------------------------------------------------------------------
     template <OpType Op, class... V>
     Var<T> record(const Op& op, const V&... x) {
         static_assert(sizeof...(V) == Op::arity, "wrong number of operands for this op");
+        static_assert(Op::arity <= kMaxArity, "an op takes at most kMaxArity (6) operands");
         static_assert((std::same_as<V, Var<T>> && ...), "operands must be Vars of this tape");
         Tensor<T> out;
         bool rg = false;
@@ -330,6 +359,14 @@ public:
             fail("grad: node {} ('{}') does not require a gradient (a constant, or computed from constants only)",
                  x.id_, n.name);
         if (n.adj.empty()) n.adj = Tensor<T>(n.value.shape(), &arena_);
+        if (n.adj_in_sink) {  // written into a cleared GradBuffer: still there?
+            if (n.grad_sink->version() != n.sink_version)
+                fail("grad: the gradient of '{}' was written into its cleared gradient buffer, which has "
+                     "changed since (cleared, updated, or added to by another backward()); read tape.grad() "
+                     "before that, or read the buffer",
+                     display_name(x.id_));
+            n.adj_in_sink = false;
+        }
         // An adjoint adopted as a view: materialise it, so that copying grad() copies values.
         if (!n.adj.owns()) n.adj = n.adj.clone(&arena_);
         return n.adj;
@@ -408,6 +445,10 @@ public:
     // Engine internals used by the op rules.
     void accumulate(std::uint32_t target, Tensor<T>&& contrib);
     void accumulate_unchecked(std::uint32_t target, Tensor<T>&& contrib);
+    // For ops with vjp_into: write(dst, add) writes the contribution into target's adjoint
+    // storage dst (add = false: overwrite; true: add to what is there).
+    template <class Write>
+    void accumulate_with(std::uint32_t target, Write&& write);
     void accumulate_var(std::uint32_t target, const Var<T>& contrib);
 
 private:
@@ -415,7 +456,35 @@ private:
 
     Tensor<T> view_of(const Tensor<T>& v) { return Tensor<T>::view(const_cast<T*>(v.data()), v.shape(), &arena_); }
 
-    Var<T> leaf(Tensor<T>&& value, LeafKind kind, bool rg, Tensor<T>* sink, std::string_view name) {
+    // Storage for the first contribution to node n's adjoint, to be overwritten in full: the
+    // leaf's GradBuffer when it was cleared (nothing to add to), else arena memory.
+    static bool claims_sink(const Node<T>& n) noexcept {
+        return n.sink_direct && n.grad_sink->cleared() && n.grad_sink->shape() == n.value.shape();
+    }
+    Tensor<T>& fresh_adjoint(Node<T>& n) {
+        if (claims_sink(n)) {
+            n.adj = Tensor<T>::view(n.grad_sink->claim(), n.value.shape(), &arena_);
+            n.adj_in_sink = true;
+            n.sink_version = n.grad_sink->version();
+        } else {
+            n.adj = Tensor<T>::uninit(n.value.shape(), &arena_);
+        }
+        return n.adj;
+    }
+    // Node n's adjoint, about to be added to: a view adopted earlier is copied first; an
+    // adjoint living in a GradBuffer is written there (and the buffer's version follows).
+    Tensor<T>& adjoint_for_update(Node<T>& n) {
+        if (n.adj_in_sink) {
+            n.sink_version = n.grad_sink->touch();
+        } else if (!n.adj.owns()) {  // copy on write: the adjoint was adopted as a view
+            Tensor<T> own = Tensor<T>::uninit(n.value.shape(), &arena_);
+            std::copy_n(n.adj.data(), own.size(), own.data());
+            n.adj = std::move(own);
+        }
+        return n.adj;
+    }
+
+    Var<T> leaf(Tensor<T>&& value, LeafKind kind, bool rg, GradBuffer<T>* sink, std::string_view name) {
         Node<T>& n = push();
         n.value = std::move(value);
         n.kind = kind;
@@ -533,22 +602,16 @@ void Tape<T>::accumulate_unchecked(std::uint32_t target, Tensor<T>&& contrib) {
     Node<T>& n = nodes_[target];
     const Shape s = n.value.shape();
     if (n.adj.empty()) {
-        if (contrib.shape() == s && contrib.resource() == &arena_) {
+        if (contrib.shape() == s && contrib.resource() == &arena_ && !claims_sink(n)) {
             // An arena tensor, or a view of one (an adjoint passed through, as Add's VJP
             // does): adopted without a copy. A view is copied on the next write, below.
             n.adj = std::move(contrib);
         } else {
-            n.adj = Tensor<T>::uninit(s, &arena_);
-            sum_to(n.adj, contrib);
+            sum_to(fresh_adjoint(n), contrib);
         }
         return;
     }
-    if (!n.adj.owns()) {  // copy on write: the adjoint was adopted as a view
-        Tensor<T> own = Tensor<T>::uninit(s, &arena_);
-        std::copy_n(n.adj.data(), own.size(), own.data());
-        n.adj = std::move(own);
-    }
-    T* a = n.adj.data();
+    T* a = adjoint_for_update(n).data();
     const T* c = contrib.data();
     if (contrib.shape() == s) {
         for (std::size_t i = 0, e = n.adj.size(); i < e; ++i) a[i] += c[i];
@@ -557,6 +620,18 @@ void Tape<T>::accumulate_unchecked(std::uint32_t target, Tensor<T>&& contrib) {
         sum_to(r, contrib);
         for (std::size_t i = 0, e = n.adj.size(); i < e; ++i) a[i] += r[i];
     }
+}
+
+template <class T>
+template <class Write>
+void Tape<T>::accumulate_with(std::uint32_t target, Write&& write) {
+    Node<T>& n = nodes_[target];
+    if (n.adj.empty())
+        write(fresh_adjoint(n), false);
+    else
+        write(adjoint_for_update(n), true);
+    if (anomaly_) [[unlikely]]
+        anomaly_adjoint(target);
 }
 
 template <class T>
@@ -576,6 +651,7 @@ void Tape<T>::sweep(std::uint32_t root, Tensor<T>&& seed, BackwardOptions opt) {
     for (auto& n : nodes_) {
         n.adj = Tensor<T>();
         n.adj_var = kNoNode;
+        n.adj_in_sink = false;
     }
     last_loss_ = root;
     graph_recorded_ = opt.create_graph;
@@ -598,10 +674,9 @@ void Tape<T>::sweep(std::uint32_t root, Tensor<T>&& seed, BackwardOptions opt) {
             if (n.op) {
                 sweeping_ = i;
                 n.op->vjp_numeric(*this, i);
-            } else if (n.grad_sink) {
-                Tensor<T>& g = *n.grad_sink;
-                if (g.shape() != n.value.shape() || g.empty()) g = Tensor<T>(n.value.shape());
-                for (std::size_t k = 0; k < g.size(); ++k) g[k] += n.adj[k];
+            } else if (n.grad_sink && !n.adj_in_sink) {  // (in the sink: already there)
+                n.grad_sink->resize(n.value.shape());
+                n.grad_sink->add(n.adj);
             }
         }
         return;
@@ -622,9 +697,8 @@ void Tape<T>::sweep(std::uint32_t root, Tensor<T>&& seed, BackwardOptions opt) {
         if (n.adj_var == kNoNode || !n.requires_grad) continue;
         n.adj = nodes_[n.adj_var].value.clone(&arena_);
         if (n.op == nullptr && n.grad_sink) {
-            Tensor<T>& g = *n.grad_sink;
-            if (g.shape() != n.value.shape() || g.empty()) g = Tensor<T>(n.value.shape());
-            for (std::size_t k = 0; k < g.size(); ++k) g[k] += n.adj[k];
+            n.grad_sink->resize(n.value.shape());
+            n.grad_sink->add(n.adj);
         }
     }
 }

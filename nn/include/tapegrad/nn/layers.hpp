@@ -159,7 +159,7 @@ private:
             Tensor<T> ones_m = Tensor<T>::view(ones_.data(), {m, 1}, std::pmr::get_default_resource());
             return matmul(concat_cols(x, tape.constant_ref(ones_m)), w);
         }
-        return matmul(x, w) + b;
+        return affine(x, w, b);
     }
 
     std::size_t in_, out_;

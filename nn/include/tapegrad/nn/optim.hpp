@@ -146,7 +146,7 @@ public:
         ++this->steps_;
         for (std::size_t k = 0; k < this->params_.size(); ++k) {
             Parameter<T>& p = *this->params_[k];
-            detail::sgd_update(p.value.data(), p.grad.data(), buf_.empty() ? nullptr : buf_[k].data(), p.size(), c);
+            detail::sgd_update(p.value.data(), std::as_const(p.grad).data(), buf_.empty() ? nullptr : buf_[k].data(), p.size(), c);
         }
     }
 
@@ -218,7 +218,7 @@ public:
                                       o_.maximize ? T(-1) : T(1)};
         for (std::size_t k = 0; k < this->params_.size(); ++k) {
             Parameter<T>& p = *this->params_[k];
-            detail::adam_update(p.value.data(), p.grad.data(), m_[k].data(), v_[k].data(),
+            detail::adam_update(p.value.data(), std::as_const(p.grad).data(), m_[k].data(), v_[k].data(),
                                 o_.amsgrad ? vmax_[k].data() : nullptr, p.size(), c);
         }
     }

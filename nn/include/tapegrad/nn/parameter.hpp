@@ -1,7 +1,8 @@
 // Parameter<T> and the module interface.
 //
 // A Parameter owns its value and its gradient, outside any tape: each step puts it on the
-// current tape as an External leaf (p.var(tape)), the reverse sweep ADDS ∂E/∂p into p.grad,
+// current tape as an External leaf (p.var(tape)), the reverse sweep ADDS ∂E/∂p into p.grad
+// (a GradBuffer: after zero_grad(), which costs nothing, the sweep writes ∂E/∂p there instead),
 // and the optimiser reads p.grad and updates p.value in place. Parameters therefore outlive
 // tapes, and their addresses must stay fixed while a tape refers to them: modules are
 // neither copyable nor movable.
@@ -21,7 +22,7 @@ namespace tapegrad::nn {
 template <class T>
 struct Parameter {
     Tensor<T> value;
-    Tensor<T> grad;  // same shape as value; zero until a backward pass adds into it
+    GradBuffer<T> grad;  // same shape as value; zero until a backward pass adds into it
     std::string name;
 
     Parameter() = default;
@@ -30,11 +31,9 @@ struct Parameter {
     Shape shape() const noexcept { return value.shape(); }
     std::size_t size() const noexcept { return value.size(); }
     // This parameter as a differentiable leaf of `tape` (no copy): backward adds into grad.
-    Var<T> var(Tape<T>& tape) {
-        if (grad.shape() != value.shape()) grad = Tensor<T>(value.shape());
-        return tape.external(value, &grad, name);
-    }
-    void zero_grad() noexcept { grad.fill(T(0)); }
+    Var<T> var(Tape<T>& tape) { return tape.external(value, &grad, name); }
+    // O(1): marks the gradient zero; the next backward() writes it instead of adding.
+    void zero_grad() noexcept { grad.clear(); }
 };
 
 // A layer or a network: maps a Var to a Var on the same tape, and lists its parameters.

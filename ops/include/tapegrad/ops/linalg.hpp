@@ -1,6 +1,8 @@
-// Linear algebra: matmul (with transpose flags, so no VJP materialises a transpose) and transpose.
+// Linear algebra: matmul (with transpose flags, so no VJP materialises a transpose), the fused
+// affine map x·W + b of a dense layer, and transpose.
 #pragma once
 
+#include <algorithm>
 #include <string_view>
 
 #include <tapegrad/core/op.hpp>
@@ -52,6 +54,21 @@ struct MatMul {
         if (!tb) return apply(MatMul{!ta, false}, a, g);  // op(A)ᵀ·dC
         return apply(MatMul{true, ta}, g, a);             // (op(A)ᵀ·dC)ᵀ = dCᵀ·op(A)
     }
+    // The same two VJPs written into the adjoint's storage (dst = …, or dst += … when `add`):
+    // one GEMM with β = 0 or 1, no temporary. A parameter's gradient goes straight from the
+    // GEMM into its GradBuffer.
+    template <class T>
+    void vjp_into(In<0>, Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>&, const Tensor<T>&,
+                  const Tensor<T>& b) const {
+        if (!ta) gemm(false, !tb, T(1), g, b, add ? T(1) : T(0), dst);
+        else gemm(tb, true, T(1), b, g, add ? T(1) : T(0), dst);
+    }
+    template <class T>
+    void vjp_into(In<1>, Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>&, const Tensor<T>& a,
+                  const Tensor<T>&) const {
+        if (!tb) gemm(!ta, false, T(1), a, g, add ? T(1) : T(0), dst);
+        else gemm(true, ta, T(1), g, a, add ? T(1) : T(0), dst);
+    }
 };
 
 // Y = Xᵀ.  dX = dYᵀ.
@@ -72,11 +89,63 @@ struct Transpose {
     }
 };
 
+// Y = X·W + b, b a row (1×n) added to every row of X·W: a dense layer in one kernel (the bias
+// rows are written first, then one GEMM adds X·W with β = 1).
+//   dX = dY·Wᵀ        dW = Xᵀ·dY        db = 1ᵀ·dY (the engine sums dY's rows)
+// The VJPs are matmul's, so every reading (gradients of gradients, explain()) sees the same
+// formulas as for matmul(X, W) + b.
+struct Affine {
+    static constexpr std::string_view name = "affine";
+    static constexpr std::size_t arity = 3;
+    static constexpr Notation notation{"{0} · {1} + {2}", "{0} . {1} + {2}", Prec::Sum};
+
+    Shape shape(Shape x, Shape w, Shape b) const {
+        if (x.cols != w.rows) fail("affine: inner dimensions differ: {}·{}", x, w);
+        if (b.rows != 1 || b.cols != w.cols)
+            fail("affine: the bias has shape {}; {}·{} needs a bias of shape (1×{})", b, x, w, w.cols);
+        return {x.rows, w.cols};
+    }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& x, const Tensor<T>& w, const Tensor<T>& b) const {
+        const std::size_t n = out.cols();
+        for (std::size_t i = 0; i < out.rows(); ++i) std::copy_n(b.data(), n, out.data() + i * n);
+        gemm(false, false, T(1), x, w, T(1), out);
+    }
+    template <class V>
+    V vjp(In<0>, const V& g, const V&, const V&, const V& w, const V&) const {
+        return apply(MatMul{false, true}, g, w);
+    }
+    template <class V>
+    V vjp(In<1>, const V& g, const V&, const V& x, const V&, const V&) const {
+        return apply(MatMul{true, false}, x, g);
+    }
+    template <class V>
+    V vjp(In<2>, const V& g, const V&, const V&, const V&, const V&) const {
+        return g;
+    }
+    template <class T>
+    void vjp_into(In<0>, Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>&, const Tensor<T>&,
+                  const Tensor<T>& w, const Tensor<T>&) const {
+        gemm(false, true, T(1), g, w, add ? T(1) : T(0), dst);
+    }
+    template <class T>
+    void vjp_into(In<1>, Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>&, const Tensor<T>& x,
+                  const Tensor<T>&, const Tensor<T>&) const {
+        gemm(true, false, T(1), x, g, add ? T(1) : T(0), dst);
+    }
+};
+
 // op(A)·op(B); `ta`/`tb` transpose an operand without copying it.
 template <Value V>
 V matmul(const V& a, const V& b, bool ta = false, bool tb = false, SourceLocation loc = SourceLocation::current()) {
     CallSite at(loc);
     return apply(MatMul{ta, tb}, a, b);
+}
+// x·W + b with b a 1×n row: what a dense layer computes, fused (see Affine).
+template <Value V>
+V affine(const V& x, const V& w, const V& b, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
+    return apply(Affine{}, x, w, b);
 }
 template <Value V>
 V transpose(const V& x, SourceLocation loc = SourceLocation::current()) {

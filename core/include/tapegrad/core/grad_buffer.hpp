@@ -1,0 +1,117 @@
+// GradBuffer<T>: gradient storage that outlives tapes (what a parameter's gradient lives in).
+//
+// tape.external(value, &buffer) puts `value` on a tape as a differentiable leaf; every
+// backward() then adds the leaf's adjoint into the buffer, as PyTorch adds into .grad.
+//
+// clear() makes the gradient zero in O(1): it marks the buffer instead of writing zeros, and
+// the next backward() *writes* the adjoint into the storage instead of adding it (a matrix
+// product's VJP lands there straight from its GEMM, with β = 0). A training step therefore
+// neither zeroes the gradients nor adds them in a pass of their own, as a hand-written backprop
+// does not. Reading a cleared buffer gives zeros (written on first access).
+//
+// A buffer counts its modifications (version(): clear, resize, add, mutable_tensor, and the
+// tape's writes): the tape uses the count to tell whether an adjoint it wrote into the buffer
+// is still there when tape.grad(leaf) asks for it. Reading a cleared buffer writes its zeros,
+// so concurrent first reads of one cleared buffer must be synchronised by the caller.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include <tapegrad/core/error.hpp>
+#include <tapegrad/core/tensor.hpp>
+
+namespace tapegrad {
+
+template <class T>
+class Tape;
+
+template <class T>
+class GradBuffer {
+public:
+    GradBuffer() = default;
+    // A zero gradient of shape s (cleared: nothing is written until it is read or accumulated).
+    explicit GradBuffer(Shape s) : t_(Tensor<T>::uninit(s, std::pmr::get_default_resource())), cleared_(true) {}
+    GradBuffer(std::size_t rows, std::size_t cols) : GradBuffer(Shape{rows, cols}) {}
+
+    Shape shape() const noexcept { return t_.shape(); }
+    std::size_t size() const noexcept { return t_.size(); }
+    bool empty() const noexcept { return t_.empty(); }
+
+    // The gradient (zeros after clear()). Reading is not a modification.
+    const Tensor<T>& tensor() const {
+        settle();
+        return t_;
+    }
+    operator const Tensor<T>&() const { return tensor(); }  // NOLINT: reads as the tensor it holds
+    const T* data() const { return tensor().data(); }
+    T operator[](std::size_t i) const { return tensor()[i]; }
+    T operator()(std::size_t r, std::size_t c) const { return tensor()(r, c); }
+    // For writing (counts as a modification: see version()).
+    Tensor<T>& mutable_tensor() {
+        settle();
+        ++version_;
+        return t_;
+    }
+    void fill(T v) { mutable_tensor().fill(v); }
+
+    // Zero in O(1): the next backward() writes instead of adding.
+    void clear() noexcept {
+        cleared_ = true;
+        ++version_;
+    }
+    bool cleared() const noexcept { return cleared_; }
+    // Gives the buffer shape s: cleared (zero) if it had another shape, unchanged otherwise.
+    void resize(Shape s) {
+        if (t_.shape() == s && !t_.empty()) return;
+        t_ = Tensor<T>::uninit(s, std::pmr::get_default_resource());
+        cleared_ = true;
+        ++version_;
+    }
+    std::uint64_t version() const noexcept { return version_; }
+
+    // buffer += a (buffer = a when cleared); a has the buffer's shape.
+    void add(const Tensor<T>& a) {
+        if (a.shape() != t_.shape())
+            fail("GradBuffer: adding a {} gradient into a buffer of shape {}", a.shape(), t_.shape());
+        T* d = t_.data();
+        const T* s = a.data();
+        const std::size_t n = t_.size();
+        if (cleared_) {
+            std::copy_n(s, n, d);
+            cleared_ = false;
+        } else {
+            for (std::size_t i = 0; i < n; ++i) d[i] += s[i];
+        }
+        ++version_;
+    }
+
+private:
+    friend class Tape<T>;
+    // The engine writes the whole gradient into the storage (whose contents are unspecified
+    // while cleared) and then owns it until the next modification.
+    T* claim() noexcept {
+        cleared_ = false;
+        ++version_;
+        return t_.data();
+    }
+    std::uint64_t touch() noexcept { return ++version_; }
+
+    void settle() const {
+        if (cleared_) {
+            t_.fill(T(0));
+            cleared_ = false;
+        }
+    }
+
+    mutable Tensor<T> t_;
+    mutable bool cleared_ = false;
+    std::uint64_t version_ = 0;
+    // The last leaf made of this buffer (tape, generation, node): a tape that puts one buffer
+    // on itself twice writes neither leaf's adjoint into it directly.
+    const void* leaf_tape_ = nullptr;
+    std::uint32_t leaf_gen_ = 0;
+    std::uint32_t leaf_node_ = 0;
+};
+
+}  // namespace tapegrad

@@ -1,0 +1,270 @@
+// GradBuffer and the direct-write path: a cleared buffer receives its leaf's adjoint straight
+// from the VJP (MatMul/Affine via vjp_into, others via the engine's copy), and everything that
+// reads it — the buffer, tape.grad(), a second backward, another tape — sees what the plain
+// accumulate-then-add path gives.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <tapegrad/nn.hpp>
+#include <tapegrad/tapegrad.hpp>
+
+#include "op_cases.hpp"
+
+namespace tg = tapegrad;
+using tg::Tensor;
+
+namespace {
+
+Tensor<double> rand_t(tg::Shape s, std::mt19937_64& rng) {
+    std::uniform_real_distribution<double> u(-1.5, 1.5);
+    Tensor<double> t(s);
+    for (std::size_t i = 0; i < t.size(); ++i) t[i] = u(rng);
+    return t;
+}
+
+double rel_diff(const Tensor<double>& a, const Tensor<double>& b) {
+    REQUIRE(a.shape() == b.shape());
+    double m = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) m = std::max(m, std::abs(a[i] - b[i]) / std::max(1.0, std::abs(b[i])));
+    return m;
+}
+
+// sum(build(x) ⊙ P) for a fixed random projection P: a scalar with a non-trivial adjoint.
+tg::Var<double> projected(tg::Tape<double>& tape, const tg::test::OpCase& c, std::span<const tg::Var<double>> x,
+                          std::mt19937_64& rng) {
+    tg::Var<double> y = c.build(tape, x);
+    return tg::sum(y * tape.constant(rand_t(y.shape(), rng)));
+}
+
+}  // namespace
+
+TEST_CASE("a GradBuffer reads zeros after clear(), counts modifications, and adds") {
+    tg::GradBuffer<double> b(tg::Shape{2, 3});
+    CHECK(b.cleared());
+    for (std::size_t i = 0; i < 6; ++i) CHECK(b[i] == 0.0);
+    CHECK_FALSE(b.cleared());  // reading wrote the zeros
+    const auto v0 = b.version();
+    (void)b.tensor();
+    CHECK(b.version() == v0);  // reading is not a modification
+    b.mutable_tensor()[4] = 7.0;
+    CHECK(b.version() > v0);
+    b.clear();
+    CHECK(b.cleared());
+    CHECK(b(1, 1) == 0.0);  // the 7 is gone
+    Tensor<double> a(2, 3, {1, 2, 3, 4, 5, 6});
+    b.clear();
+    b.add(a);  // cleared: a copy
+    b.add(a);  // then: a sum
+    CHECK(b(1, 2) == 12.0);
+    CHECK_THROWS_WITH_AS(b.add(Tensor<double>(3, 2)),
+                         "GradBuffer: adding a (3×2) gradient into a buffer of shape (2×3)", tg::Error);
+    b.resize({2, 3});  // same shape: unchanged
+    CHECK(b(0, 0) == 2.0);
+    b.resize({1, 1});
+    CHECK(b.shape() == tg::Shape{1, 1});
+    CHECK(b[0] == 0.0);
+}
+
+TEST_CASE("every op row: cleared GradBuffer leaves receive exactly the variables' gradients") {
+    // The same graph twice: inputs as variables (adjoints in the arena, read with tape.grad)
+    // and as External leaves over cleared buffers (adjoints written into the buffers).
+    std::size_t checked = 0;
+    for (const auto& c : tg::test::op_cases()) {
+        std::mt19937_64 rng(std::hash<std::string_view>{}(c.label) ^ 0x5eed);
+        for (int trial = 0; trial < 3; ++trial) {
+            CAPTURE(c.label);
+            CAPTURE(trial);
+            const auto inputs = c.inputs(rng);
+            const auto seed = rng();
+            tg::Tape<double> tv, te;
+            std::vector<tg::Var<double>> vv, ve;
+            std::vector<tg::GradBuffer<double>> bufs(inputs.size());
+            for (std::size_t i = 0; i < inputs.size(); ++i) {
+                vv.push_back(tv.variable(inputs[i]));
+                bufs[i].resize(inputs[i].shape());
+                bufs[i].mutable_tensor().fill(std::numeric_limits<double>::quiet_NaN());  // must be overwritten
+                bufs[i].clear();
+                ve.push_back(te.external(inputs[i], &bufs[i]));
+            }
+            std::mt19937_64 p1(seed), p2(seed);
+            tv.backward(projected(tv, c, vv, p1));
+            te.backward(projected(te, c, ve, p2));
+            for (std::size_t i = 0; i < inputs.size(); ++i) {
+                CAPTURE(i);
+                const Tensor<double>& want = tv.grad(vv[i]);
+                CHECK(rel_diff(bufs[i].tensor(), want) <= 1e-13);
+                CHECK(rel_diff(te.grad(ve[i]), want) <= 1e-13);
+            }
+            ++checked;
+        }
+    }
+    CHECK(checked == 3 * tg::test::op_cases().size());
+}
+
+TEST_CASE("vjp_into writes what vjp returns, overwriting (β = 0, garbage never read) or adding") {
+    std::mt19937_64 rng(7);
+    auto dim = [&] { return std::uniform_int_distribution<std::size_t>(1, 40)(rng); };
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    for (int trial = 0; trial < 20; ++trial) {
+        CAPTURE(trial);
+        const std::size_t m = dim(), k = dim(), n = dim();
+        for (int flags = 0; flags < 4; ++flags) {
+            const tg::MatMul op{(flags & 1) != 0, (flags & 2) != 0};
+            CAPTURE(flags);
+            const Tensor<double> a = rand_t(op.ta ? tg::Shape{k, m} : tg::Shape{m, k}, rng);
+            const Tensor<double> b = rand_t(op.tb ? tg::Shape{n, k} : tg::Shape{k, n}, rng);
+            const Tensor<double> y = tg::apply(op, a, b);
+            const Tensor<double> g = rand_t(y.shape(), rng);
+            Tensor<double> da = Tensor<double>::filled(a.rows(), a.cols(), nan);
+            Tensor<double> db = Tensor<double>::filled(b.rows(), b.cols(), nan);
+            op.vjp_into(tg::In<0>{}, da, false, g, y, a, b);
+            op.vjp_into(tg::In<1>{}, db, false, g, y, a, b);
+            CHECK(rel_diff(da, op.vjp(tg::In<0>{}, g, y, a, b)) <= 1e-14);
+            CHECK(rel_diff(db, op.vjp(tg::In<1>{}, g, y, a, b)) <= 1e-14);
+            const Tensor<double> ra = rand_t(a.shape(), rng);
+            Tensor<double> acc = ra;
+            op.vjp_into(tg::In<0>{}, acc, true, g, y, a, b);
+            CHECK(rel_diff(acc, ra + op.vjp(tg::In<0>{}, g, y, a, b)) <= 1e-14);
+        }
+        const tg::Affine af;
+        const Tensor<double> x = rand_t({m, k}, rng), w = rand_t({k, n}, rng), bias = rand_t({1, n}, rng);
+        const Tensor<double> y = tg::apply(af, x, w, bias);
+        CHECK(rel_diff(y, tg::matmul(x, w) + bias) <= 1e-14);
+        const Tensor<double> g = rand_t(y.shape(), rng);
+        Tensor<double> dx = Tensor<double>::filled(m, k, nan), dw = Tensor<double>::filled(k, n, nan);
+        af.vjp_into(tg::In<0>{}, dx, false, g, y, x, w, bias);
+        af.vjp_into(tg::In<1>{}, dw, false, g, y, x, w, bias);
+        CHECK(rel_diff(dx, af.vjp(tg::In<0>{}, g, y, x, w, bias)) <= 1e-14);
+        CHECK(rel_diff(dw, af.vjp(tg::In<1>{}, g, y, x, w, bias)) <= 1e-14);
+        const Tensor<double> rw = rand_t(w.shape(), rng);
+        Tensor<double> acc = rw;
+        af.vjp_into(tg::In<1>{}, acc, true, g, y, x, w, bias);
+        CHECK(rel_diff(acc, rw + af.vjp(tg::In<1>{}, g, y, x, w, bias)) <= 1e-14);
+    }
+}
+
+TEST_CASE("a parameter used twice in one graph: the second contribution adds into the buffer") {
+    std::mt19937_64 rng(3);
+    const Tensor<double> x = rand_t({4, 3}, rng), w = rand_t({3, 3}, rng);
+    // loss = Σ (x·W·W) ⊙ W-broadcast … W reaches the loss through two matmuls and a mul.
+    auto build = [&](tg::Tape<double>& t, tg::Var<double> W) {
+        auto h = tg::matmul(tg::matmul(t.constant(x), W), W);
+        return tg::sum(tg::tanh(h) * tg::sum_rows(W));
+    };
+    tg::Tape<double> tv, te;
+    auto Wv = tv.variable(w);
+    tv.backward(build(tv, Wv));
+    tg::GradBuffer<double> buf;
+    auto We = te.external(w, &buf, "W");
+    te.backward(build(te, We));
+    CHECK(te.node(We.id()).adj_in_sink);  // the buffer held W's adjoint: no arena copy, no add pass
+    CHECK(rel_diff(buf.tensor(), tv.grad(Wv)) <= 1e-14);
+    CHECK(rel_diff(te.grad(We), tv.grad(Wv)) <= 1e-14);
+    // Not cleared: a second backward adds; the tape's own adjoint is this backward's only.
+    te.backward(build(te, We));
+    CHECK(rel_diff(buf.tensor(), tv.grad(Wv) * 2.0) <= 1e-14);
+    CHECK(rel_diff(te.grad(We), tv.grad(Wv)) <= 1e-14);
+    // Cleared again: written afresh.
+    buf.clear();
+    te.backward(build(te, We));
+    CHECK(rel_diff(buf.tensor(), tv.grad(Wv)) <= 1e-14);
+}
+
+TEST_CASE("one buffer on one tape twice (a module applied twice): both leaves' gradients are kept apart") {
+    std::mt19937_64 rng(4);
+    const Tensor<double> x1 = rand_t({5, 3}, rng), x2 = rand_t({2, 3}, rng), w = rand_t({3, 2}, rng);
+    tg::GradBuffer<double> buf;
+    tg::Tape<double> t;
+    auto W1 = t.external(w, &buf, "W");
+    auto l1 = tg::sum(tg::square(tg::matmul(t.constant(x1), W1)));
+    auto W2 = t.external(w, &buf, "W");
+    auto l2 = tg::sum(tg::exp(tg::matmul(t.constant(x2), W2)));
+    t.backward(l1 + l2);
+    tg::Tape<double> r;
+    auto V1 = r.variable(w), V2 = r.variable(w);
+    r.backward(tg::sum(tg::square(tg::matmul(r.constant(x1), V1))) + tg::sum(tg::exp(tg::matmul(r.constant(x2), V2))));
+    CHECK(rel_diff(t.grad(W1), r.grad(V1)) <= 1e-14);
+    CHECK(rel_diff(t.grad(W2), r.grad(V2)) <= 1e-14);
+    CHECK(rel_diff(buf.tensor(), r.grad(V1) + r.grad(V2)) <= 1e-14);
+}
+
+TEST_CASE("tape.grad of a leaf written into its buffer: a snapshot while the buffer is unchanged, an Error after") {
+    std::mt19937_64 rng(5);
+    const Tensor<double> x = rand_t({3, 4}, rng), w = rand_t({4, 2}, rng);
+    tg::GradBuffer<double> buf;
+    tg::Tape<double> a, b;
+    auto Wa = a.external(w, &buf, "W");
+    a.backward(tg::sum(tg::matmul(a.constant(x), Wa)));
+    auto Wb = b.external(w, &buf, "W");
+    b.backward(tg::sum(tg::matmul(b.constant(x), Wb)));  // buffer not cleared: b adds
+    CHECK_THROWS_WITH_AS(a.grad(Wa),
+                         "grad: the gradient of 'W' was written into its cleared gradient buffer, which has "
+                         "changed since (cleared, updated, or added to by another backward()); read tape.grad() "
+                         "before that, or read the buffer",
+                         tg::Error);
+    CHECK(rel_diff(b.grad(Wb), tg::matmul(x, Tensor<double>::filled(3, 2, 1.0), true, false)) <= 1e-14);
+
+    // Read before the buffer changes: the snapshot stays.
+    buf.clear();
+    tg::Tape<double> c;
+    auto Wc = c.external(w, &buf, "W");
+    c.backward(tg::sum(tg::matmul(c.constant(x), Wc)));
+    const Tensor<double> snap = c.grad(Wc);
+    const Tensor<double>& kept = c.grad(Wc);
+    buf.clear();
+    buf.mutable_tensor().fill(42.0);
+    CHECK(rel_diff(kept, snap) == 0.0);
+    CHECK(rel_diff(snap, tg::matmul(x, Tensor<double>::filled(3, 2, 1.0), true, false)) <= 1e-14);
+}
+
+TEST_CASE("anomaly mode catches an overflow that a VJP writes straight into a cleared buffer") {
+    // loss = Σ (c·W) ⊙ P with c, P ≈ 1e200 and W ≈ 1e-300: every forward value and ∂loss/∂(c·W)
+    // = P are finite, but ∂loss/∂W = cᵀ·P ≈ 1e400 overflows in the GEMM that MatMul runs into
+    // the buffer itself.
+    tg::Tape<double> t;
+    t.set_anomaly_mode(true);
+    const Tensor<double> c = Tensor<double>::filled(2, 2, 1e200), p = Tensor<double>::filled(2, 2, 1e200);
+    const Tensor<double> w = Tensor<double>::filled(2, 2, 1e-300);
+    tg::GradBuffer<double> buf;
+    auto W = t.external(w, &buf, "W");
+    auto loss = tg::sum(tg::matmul(t.constant(c), W) * t.constant(p));
+    REQUIRE(std::isfinite(loss.item()));
+    try {
+        t.backward(loss);
+        FAIL("no anomaly raised");
+    } catch (const tg::Error& e) {
+        const std::string m = e.what();
+        CAPTURE(m);
+        CHECK(m.find("anomaly: the VJP of 'matmul' produced +Inf at (0, 0) in the adjoint of its input 1") == 0);
+        CHECK(m.find("the input: variable W (2×2)") != std::string::npos);
+    }
+}
+
+TEST_CASE("nn: zero_grad costs nothing, and a parameter the loss does not reach reads zero") {
+    namespace nn = tapegrad::nn;
+    nn::Rng rng(9);
+    nn::Linear<double> used(3, 2, rng, {}, 0), unused(3, 2, rng, {}, 1);
+    nn::SGD<double> opt({&used.weight(), &used.bias(), &unused.weight(), &unused.bias()},
+                        {.lr = 0.1, .weight_decay = 0.5});
+    std::mt19937_64 g(1);
+    const Tensor<double> x = rand_t({4, 3}, g);
+    const Tensor<double> before = unused.weight().value;
+    for (int step = 0; step < 3; ++step) {
+        tg::Tape<double> t;
+        (void)unused(t, t.constant(x));  // on the tape, but not on the way to the loss
+        t.backward(tg::sum(tg::square(used(t, t.constant(x)))));
+        for (std::size_t i = 0; i < 6; ++i) CHECK(unused.weight().grad[i] == 0.0);
+        opt.step();
+        opt.zero_grad();
+        CHECK(used.weight().grad.cleared());
+        for (std::size_t i = 0; i < 6; ++i) CHECK(used.weight().grad[i] == 0.0);
+    }
+    // Weight decay alone moved the unused weights: w ← w − lr·λ·w, three times.
+    for (std::size_t i = 0; i < 6; ++i)
+        CHECK(unused.weight().value[i] == doctest::Approx(before[i] * std::pow(1 - 0.1 * 0.5, 3)).epsilon(1e-14));
+}
