@@ -148,6 +148,37 @@ TEST_CASE("vjp_into writes what vjp returns, overwriting (β = 0, garbage never 
     }
 }
 
+TEST_CASE("the one-pass activation VJPs (vjp_into) agree with vjp, including far in the tails") {
+    std::mt19937_64 rng(8);
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    for (std::size_t trial = 0; trial < 10; ++trial) {
+        CAPTURE(trial);
+        Tensor<double> x = rand_t({1 + trial % 4, 1 + trial}, rng);
+        x[0] = trial % 2 ? 40.0 : -300.0;  // where 1 − tanh² and 1 − σ would round to 0
+        const Tensor<double> g = rand_t(x.shape(), rng), r = rand_t(x.shape(), rng);
+        auto check = [&](const auto& op) {
+            const Tensor<double> y = tg::apply(op, x);
+            const Tensor<double> want = op.vjp(tg::In<0>{}, g, y, x);
+            Tensor<double> d = Tensor<double>::filled(x.rows(), x.cols(), nan);
+            op.vjp_into(tg::In<0>{}, d, false, g, y, x);
+            CHECK(rel_diff(d, want) <= 1e-15);
+            CHECK(d[0] != 0.0);  // the tail value survives (4e^−2|x| or e^−|x|, times g)
+            Tensor<double> acc = r;
+            op.vjp_into(tg::In<0>{}, acc, true, g, y, x);
+            CHECK(rel_diff(acc, r + want) <= 1e-15);
+        };
+        check(tg::Tanh{});
+        check(tg::Sigmoid{});
+    }
+    // MatMul's 1×1 shortcut, both ways.
+    const Tensor<double> a(1, 1, {1.5}), b(1, 1, {-2.0}), g(1, 1, {3.0});
+    Tensor<double> d(1, 1, {nan});
+    tg::MatMul{}.vjp_into(tg::In<0>{}, d, false, g, g, a, b);
+    CHECK(d[0] == -6.0);
+    tg::MatMul{}.vjp_into(tg::In<1>{}, d, true, g, g, a, b);
+    CHECK(d[0] == -1.5);
+}
+
 TEST_CASE("a parameter used twice in one graph: the second contribution adds into the buffer") {
     std::mt19937_64 rng(3);
     const Tensor<double> x = rand_t({4, 3}, rng), w = rand_t({3, 3}, rng);

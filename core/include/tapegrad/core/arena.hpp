@@ -6,6 +6,7 @@
 // loop with a stable working set on, reset/forward/backward never touches the heap.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory_resource>
@@ -22,30 +23,34 @@ public:
 
     // Forget every allocation; keep (and, if the last round overflowed, coalesce) the memory.
     void reset() {
+        high_water_ = std::max(high_water_, bytes_used());
         if (blocks_.size() > 1 || (blocks_.empty() && high_water_ > 0)) {
             std::size_t want = std::max(high_water_ + high_water_ / 8, first_block_);
             free_all();
             add_block(want);
         }
         cur_ = 0;
-        used_ = 0;
         if (!blocks_.empty()) ptr_ = blocks_[0].base, end_ = blocks_[0].base + blocks_[0].size;
     }
 
-    // The allocation fast path, inline and non-virtual (do_allocate when the block is full).
+    // The allocation fast path, inline and non-virtual: align, compare, store (grow() when the
+    // block is full). What was used is computed from the pointer when asked, not counted here.
     void* bump(std::size_t bytes, std::size_t align) {
-        auto p = reinterpret_cast<std::uintptr_t>(ptr_);
-        std::uintptr_t aligned = (p + (align - 1)) & ~std::uintptr_t(align - 1);
+        const std::uintptr_t aligned = (reinterpret_cast<std::uintptr_t>(ptr_) + (align - 1)) & ~std::uintptr_t(align - 1);
         if (ptr_ && aligned + bytes <= reinterpret_cast<std::uintptr_t>(end_)) [[likely]] {
-            used_ += (aligned + bytes) - p;
-            if (used_ > high_water_) high_water_ = used_;
             ptr_ = reinterpret_cast<std::byte*>(aligned + bytes);
             return reinterpret_cast<void*>(aligned);
         }
-        return do_allocate(bytes, align);
+        return grow(bytes, align);
     }
 
-    std::size_t bytes_used() const noexcept { return used_; }
+    // Bytes handed out since the last reset (the ends of filled blocks count as used).
+    std::size_t bytes_used() const noexcept {
+        if (blocks_.empty()) return 0;
+        std::size_t n = static_cast<std::size_t>(ptr_ - blocks_[cur_].base);
+        for (std::size_t i = 0; i < cur_; ++i) n += blocks_[i].size;
+        return n;
+    }
     std::size_t bytes_reserved() const noexcept {
         std::size_t n = 0;
         for (const auto& b : blocks_) n += b.size;
@@ -59,13 +64,11 @@ private:
         std::size_t size;
     };
 
-    void* do_allocate(std::size_t bytes, std::size_t align) override {
+    void* do_allocate(std::size_t bytes, std::size_t align) override { return bump(bytes, align); }
+    [[gnu::noinline]] void* grow(std::size_t bytes, std::size_t align) {
         for (;;) {
-            auto p = reinterpret_cast<std::uintptr_t>(ptr_);
-            std::uintptr_t aligned = (p + (align - 1)) & ~std::uintptr_t(align - 1);
+            const std::uintptr_t aligned = (reinterpret_cast<std::uintptr_t>(ptr_) + (align - 1)) & ~std::uintptr_t(align - 1);
             if (ptr_ && aligned + bytes <= reinterpret_cast<std::uintptr_t>(end_)) {
-                used_ += (aligned + bytes) - p;
-                if (used_ > high_water_) high_water_ = used_;
                 ptr_ = reinterpret_cast<std::byte*>(aligned + bytes);
                 return reinterpret_cast<void*>(aligned);
             }
@@ -78,8 +81,7 @@ private:
                 add_block(want);
                 cur_ = blocks_.size() - 1;
             }
-            // Bytes skipped at the end of a block count as used, so the coalesced block fits.
-            used_ += static_cast<std::size_t>(end_ - ptr_);
+            // (Bytes skipped at the end of a block count as used, so the coalesced block fits.)
             ptr_ = blocks_[cur_].base;
             end_ = blocks_[cur_].base + blocks_[cur_].size;
         }
@@ -103,8 +105,7 @@ private:
     std::byte* ptr_ = nullptr;
     std::byte* end_ = nullptr;
     std::size_t first_block_;
-    std::size_t used_ = 0;
-    std::size_t high_water_ = 0;
+    std::size_t high_water_ = 0;  // the most bytes_used() seen at a reset()
 };
 
 }  // namespace tapegrad

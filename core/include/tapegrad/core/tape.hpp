@@ -109,6 +109,12 @@ using NodeInputs = boost::container::static_vector<std::uint32_t, kMaxArity>;
 
 template <class T>
 struct Node {
+    Node() = default;
+    // Constructed in place with its final values (not zeroed, then assigned: that costs a
+    // rep-stos of the whole node per op).
+    Node(const OpRule<T>* rule, Tensor<T>&& v, LeafKind k, bool rg) noexcept
+        : op(rule), value(std::move(v)), kind(k), requires_grad(rg) {}
+
     const OpRule<T>* op = nullptr;  // null for leaves
     NodeInputs in;                  // input node ids
     Tensor<T> value;
@@ -318,11 +324,8 @@ public:
         }
         if (anomaly_) [[unlikely]]
             anomaly_forward(Op::name, out, {nodes_[x.id_].value.shape()...});
-        Node<T>& n = push();
-        n.op = rule_for(op);
+        Node<T>& n = push(rule_for(op), std::move(out), LeafKind::Op, rg);
         (n.in.push_back(x.id_), ...);
-        n.value = std::move(out);
-        n.requires_grad = rg;
         return Var<T>(this, static_cast<std::uint32_t>(nodes_.size() - 1), generation_);
     }
 
@@ -358,7 +361,10 @@ public:
         if (!n.requires_grad)
             fail("grad: node {} ('{}') does not require a gradient (a constant, or computed from constants only)",
                  x.id_, n.name);
-        if (n.adj.empty()) n.adj = Tensor<T>(n.value.shape(), &arena_);
+        if (n.adj.empty()) {
+            n.adj = Tensor<T>(n.value.shape(), &arena_);
+            swept_ = true;  // an adjoint the next backward must clear
+        }
         if (n.adj_in_sink) {  // written into a cleared GradBuffer: still there?
             if (n.grad_sink->version() != n.sink_version)
                 fail("grad: the gradient of '{}' was written into its cleared gradient buffer, which has "
@@ -394,6 +400,7 @@ public:
         ++generation_;
         last_loss_ = kNoNode;
         graph_recorded_ = false;
+        swept_ = false;
         sites_.clear();
     }
 
@@ -485,10 +492,7 @@ private:
     }
 
     Var<T> leaf(Tensor<T>&& value, LeafKind kind, bool rg, GradBuffer<T>* sink, std::string_view name) {
-        Node<T>& n = push();
-        n.value = std::move(value);
-        n.kind = kind;
-        n.requires_grad = rg;
+        Node<T>& n = push(nullptr, std::move(value), kind, rg);
         n.grad_sink = sink;
         n.name = intern(name);
         const auto id = static_cast<std::uint32_t>(nodes_.size() - 1);
@@ -496,13 +500,13 @@ private:
             anomaly_leaf(id);
         return Var<T>(this, id, generation_);
     }
-    Node<T>& push() {
+    Node<T>& push(const OpRule<T>* rule, Tensor<T>&& value, LeafKind kind, bool rg) {
         if (nodes_.size() >= kNoNode - 1) fail("tape: more than {} nodes", kNoNode - 1);
         if (anomaly_) [[unlikely]] {
             sites_.resize(nodes_.size() + 1);
             sites_.back() = Site::current();
         }
-        return nodes_.emplace_back();
+        return nodes_.emplace_back(rule, std::move(value), kind, rg);
     }
     [[noreturn, gnu::cold, gnu::noinline]] void rethrow_located(const Error& e) const;
     [[gnu::cold, gnu::noinline]] void anomaly_forward(std::string_view op, const Tensor<T>& out,
@@ -546,6 +550,7 @@ private:
     std::uint32_t generation_ = 1;
     std::uint32_t last_loss_ = kNoNode;
     bool graph_recorded_ = false;
+    bool swept_ = false;  // a backward() ran since the last reset(): nodes may hold adjoints
     bool anomaly_ = false;
     std::uint32_t sweeping_ = kNoNode;  // the node whose VJPs run now (for error messages)
     std::vector<Site> sites_;           // anomaly mode: where each node was recorded
@@ -648,11 +653,14 @@ void Tape<T>::accumulate_var(std::uint32_t target, const Var<T>& contrib) {
 
 template <class T>
 void Tape<T>::sweep(std::uint32_t root, Tensor<T>&& seed, BackwardOptions opt) {
-    for (auto& n : nodes_) {
-        n.adj = Tensor<T>();
-        n.adj_var = kNoNode;
-        n.adj_in_sink = false;
+    if (swept_) {  // a backward on this tape before: start again from zero adjoints
+        for (auto& n : nodes_) {
+            n.adj = Tensor<T>();
+            n.adj_var = kNoNode;
+            n.adj_in_sink = false;
+        }
     }
+    swept_ = true;  // (nodes recorded from now on start with empty adjoints, as all do)
     last_loss_ = root;
     graph_recorded_ = opt.create_graph;
     if (!nodes_[root].requires_grad) return;  // nothing differentiable leads to the loss

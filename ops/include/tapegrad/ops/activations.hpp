@@ -35,6 +35,25 @@ T stable_sigmoid_grad(T x) {
     const T d = T(1) + e;
     return e / (d * d);
 }
+// tanh′(x) = 1 − tanh²(x) = 4e/(1+e)², e = e^−2|x|: accurate where 1 − tanh² rounds to 0.
+template <class T>
+T stable_tanh_grad(T x) {
+    const T e = std::exp(T(-2) * std::abs(x));
+    const T d = T(1) + e;
+    return T(4) * e / (d * d);
+}
+// dst (+)= g ⊙ f(x) in one pass: the numeric VJP of an elementwise f (vjp_into, op.hpp).
+template <class T, class F>
+void write_scaled(Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>& x, F f) {
+    T* __restrict o = dst.data();
+    const T* __restrict pg = g.data();
+    const T* __restrict px = x.data();
+    const std::size_t n = dst.size();
+    if (add)
+        for (std::size_t i = 0; i < n; ++i) o[i] += pg[i] * f(px[i]);
+    else
+        for (std::size_t i = 0; i < n; ++i) o[i] = pg[i] * f(px[i]);
+}
 // softplus(x) = log(1 + eˣ) = max(x, 0) + log1p(e^−|x|).
 template <class T>
 T stable_softplus(T x) {
@@ -57,6 +76,11 @@ struct Sigmoid {
     }
     template <class V>
     V vjp(In<0>, const V& g, const V&, const V& x) const;
+    // The same VJP in one pass into the adjoint (no σ′ temporary).
+    template <class T>
+    void vjp_into(In<0>, Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>&, const Tensor<T>& x) const {
+        detail::write_scaled(dst, add, g, x, [](T v) { return detail::stable_sigmoid_grad(v); });
+    }
 };
 
 // Y = σ′(X) = σ(X) ⊙ σ(−X).  dX = dY ⊙ σ″(X),  σ″ = σ′ ⊙ (σ(−X) − σ(X)).
@@ -97,6 +121,11 @@ struct Tanh {
     }
     template <class V>
     V vjp(In<0>, const V& g, const V&, const V& x) const;
+    // The same VJP in one pass into the adjoint (no tanh′ temporary).
+    template <class T>
+    void vjp_into(In<0>, Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>&, const Tensor<T>& x) const {
+        detail::write_scaled(dst, add, g, x, [](T v) { return detail::stable_tanh_grad(v); });
+    }
 };
 
 struct TanhGrad {
@@ -106,11 +135,7 @@ struct TanhGrad {
     Shape shape(Shape x) const { return x; }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& x) const {
-        for (std::size_t i = 0; i < x.size(); ++i) {
-            const T e = std::exp(T(-2) * std::abs(x[i]));
-            const T d = T(1) + e;
-            out[i] = T(4) * e / (d * d);
-        }
+        for (std::size_t i = 0; i < x.size(); ++i) out[i] = detail::stable_tanh_grad(x[i]);
     }
     template <class V>
     V vjp(In<0>, const V& g, const V& y, const V& x) const {

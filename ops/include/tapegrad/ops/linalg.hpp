@@ -60,12 +60,20 @@ struct MatMul {
     template <class T>
     void vjp_into(In<0>, Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>&, const Tensor<T>&,
                   const Tensor<T>& b) const {
+        if (dst.size() == 1 && g.size() == 1 && b.size() == 1) {  // 1×1: a plain product
+            dst[0] = (add ? dst[0] : T(0)) + g[0] * b[0];
+            return;
+        }
         if (!ta) gemm(false, !tb, T(1), g, b, add ? T(1) : T(0), dst);
         else gemm(tb, true, T(1), b, g, add ? T(1) : T(0), dst);
     }
     template <class T>
     void vjp_into(In<1>, Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>&, const Tensor<T>& a,
                   const Tensor<T>&) const {
+        if (dst.size() == 1 && g.size() == 1 && a.size() == 1) {  // 1×1: a plain product
+            dst[0] = (add ? dst[0] : T(0)) + a[0] * g[0];
+            return;
+        }
         if (!tb) gemm(!ta, false, T(1), a, g, add ? T(1) : T(0), dst);
         else gemm(true, ta, T(1), g, a, add ? T(1) : T(0), dst);
     }
