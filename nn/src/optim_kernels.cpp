@@ -1,12 +1,20 @@
 // The optimisers' element loops (formulas in optim.hpp). Each variant is its own branch-free
 // loop over restrict pointers so that GCC vectorises it; sqrt without errno (it is only ever
-// taken of v ≥ 0) lets Adam's loop vectorise as well. No reassociation: every element gets
-// exactly the arithmetic the scalar formula states.
-#pragma GCC optimize("no-math-errno")
+// taken of v ≥ 0; this file is compiled with -fno-math-errno, see CMakeLists.txt) lets Adam's
+// loop vectorise as well. No reassociation: every element gets exactly the arithmetic the
+// scalar formula states.
+//
+// Adam's moments are flushed to zero once they fall below the smallest normal number
+// (1.2e-38 in float). A weight whose input is always 0 (a border pixel) has g = 0, so its
+// moments decay geometrically and would spend hundreds of steps as subnormals, each
+// operation on which costs the CPU a microcode assist: on Fashion-MNIST the epochs slowed
+// from 0.6 s to 1.1 s over five epochs. A moment that small moves its weight by less than
+// step · 1e-38 / eps ≈ 1e-33; the tests check the update against PyTorch's values.
 
 #include <tapegrad/nn/optim.hpp>
 
 #include <cmath>
+#include <limits>
 
 namespace tapegrad::nn::detail {
 
@@ -56,11 +64,14 @@ void adam_update(T* __restrict w, const T* __restrict g, T* __restrict m, T* __r
                  std::size_t n, const AdamCoeffs<T>& c) noexcept {
     const T step = c.step_size, ib = c.inv_bc2_sqrt, b1 = c.beta1, c1 = c.one_minus_beta1, b2 = c.beta2,
             c2 = c.one_minus_beta2, eps = c.eps, l2 = c.l2, shrink = c.shrink, sign = c.sign;
+    constexpr T tiny = std::numeric_limits<T>::min();  // the smallest normal number
     if (vmax == nullptr) {
         for (std::size_t i = 0; i < n; ++i) {
             const T gi = sign * g[i] + l2 * w[i];
-            const T mi = b1 * m[i] + c1 * gi;
-            const T vi = b2 * v[i] + c2 * gi * gi;
+            T mi = b1 * m[i] + c1 * gi;
+            T vi = b2 * v[i] + c2 * gi * gi;
+            mi = std::abs(mi) < tiny ? T(0) : mi;
+            vi = vi < tiny ? T(0) : vi;
             m[i] = mi;
             v[i] = vi;
             w[i] = w[i] * shrink - step * (mi / (std::sqrt(vi) * ib + eps));
@@ -69,8 +80,10 @@ void adam_update(T* __restrict w, const T* __restrict g, T* __restrict m, T* __r
     }
     for (std::size_t i = 0; i < n; ++i) {
         const T gi = sign * g[i] + l2 * w[i];
-        const T mi = b1 * m[i] + c1 * gi;
-        const T vi = b2 * v[i] + c2 * gi * gi;
+        T mi = b1 * m[i] + c1 * gi;
+        T vi = b2 * v[i] + c2 * gi * gi;
+        mi = std::abs(mi) < tiny ? T(0) : mi;
+        vi = vi < tiny ? T(0) : vi;
         const T vm = vmax[i] < vi ? vi : vmax[i];
         m[i] = mi;
         v[i] = vi;
