@@ -129,6 +129,9 @@ struct Node {
     bool adj_in_sink = false;       // adj is grad_sink's storage (it was cleared before)
 };
 
+// The node array grows by moving nodes: a copy would deep-copy their tensors to the heap.
+static_assert(std::is_nothrow_move_constructible_v<Node<float>>);
+
 struct BackwardOptions {
     // Record the backward pass on the tape (the recorded reading), so that gradients are Vars
     // that can be differentiated again: grad_var(x).
