@@ -401,6 +401,64 @@ TEST_CASE("hundreds of random expression graphs pass the gradient check") {
     CHECK(checked == count);
 }
 
+TEST_CASE("random graphs with the leaves as GradBuffer parameters: the buffers get the variables' gradients") {
+    // Each leaf becomes an External leaf over a GradBuffer that is either cleared (over NaN
+    // garbage: the sweep must write, never read, it) or holds earlier gradients r (the sweep
+    // must add). A second backward on the same tape adds once more.
+    const std::uint64_t count = env_or("TAPEGRAD_GRAPHS", 1000) / 2;
+    std::size_t claimed = 0, added = 0;
+    for (std::uint64_t k = 0; k < count; ++k) {
+        const std::uint64_t seed = 1000 + k;
+        const Program p = Generator(seed).make();
+        std::mt19937_64 rng(seed);
+        std::uniform_real_distribution<double> u(-1, 1);
+
+        tg::Tape<double> tv;
+        std::vector<Var<double>> vs;
+        for (const auto& leaf : p.leaves) vs.push_back(tv.variable(leaf));
+        Var<double> out_v = build(p, tv, vs);
+        Tensor<double> seedt(out_v.shape());
+        for (std::size_t i = 0; i < seedt.size(); ++i) seedt[i] = u(rng);
+        tv.backward(out_v, seedt);
+
+        tg::Tape<double> te;
+        std::vector<tg::GradBuffer<double>> bufs(p.leaves.size());
+        std::vector<Tensor<double>> before;
+        std::vector<Var<double>> es;
+        for (std::size_t i = 0; i < p.leaves.size(); ++i) {
+            bufs[i].resize(p.leaves[i].shape());
+            Tensor<double>& t = bufs[i].mutable_tensor();
+            const bool cleared = rng() % 2 == 0;
+            for (std::size_t j = 0; j < t.size(); ++j) t[j] = cleared ? std::nan("") : u(rng);
+            before.push_back(cleared ? Tensor<double>(t.shape()) : t);
+            if (cleared) bufs[i].clear();
+            (cleared ? claimed : added) += 1;
+            es.push_back(te.external(p.leaves[i], &bufs[i]));
+        }
+        Var<double> out_e = build(p, te, es);
+        te.backward(out_e, seedt);
+        for (int round = 1; round <= 2; ++round) {
+            for (std::size_t i = 0; i < p.leaves.size(); ++i) {
+                const Tensor<double>& g = tv.grad(vs[i]);
+                const Tensor<double>& b = bufs[i].tensor();
+                const Tensor<double>& eg = te.grad(es[i]);
+                double err = 0;
+                for (std::size_t j = 0; j < g.size(); ++j) {
+                    const double want = before[i][j] + round * g[j];
+                    err = std::max(err, std::abs(b[j] - want) / std::max(1.0, std::abs(want)));
+                    err = std::max(err, std::abs(eg[j] - g[j]) / std::max(1.0, std::abs(g[j])));
+                }
+                if (!(err <= 1e-12))
+                    FAIL_CHECK(fmt::format("seed {} leaf {} backward {}: relative error {:.3e}\n{}", seed, i, round,
+                                           err, p.listing()));
+            }
+            if (round == 1) te.backward(out_e, seedt);
+        }
+    }
+    CHECK(claimed > 0);
+    CHECK(added > 0);
+}
+
 TEST_CASE("the graph generator is deterministic for a seed and covers every op kind") {
     const Program a = Generator(42).make();
     const Program b = Generator(42).make();
