@@ -63,6 +63,7 @@ TEST_CASE("a GradBuffer reads zeros after clear(), counts modifications, and add
     CHECK(b(1, 2) == 12.0);
     CHECK_THROWS_WITH_AS(b.add(Tensor<double>(3, 2)),
                          "GradBuffer: adding a (3×2) gradient into a buffer of shape (2×3)", tg::Error);
+    CHECK(fmt::format("{}", b) == "Tensor(2×3) [[2, 4, 6], [8, 10, 12]]");
     b.resize({2, 3});  // same shape: unchanged
     CHECK(b(0, 0) == 2.0);
     b.resize({1, 1});

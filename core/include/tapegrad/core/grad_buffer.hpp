@@ -115,3 +115,11 @@ private:
 };
 
 }  // namespace tapegrad
+
+// Prints the gradient as its tensor does ("Tensor(2×3) [[…]]"; zeros when cleared).
+template <class T>
+struct fmt::formatter<tapegrad::GradBuffer<T>> : fmt::formatter<tapegrad::Tensor<T>> {
+    auto format(const tapegrad::GradBuffer<T>& g, fmt::format_context& ctx) const {
+        return fmt::formatter<tapegrad::Tensor<T>>::format(g.tensor(), ctx);
+    }
+};
