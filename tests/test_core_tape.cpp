@@ -212,6 +212,16 @@ TEST_CASE("a second backward on the same tape recomputes, and external leaves ac
     CHECK(W.value()[0] == 10.0);
 }
 
+TEST_CASE("tensor extents are 32-bit: a larger one is an Error, not a wrapped shape") {
+    CHECK_THROWS_WITH_AS(Tensor<float>::uninit({std::size_t(1) << 32, 1}, std::pmr::get_default_resource()),
+                         "tensor: shape (4294967296×1) has an extent above 2³² − 1", tg::Error);
+    CHECK_THROWS_WITH_AS(Tensor<float>(1, std::size_t(1) << 33), "tensor: shape (1×8589934592) has an extent above 2³² − 1",
+                         tg::Error);
+    Tensor<float> t(3, 4);
+    CHECK(t.shape() == tg::Shape{3, 4});
+    CHECK(sizeof(Tensor<float>) == 32);
+}
+
 TEST_CASE("a non-scalar output is seeded with a user adjoint") {
     tg::Tape<double> tape;
     auto x = tape.variable(Tensor<double>(1, 3, {1, 2, 3}));
