@@ -180,6 +180,45 @@ TEST_CASE("the one-pass activation VJPs (vjp_into) agree with vjp, including far
     CHECK(d[0] == -1.5);
 }
 
+TEST_CASE("the elementwise binary VJPs written in place agree with vjp for every broadcast pair") {
+    std::mt19937_64 rng(11);
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    const char* kinds[] = {"mn", "1n", "m1", "11"};
+    for (int trial = 0; trial < 6; ++trial) {
+        const std::size_t m = 2 + trial % 3, n = 3 + trial % 2;
+        auto shape = [&](std::string_view k) -> tg::Shape {
+            if (k == "mn") return {m, n};
+            if (k == "1n") return {1, n};
+            if (k == "m1") return {m, 1};
+            return {1, 1};
+        };
+        for (const char* ka : kinds)
+            for (const char* kb : kinds) {
+                CAPTURE(trial);
+                CAPTURE(ka);
+                CAPTURE(kb);
+                Tensor<double> a = rand_t(shape(ka), rng), b = rand_t(shape(kb), rng);
+                for (std::size_t i = 0; i < b.size(); ++i) b[i] += b[i] >= 0 ? 0.5 : -0.5;  // away from 0 for div
+                auto check = [&](const auto& op, auto in, const Tensor<double>& x) {
+                    const Tensor<double> y = tg::apply(op, a, b);
+                    const Tensor<double> g = rand_t(y.shape(), rng);
+                    const Tensor<double> want = tg::reduce_to(op.vjp(in, g, y, a, b), x.shape());
+                    Tensor<double> d = Tensor<double>::filled(x.rows(), x.cols(), nan);
+                    op.vjp_into(in, d, false, g, y, a, b);
+                    CHECK(rel_diff(d, want) <= 1e-14);
+                    const Tensor<double> r = rand_t(x.shape(), rng);
+                    Tensor<double> acc = r;
+                    op.vjp_into(in, acc, true, g, y, a, b);
+                    CHECK(rel_diff(acc, r + want) <= 1e-14);
+                };
+                check(tg::Mul{}, tg::In<0>{}, a);
+                check(tg::Mul{}, tg::In<1>{}, b);
+                check(tg::Sub{}, tg::In<1>{}, b);
+                check(tg::Div{}, tg::In<0>{}, a);
+            }
+    }
+}
+
 TEST_CASE("a parameter used twice in one graph: the second contribution adds into the buffer") {
     std::mt19937_64 rng(3);
     const Tensor<double> x = rand_t({4, 3}, rng), w = rand_t({3, 3}, rng);

@@ -82,6 +82,43 @@ void sum_to(Tensor<T>& out, const Tensor<T>& in) {
     }
 }
 
+// The VJP of an elementwise binary op, written in place (vjp_into, op.hpp): dst = (or, when
+// `add`, dst +=) f(g, o) with o broadcast to g's shape, summed over the axes along which dst
+// was broadcast. When dst has g's shape (the common case) this is one pass and no temporary.
+template <class T, class F>
+void write_broadcast_vjp(Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>& o, F f) {
+    if (dst.shape() != g.shape()) {  // dst was broadcast: the full product, then its sums
+        Tensor<T> t = Tensor<T>::uninit_like(g.shape(), g);
+        broadcast_binary(t, g, o, f);
+        if (!add) {
+            sum_to(dst, t);
+            return;
+        }
+        Tensor<T> r = Tensor<T>::uninit_like(dst.shape(), g);
+        sum_to(r, t);
+        T* d = dst.data();
+        for (std::size_t i = 0, e = dst.size(); i < e; ++i) d[i] += r[i];
+        return;
+    }
+    const std::size_t m = g.rows(), n = g.cols();
+    const std::size_t ors = o.rows() == 1 ? 0 : o.cols(), ocs = o.cols() == 1 ? 0 : 1;
+    auto rows = [&]<bool Add>() {
+        for (std::size_t i = 0; i < m; ++i) {
+            T* __restrict rd = dst.data() + i * n;
+            const T* __restrict rg = g.data() + i * n;
+            const T* __restrict ro = o.data() + i * ors;
+            if (ocs == 1)
+                for (std::size_t j = 0; j < n; ++j) rd[j] = Add ? rd[j] + f(rg[j], ro[j]) : f(rg[j], ro[j]);
+            else
+                for (std::size_t j = 0; j < n; ++j) rd[j] = Add ? rd[j] + f(rg[j], ro[0]) : f(rg[j], ro[0]);
+        }
+    };
+    if (add)
+        rows.template operator()<true>();
+    else
+        rows.template operator()<false>();
+}
+
 struct BroadcastTo;
 
 // Σ over broadcast axes:  y = sum_to(x, s).  dx = broadcast(dy, shape(x)).

@@ -49,6 +49,12 @@ struct Sub {
     V vjp(In<1>, const V& g, const V&, const V&, const V&) const {
         return apply(Neg{}, g);
     }
+    // In place (op.hpp): −g, summed to b's shape, with no temporary.
+    template <class T>
+    void vjp_into(In<1>, Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>&, const Tensor<T>&,
+                  const Tensor<T>&) const {
+        write_broadcast_vjp(dst, add, g, g, [](T u, T) { return -u; });
+    }
 };
 
 // C = A ⊙ B.  dA = dC ⊙ B,  dB = dC ⊙ A.
@@ -75,6 +81,17 @@ struct Mul {
     V vjp(In<1>, const V& g, const V&, const V& a, const V&) const {
         return apply(Mul{}, g, a);
     }
+    // In place (op.hpp): g ⊙ (the other input), summed to the input's shape, in one pass.
+    template <class T>
+    void vjp_into(In<0>, Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>&, const Tensor<T>&,
+                  const Tensor<T>& b) const {
+        write_broadcast_vjp(dst, add, g, b, [](T u, T v) { return u * v; });
+    }
+    template <class T>
+    void vjp_into(In<1>, Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>&, const Tensor<T>& a,
+                  const Tensor<T>&) const {
+        write_broadcast_vjp(dst, add, g, a, [](T u, T v) { return u * v; });
+    }
 };
 
 // C = A ⊘ B.  dA = dC ⊘ B,  dB = −dC ⊙ C ⊘ B  (= −dC ⊙ A ⊘ B²).
@@ -90,6 +107,11 @@ struct Div {
     template <class V>
     V vjp(In<0>, const V& g, const V&, const V&, const V& b) const {
         return apply(Div{}, g, b);
+    }
+    template <class T>
+    void vjp_into(In<0>, Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>&, const Tensor<T>&,
+                  const Tensor<T>& b) const {
+        write_broadcast_vjp(dst, add, g, b, [](T u, T v) { return u / v; });
     }
     template <class V>
     V vjp(In<1>, const V& g, const V& y, const V&, const V& b) const {
