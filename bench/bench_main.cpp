@@ -2,6 +2,7 @@
 // PyTorch) on the workloads. Prints a table; --json FILE writes the figures.
 //
 //   tapegrad_bench [--quick] [--json FILE] [--markdown FILE] [--data DIR] [--check-steps N] [--pytorch FILE]...
+//                  [--libtorch FILE]...
 //   tapegrad_bench --profile WORKLOAD [--seconds S] [--threads N]     (for perf / callgrind)
 //
 // Workloads (all float32):
@@ -72,6 +73,7 @@ struct Options {
     std::string markdown;  // the table, as Markdown (docs/performance.md)
     std::string data = "/usr/share/datasets/fashion-mnist";
     std::vector<std::string> pytorch;
+    std::vector<std::string> libtorch;  // results of bench/libtorch_bench.cpp
     std::size_t check_steps = 0;  // 0: default for the mode
     std::string child;            // internal: "tapegrad" | "handwritten" peak-RSS probe
     std::string profile;          // run one workload in a loop, for perf / callgrind
@@ -528,6 +530,7 @@ int run(int argc, char** argv) {
         else if (a == "--markdown") o.markdown = value();
         else if (a == "--data") o.data = value();
         else if (a == "--pytorch") o.pytorch.push_back(value());
+        else if (a == "--libtorch") o.libtorch.push_back(value());
         else if (a == "--check-steps") o.check_steps = std::stoul(value());
         else if (a.rfind("--child=", 0) == 0) o.child = a.substr(8);
         else if (a == "--profile") o.profile = value();
@@ -536,7 +539,7 @@ int run(int argc, char** argv) {
         else {
             std::fprintf(stderr,
                          "usage: tapegrad_bench [--quick] [--json FILE] [--markdown FILE] [--data DIR] [--check-steps N] "
-                         "[--pytorch FILE]...\n       tapegrad_bench --profile "
+                         "[--pytorch FILE]... [--libtorch FILE]...\n       tapegrad_bench --profile "
                          "step-tapegrad|step-tape|step-handwritten|tiny-tapegrad|tiny-handwritten|sweep-tapegrad [--seconds S] [--threads N]\n");
             return 2;
         }
@@ -608,26 +611,34 @@ int run(int argc, char** argv) {
     r.set("epoch_mean_loss_abs_diff_handwritten", epoch_loss_diff);
     r.set("loss_max_abs_diff_pytorch", std::nullopt);
     r.set("real_data", d.real ? 1.0 : 0.0);
+    for (const char* k : {"mlp_step_ms_libtorch_1t", "mlp_step_ms_libtorch_2t", "epoch_s_libtorch_1t",
+                          "tiny_ns_per_op_libtorch", "loss_max_abs_diff_libtorch"})
+        r.set(k, std::nullopt);
 
-    // Merge the PyTorch runs (bench/pytorch_bench.py), later files overriding earlier ones.
-    for (const auto& path : o.pytorch) {
-        std::ifstream f(path);
-        std::stringstream ss;
-        ss << f.rdbuf();
-        FlatJson j;
-        if (!f || !parse_flat_json(ss.str(), j)) {
-            fmt::print(stderr, "tapegrad_bench: cannot read PyTorch results {}\n", path);
-            continue;
+    // Merge the PyTorch runs (bench/pytorch_bench.py) and the libtorch runs
+    // (bench/libtorch_bench.cpp), later files overriding earlier ones.
+    auto merge = [&](const std::vector<std::string>& files, const std::string& side) {
+        for (const auto& path : files) {
+            std::ifstream f(path);
+            std::stringstream ss;
+            ss << f.rdbuf();
+            FlatJson j;
+            if (!f || !parse_flat_json(ss.str(), j)) {
+                fmt::print(stderr, "tapegrad_bench: cannot read {} results {}\n", side, path);
+                continue;
+            }
+            for (const auto& [k, v] : j.numbers)
+                if (k.find(side) != std::string::npos) r.set(k, v);
+            if (auto it = j.lists.find("losses"); it != j.lists.end() && !it->second.empty()) {
+                double md = 0;
+                const std::size_t n = std::min(it->second.size(), lc.tapegrad.size());
+                for (std::size_t k = 0; k < n; ++k) md = std::max(md, std::abs(it->second[k] - double(lc.tapegrad[k])));
+                if (n > 0) r.set("loss_max_abs_diff_" + side, md);
+            }
         }
-        for (const auto& [k, v] : j.numbers)
-            if (k.find("pytorch") != std::string::npos) r.set(k, v);
-        if (auto it = j.lists.find("losses"); it != j.lists.end() && !it->second.empty()) {
-            double md = 0;
-            const std::size_t n = std::min(it->second.size(), lc.tapegrad.size());
-            for (std::size_t k = 0; k < n; ++k) md = std::max(md, std::abs(it->second[k] - double(lc.tapegrad[k])));
-            if (n > 0) r.set("loss_max_abs_diff_pytorch", md);
-        }
-    }
+    };
+    merge(o.pytorch, "pytorch");
+    merge(o.libtorch, "libtorch");
 
     // ---- table ----
     auto g = [&](const char* k) { return r.get(k); };
@@ -642,56 +653,59 @@ int run(int argc, char** argv) {
     r.set("ratio_epoch_2t", re2);
     r.set("ratio_peak_rss_vs_pytorch", rmem);
 
-    fmt::print("\n{:<34} {:>11} {:>11} {:>11} {:>11} {:>9}  {}\n", "workload", "hand-written", "tapegrad",
-               "PyTorch", "PT passive", "tg/hw", "target");
+    fmt::print("\n{:<34} {:>11} {:>11} {:>11} {:>11} {:>11} {:>9}  {}\n", "workload", "hand-written", "tapegrad",
+               "libtorch", "PyTorch", "PT passive", "tg/hw", "target");
     std::string md =
-        "| workload | hand-written | tapegrad | PyTorch | PyTorch, OMP_WAIT_POLICY=PASSIVE | tapegrad / hand-written "
-        "| target |\n|---|---:|---:|---:|---:|---:|---|\n";
-    auto row = [&](const char* name, std::optional<double> hw, std::optional<double> tgv, std::optional<double> pt,
-                   std::optional<double> ptp, const char* spec, std::string target) {
-        fmt::print("{:<34} {:>11} {:>11} {:>11} {:>11} {:>9}  {}\n", name, fmt_opt(hw, spec), fmt_opt(tgv, spec),
-                   fmt_opt(pt, spec), fmt_opt(ptp, spec), fmt_opt(ratio(tgv, hw), "{:.3f}×"), target);
+        "| workload | hand-written | tapegrad | libtorch (C++) | PyTorch | PyTorch, OMP_WAIT_POLICY=PASSIVE "
+        "| tapegrad / hand-written | target |\n|---|---:|---:|---:|---:|---:|---:|---|\n";
+    const std::optional<double> none;
+    auto row = [&](const char* name, std::optional<double> hw, std::optional<double> tgv, std::optional<double> lt,
+                   std::optional<double> pt, std::optional<double> ptp, const char* spec, std::string target) {
+        fmt::print("{:<34} {:>11} {:>11} {:>11} {:>11} {:>11} {:>9}  {}\n", name, fmt_opt(hw, spec),
+                   fmt_opt(tgv, spec), fmt_opt(lt, spec), fmt_opt(pt, spec), fmt_opt(ptp, spec),
+                   fmt_opt(ratio(tgv, hw), "{:.3f}×"), target);
         std::string_view n = name;
         const bool sub = n.starts_with("  ");
-        md += fmt::format("| {}{} | {} | {} | {} | {} | {} | {} |\n", sub ? "↳ " : "", sub ? n.substr(2) : n,
-                          fmt_opt(hw, spec), fmt_opt(tgv, spec), fmt_opt(pt, spec), fmt_opt(ptp, spec),
-                          fmt_opt(ratio(tgv, hw), "{:.3f}×"), target);
+        md += fmt::format("| {}{} | {} | {} | {} | {} | {} | {} | {} |\n", sub ? "↳ " : "", sub ? n.substr(2) : n,
+                          fmt_opt(hw, spec), fmt_opt(tgv, spec), fmt_opt(lt, spec), fmt_opt(pt, spec),
+                          fmt_opt(ptp, spec), fmt_opt(ratio(tgv, hw), "{:.3f}×"), target);
     };
     row("MLP step, 1 thread (ms)", g("mlp_step_ms_handwritten_1t"), g("mlp_step_ms_tapegrad_1t"),
-        g("mlp_step_ms_pytorch_1t"), std::nullopt, "{:.3f}", fmt::format("≤1.05× hw: {}", verdict(rs1, 1.05)));
+        g("mlp_step_ms_libtorch_1t"), g("mlp_step_ms_pytorch_1t"), none, "{:.3f}",
+        fmt::format("≤1.05× hw: {}", verdict(rs1, 1.05)));
     row("MLP step, 2 threads (ms)", g("mlp_step_ms_handwritten_2t"), g("mlp_step_ms_tapegrad_2t"),
-        g("mlp_step_ms_pytorch_2t"), g("mlp_step_ms_pytorch_2t_passive"), "{:.3f}",
+        g("mlp_step_ms_libtorch_2t"), g("mlp_step_ms_pytorch_2t"), g("mlp_step_ms_pytorch_2t_passive"), "{:.3f}",
         fmt::format("≤1.05× hw: {}", verdict(rs2, 1.05)));
-    row("  same, tape + ops, 1 thread (ms)", g("mlp_step_ms_handwritten_1t"), g("mlp_step_ms_tapegrad_tape_1t"),
-        std::nullopt, std::nullopt, "{:.3f}", "");
-    row("  same, tape + ops, 2 threads (ms)", g("mlp_step_ms_handwritten_2t"), g("mlp_step_ms_tapegrad_tape_2t"),
-        std::nullopt, std::nullopt, "{:.3f}", "");
-    row("epoch, 1 thread (s)", g("epoch_s_handwritten_1t"), g("epoch_s_tapegrad_1t"), g("epoch_s_pytorch_1t"),
-        std::nullopt, "{:.3f}", fmt::format("≤1.05× hw: {}", verdict(re1, 1.05)));
+    row("  same, tape + ops, 1 thread (ms)", g("mlp_step_ms_handwritten_1t"), g("mlp_step_ms_tapegrad_tape_1t"), none,
+        none, none, "{:.3f}", "");
+    row("  same, tape + ops, 2 threads (ms)", g("mlp_step_ms_handwritten_2t"), g("mlp_step_ms_tapegrad_tape_2t"), none,
+        none, none, "{:.3f}", "");
+    row("epoch, 1 thread (s)", g("epoch_s_handwritten_1t"), g("epoch_s_tapegrad_1t"), g("epoch_s_libtorch_1t"),
+        g("epoch_s_pytorch_1t"), none, "{:.3f}", fmt::format("≤1.05× hw: {}", verdict(re1, 1.05)));
     if (!q)
-        row("epoch, 2 threads (s)", e_hw2, e_tg2, std::nullopt, std::nullopt, "{:.3f}",
+        row("epoch, 2 threads (s)", e_hw2, e_tg2, none, none, none, "{:.3f}",
             fmt::format("≤1.05× hw: {}", verdict(re2, 1.05)));
     row("tiny ops, per op (ns)", g("tiny_ns_per_op_handwritten"), g("tiny_ns_per_op_tapegrad"),
-        g("tiny_ns_per_op_pytorch"), std::nullopt, "{:.1f}",
+        g("tiny_ns_per_op_libtorch"), g("tiny_ns_per_op_pytorch"), none, "{:.1f}",
         fmt::format("≤50 ns: {}", verdict(g("tiny_ns_per_op_tapegrad"), 50)));
-    row("heap allocations per step", g("allocs_per_step_handwritten"), g("allocs_per_step"), std::nullopt,
-        std::nullopt, "{:.2f}", fmt::format("= 0: {}", verdict(g("allocs_per_step"), 0)));
-    row("peak RSS, training process (MiB)", g("peak_rss_mb_handwritten"), g("peak_rss_mb_tapegrad"),
-        g("peak_rss_mb_pytorch"), std::nullopt, "{:.1f}",
+    row("heap allocations per step", g("allocs_per_step_handwritten"), g("allocs_per_step"), none, none, none,
+        "{:.2f}", fmt::format("= 0: {}", verdict(g("allocs_per_step"), 0)));
+    row("peak RSS, training process (MiB)", g("peak_rss_mb_handwritten"), g("peak_rss_mb_tapegrad"), none,
+        g("peak_rss_mb_pytorch"), none, "{:.1f}",
         fmt::format("≤¼ PyTorch: {}{}", verdict(rmem, 0.25), rmem ? fmt::format(" ({:.3f}×)", *rmem) : ""));
-    row("sweep 10³ nodes, per node (ns)", std::nullopt, g("sweep_ns_per_node_1e3"), std::nullopt, std::nullopt,
-        "{:.1f}", "");
-    row("sweep 10⁶ nodes, per node (ns)", std::nullopt, g("sweep_ns_per_node_1e6"), std::nullopt, std::nullopt,
-        "{:.1f}", "");
+    row("sweep 10³ nodes, per node (ns)", none, g("sweep_ns_per_node_1e3"), none, none, none, "{:.1f}", "");
+    row("sweep 10⁶ nodes, per node (ns)", none, g("sweep_ns_per_node_1e6"), none, none, none, "{:.1f}", "");
     fmt::print("\nlosses over the first {} steps: max |tapegrad − hand-written| = {:.3g}, "
-               "max |tapegrad − PyTorch| = {}\n",
-               o.check_steps, lc.max_diff, fmt_opt(g("loss_max_abs_diff_pytorch"), "{:.3g}"));
+               "max |tapegrad − PyTorch| = {}, max |tapegrad − libtorch| = {}\n",
+               o.check_steps, lc.max_diff, fmt_opt(g("loss_max_abs_diff_pytorch"), "{:.3g}"),
+               fmt_opt(g("loss_max_abs_diff_libtorch"), "{:.3g}"));
     fmt::print("mean epoch loss: |tapegrad − hand-written| = {:.3g}\n", epoch_loss_diff);
 
     if (!o.markdown.empty()) {
         md += fmt::format("\nLosses over the first {} steps: max |tapegrad − hand-written| = {:.3g}, "
-                          "max |tapegrad − PyTorch| = {}. Data: {}.\n",
+                          "max |tapegrad − PyTorch| = {}, max |tapegrad − libtorch| = {}. Data: {}.\n",
                           o.check_steps, lc.max_diff, fmt_opt(g("loss_max_abs_diff_pytorch"), "{:.3g}"),
+                          fmt_opt(g("loss_max_abs_diff_libtorch"), "{:.3g}"),
                           d.real ? "Fashion-MNIST" : "synthetic (Fashion-MNIST not installed)");
         std::ofstream f(o.markdown);
         f << md;
