@@ -75,7 +75,7 @@ std::string to_dot(const Tape<T>& tape, DotOptions opt = {}) {
         std::string_view style;
         if (node.op) {
             kind = node.op->name();
-            style = node.name.empty() ? "shape=box" : "shape=box, style=bold";
+            style = node.name().empty() ? "shape=box" : "shape=box, style=bold";
         } else if (node.kind == LeafKind::Constant) {
             kind = "constant";
             style = "shape=ellipse";

@@ -107,6 +107,15 @@ enum class LeafKind : unsigned char { Op, Constant, Variable, External };
 inline constexpr std::size_t kMaxArity = 6;
 using NodeInputs = boost::container::static_vector<std::uint32_t, kMaxArity>;
 
+// What only some nodes have — a name (named nodes), a gradient buffer (External leaves) — kept
+// out of Node, in the tape's arena, so that the node array stays small (120 B per node).
+template <class T>
+struct NodeExtra {
+    std::string_view name;            // arena-owned copy of the user's name
+    GradBuffer<T>* sink = nullptr;    // External leaves: adjoints accumulate here across tapes
+    std::uint64_t sink_version = 0;   // adj_in_sink: the sink's version after our last write
+};
+
 template <class T>
 struct Node {
     Node() = default;
@@ -119,18 +128,21 @@ struct Node {
     NodeInputs in;                  // input node ids
     Tensor<T> value;
     Tensor<T> adj;                  // empty until the sweep reaches the node
-    GradBuffer<T>* grad_sink = nullptr;  // External leaves: adjoints accumulate here across tapes
-    std::string_view name;          // arena-owned copy of the user's name
-    std::uint64_t sink_version = 0; // adj_in_sink: grad_sink's version after our last write
+    NodeExtra<T>* extra = nullptr;  // name and gradient buffer, when the node has either
     std::uint32_t adj_var = kNoNode;  // recorded reading: the node holding this node's adjoint
     LeafKind kind = LeafKind::Op;
     bool requires_grad = false;
     bool sink_direct = false;       // External: may write its adjoint straight into grad_sink
     bool adj_in_sink = false;       // adj is grad_sink's storage (it was cleared before)
+
+    std::string_view name() const noexcept { return extra ? extra->name : std::string_view{}; }
+    GradBuffer<T>* grad_sink() const noexcept { return extra ? extra->sink : nullptr; }
 };
 
 // The node array grows by moving nodes: a copy would deep-copy their tensors to the heap.
 static_assert(std::is_nothrow_move_constructible_v<Node<float>>);
+// Extras live in the arena, which never runs destructors.
+static_assert(std::is_trivially_destructible_v<NodeExtra<float>>);
 
 struct BackwardOptions {
     // Record the backward pass on the tape (the recorded reading), so that gradients are Vars
@@ -298,7 +310,7 @@ public:
         // One buffer on one tape twice (a module applied twice): the two leaves' adjoints
         // meet in the buffer, so neither may claim it as its own.
         const bool twice = grad->leaf_tape_ == this && grad->leaf_gen_ == generation_ &&
-                           grad->leaf_node_ < v.id_ && nodes_[grad->leaf_node_].grad_sink == grad;
+                           grad->leaf_node_ < v.id_ && nodes_[grad->leaf_node_].grad_sink() == grad;
         if (twice) nodes_[grad->leaf_node_].sink_direct = false;
         nodes_[v.id_].sink_direct = !twice;
         grad->leaf_tape_ = this;
@@ -363,13 +375,13 @@ public:
         Node<T>& n = nodes_[x.id_];
         if (!n.requires_grad)
             fail("grad: node {} ('{}') does not require a gradient (a constant, or computed from constants only)",
-                 x.id_, n.name);
+                 x.id_, n.name());
         if (n.adj.empty()) {
             n.adj = Tensor<T>(n.value.shape(), &arena_);
             swept_ = true;  // an adjoint the next backward must clear
         }
         if (n.adj_in_sink) {  // written into a cleared GradBuffer: still there?
-            if (n.grad_sink->version() != n.sink_version)
+            if (n.extra->sink->version() != n.extra->sink_version)
                 fail("grad: the gradient of '{}' was written into its cleared gradient buffer, which has "
                      "changed since (cleared, updated, or added to by another backward()); read tape.grad() "
                      "before that, or read the buffer",
@@ -384,7 +396,7 @@ public:
     Var<T> grad_var(const Var<T>& x) {
         check(x, "grad_var");
         Node<T>& n = nodes_[x.id_];
-        if (!n.requires_grad) fail("grad_var: node {} ('{}') does not require a gradient", x.id_, n.name);
+        if (!n.requires_grad) fail("grad_var: node {} ('{}') does not require a gradient", x.id_, n.name());
         if (!graph_recorded_) fail("grad_var: the last backward() did not record a graph; pass {{.create_graph = true}}");
         if (n.adj_var == kNoNode) return constant(Tensor<T>(n.value.shape()));
         return var_of(n.adj_var);
@@ -428,13 +440,14 @@ public:
     Var<T> var_of(std::uint32_t id) { return Var<T>(this, id, generation_); }
     void set_name(const Var<T>& x, std::string_view name) {
         check(x, "named");
-        nodes_[x.id_].name = intern(name);
+        if (name.empty() && nodes_[x.id_].extra == nullptr) return;
+        extra_of(nodes_[x.id_]).name = intern(name);
     }
     // The node's display name: the user's, or a generated one (v3 for a variable, c3 for a
     // constant, t3 for an intermediate).
     std::string display_name(std::uint32_t id) const {
         const Node<T>& n = nodes_[id];
-        if (!n.name.empty()) return std::string(n.name);
+        if (!n.name().empty()) return std::string(n.name());
         char p = n.kind == LeafKind::Constant ? 'c' : n.kind == LeafKind::Op ? 't' : 'v';
         return fmt::format("{}{}", p, id);
     }
@@ -469,13 +482,13 @@ private:
     // Storage for the first contribution to node n's adjoint, to be overwritten in full: the
     // leaf's GradBuffer when it was cleared (nothing to add to), else arena memory.
     static bool claims_sink(const Node<T>& n) noexcept {
-        return n.sink_direct && n.grad_sink->cleared() && n.grad_sink->shape() == n.value.shape();
+        return n.sink_direct && n.extra->sink->cleared() && n.extra->sink->shape() == n.value.shape();
     }
     Tensor<T>& fresh_adjoint(Node<T>& n) {
         if (claims_sink(n)) {
-            n.adj = Tensor<T>::view(n.grad_sink->claim(), n.value.shape(), &arena_);
+            n.adj = Tensor<T>::view(n.extra->sink->claim(), n.value.shape(), &arena_);
             n.adj_in_sink = true;
-            n.sink_version = n.grad_sink->version();
+            n.extra->sink_version = n.extra->sink->version();
         } else {
             n.adj = Tensor<T>::uninit(n.value.shape(), &arena_);
         }
@@ -485,7 +498,7 @@ private:
     // adjoint living in a GradBuffer is written there (and the buffer's version follows).
     Tensor<T>& adjoint_for_update(Node<T>& n) {
         if (n.adj_in_sink) {
-            n.sink_version = n.grad_sink->touch();
+            n.extra->sink_version = n.extra->sink->touch();
         } else if (!n.adj.owns()) {  // copy on write: the adjoint was adopted as a view
             Tensor<T> own = Tensor<T>::uninit(n.value.shape(), &arena_);
             std::copy_n(n.adj.data(), own.size(), own.data());
@@ -496,8 +509,11 @@ private:
 
     Var<T> leaf(Tensor<T>&& value, LeafKind kind, bool rg, GradBuffer<T>* sink, std::string_view name) {
         Node<T>& n = push(nullptr, std::move(value), kind, rg);
-        n.grad_sink = sink;
-        n.name = intern(name);
+        if (sink != nullptr || !name.empty()) {
+            NodeExtra<T>& e = extra_of(n);
+            e.sink = sink;
+            e.name = intern(name);
+        }
         const auto id = static_cast<std::uint32_t>(nodes_.size() - 1);
         if (anomaly_) [[unlikely]]
             anomaly_leaf(id);
@@ -517,6 +533,10 @@ private:
     [[gnu::cold, gnu::noinline]] void anomaly_leaf(std::uint32_t id) const;
     [[gnu::cold, gnu::noinline]] void anomaly_adjoint(std::uint32_t target) const;
     std::string describe(std::uint32_t id) const;
+    NodeExtra<T>& extra_of(Node<T>& n) {
+        if (n.extra == nullptr) n.extra = ::new (arena_.bump(sizeof(NodeExtra<T>), alignof(NodeExtra<T>))) NodeExtra<T>{};
+        return *n.extra;
+    }
     std::string_view intern(std::string_view s) {
         if (s.empty()) return {};
         char* p = static_cast<char*>(arena_.allocate(s.size(), 1));
@@ -685,9 +705,9 @@ void Tape<T>::sweep(std::uint32_t root, Tensor<T>&& seed, BackwardOptions opt) {
             if (n.op) {
                 sweeping_ = i;
                 n.op->vjp_numeric(*this, i);
-            } else if (n.grad_sink && !n.adj_in_sink) {  // (in the sink: already there)
-                n.grad_sink->resize(n.value.shape());
-                n.grad_sink->add(n.adj);
+            } else if (n.kind == LeafKind::External && !n.adj_in_sink) {  // (in the sink: already there)
+                n.extra->sink->resize(n.value.shape());
+                n.extra->sink->add(n.adj);
             }
         }
         return;
@@ -707,9 +727,9 @@ void Tape<T>::sweep(std::uint32_t root, Tensor<T>&& seed, BackwardOptions opt) {
         Node<T>& n = nodes_[i];
         if (n.adj_var == kNoNode || !n.requires_grad) continue;
         n.adj = nodes_[n.adj_var].value.clone(&arena_);
-        if (n.op == nullptr && n.grad_sink) {
-            n.grad_sink->resize(n.value.shape());
-            n.grad_sink->add(n.adj);
+        if (n.kind == LeafKind::External) {
+            n.extra->sink->resize(n.value.shape());
+            n.extra->sink->add(n.adj);
         }
     }
 }
@@ -831,7 +851,7 @@ std::string Tape<T>::explain(const Var<T>& x, const Var<T>& loss, ExplainOptions
     const std::string lname = display_name(root);
     auto d = [&](std::uint32_t id) {
         for (const auto& [node, alias] : opt.adjoint_names)
-            if (node == nodes_[id].name) return Sym::atom(std::string(alias), nodes_[id].value.shape());
+            if (node == nodes_[id].name()) return Sym::atom(std::string(alias), nodes_[id].value.shape());
         return a ? Sym::atom(fmt::format("d{}/d{}", lname, display_name(id)), nodes_[id].value.shape())
                  : Sym::atom(fmt::format("∂{}/∂{}", lname, display_name(id)), nodes_[id].value.shape());
     };
@@ -841,7 +861,7 @@ std::string Tape<T>::explain(const Var<T>& x, const Var<T>& loss, ExplainOptions
     s.adj.resize(root + 1);
     for (std::uint32_t i = 0; i <= root; ++i) {
         const Node<T>& n = nodes_[i];
-        if (n.op == nullptr || !n.name.empty())
+        if (n.op == nullptr || !n.name().empty())
             s.value[i] = Sym::atom(display_name(i), n.value.shape());
         else
             s.value[i] = n.op->forward_symbolic(*this, i, s);
@@ -862,8 +882,8 @@ std::string Tape<T>::explain(const Var<T>& x, const Var<T>& loss, ExplainOptions
         const Node<T>& n = nodes_[i];
         if (!s.adj[i] || !n.requires_grad || !reach[i]) continue;
         // A named node's adjoint is referred to by name further down, and gets its own line.
-        const bool stop = !n.name.empty() && i != root &&
-                          (opt.via.empty() || std::find(opt.via.begin(), opt.via.end(), n.name) != opt.via.end());
+        const bool stop = !n.name().empty() && i != root &&
+                          (opt.via.empty() || std::find(opt.via.begin(), opt.via.end(), n.name()) != opt.via.end());
         if (stop || i == x.id_) {
             lines.push_back({i, *s.adj[i]});
             s.adj[i] = d(i);
