@@ -4,9 +4,12 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <limits>
+#include <memory>
 #include <numbers>
 #include <vector>
 
+#include <tapegrad/nn/clip.hpp>
 #include <tapegrad/nn/optim.hpp>
 
 namespace tg = tapegrad;
@@ -213,4 +216,61 @@ TEST_CASE("CosineAnnealingLR follows the closed-form half cosine from lr to eta_
     const double mid = 0.01 + 0.09 * 0.5;
     check_close(lrs, {0.1, 0.01 + 0.09 * (1 + std::cos(std::numbers::pi / 4)) / 2, mid,
                       0.01 + 0.09 * (1 + std::cos(3 * std::numbers::pi / 4)) / 2, 0.01});
+}
+
+// Expected values printed by torch 1.13's clip_grad_norm_ / clip_grad_value_ for the same
+// float64 gradients (a: 2×2, b: 1×3).
+TEST_CASE("clip_grad_norm and clip_grad_value match torch.nn.utils") {
+    auto make = [] {
+        auto a = std::make_unique<nn::Parameter<double>>(tg::Tensor<double>(2, 2), "a");
+        auto b = std::make_unique<nn::Parameter<double>>(tg::Tensor<double>(1, 3), "b");
+        a->grad.mutable_tensor() = tg::Tensor<double>(2, 2, {3, -4, 1, 2});
+        b->grad.mutable_tensor() = tg::Tensor<double>(1, 3, {0.5, -0.5, 2});
+        return std::pair{std::move(a), std::move(b)};
+    };
+    struct Case {
+        double p, max_norm, total;
+        std::vector<double> a, b;
+    };
+    const double inf = std::numeric_limits<double>::infinity();
+    const Case cases[] = {
+        {2, 1, 5.873670062235365,
+         {0.5107538314987422, -0.6810051086649896, 0.1702512771662474, 0.3405025543324948},
+         {0.0851256385831237, -0.0851256385831237, 0.3405025543324948}},
+        {1, 2, 13.0,
+         {0.46153842603550577, -0.615384568047341, 0.15384614201183525, 0.3076922840236705},
+         {0.07692307100591762, -0.07692307100591762, 0.3076922840236705}},
+        {inf, 3, 4.0,
+         {2.249999437500141, -2.9999992500001875, 0.7499998125000469, 1.4999996250000938},
+         {0.37499990625002344, -0.37499990625002344, 1.4999996250000938}},
+        {3, 100, 4.7658748637245365, {3, -4, 1, 2}, {0.5, -0.5, 2}},  // below max_norm: untouched
+    };
+    for (const Case& c : cases) {
+        CAPTURE(c.p);
+        auto [a, b] = make();
+        std::vector<nn::Parameter<double>*> ps{a.get(), b.get()};
+        CHECK(nn::clip_grad_norm(ps, c.max_norm, {.norm_type = c.p}) == doctest::Approx(c.total).epsilon(1e-14));
+        for (std::size_t i = 0; i < 4; ++i) CHECK(a->grad[i] == doctest::Approx(c.a[i]).epsilon(1e-14));
+        for (std::size_t i = 0; i < 3; ++i) CHECK(b->grad[i] == doctest::Approx(c.b[i]).epsilon(1e-14));
+    }
+    {
+        auto [a, b] = make();
+        std::vector<nn::Parameter<double>*> ps{a.get()};
+        nn::clip_grad_value(ps, 1.5);
+        const double want[] = {1.5, -1.5, 1.0, 1.5};
+        for (std::size_t i = 0; i < 4; ++i) CHECK(a->grad[i] == want[i]);
+    }
+    {  // a cleared gradient counts as zero and stays cleared; bad arguments and NaN norms are Errors
+        auto [a, b] = make();
+        b->zero_grad();
+        std::vector<nn::Parameter<double>*> ps{a.get(), b.get()};
+        CHECK(nn::clip_grad_norm(ps, 1.0) == doctest::Approx(std::sqrt(30.0)).epsilon(1e-14));
+        CHECK(b->grad.cleared());
+        CHECK_THROWS_WITH_AS(nn::clip_grad_norm(ps, -1.0), "clip_grad_norm: invalid max_norm -1", tg::Error);
+        CHECK_THROWS_WITH_AS(nn::clip_grad_norm(ps, 1.0, {.norm_type = 0.5}),
+                             "clip_grad_norm: norm_type must be ≥ 1 or infinity, not 0.5", tg::Error);
+        a->grad.mutable_tensor()[0] = std::nan("");
+        CHECK_THROWS_WITH_AS(nn::clip_grad_norm(ps, 1.0, {.error_if_nonfinite = true}),
+                             "clip_grad_norm: the total 2-norm of the gradients is nan", tg::Error);
+    }
 }

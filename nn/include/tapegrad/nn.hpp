@@ -7,6 +7,7 @@
 #include <tapegrad/ops/reductions.hpp>
 
 #include <tapegrad/nn/checkpoint.hpp>
+#include <tapegrad/nn/clip.hpp>
 #include <tapegrad/nn/data.hpp>
 #include <tapegrad/nn/history.hpp>
 #include <tapegrad/nn/init.hpp>
