@@ -149,7 +149,7 @@ TEST_CASE("vjp_into writes what vjp returns, overwriting (β = 0, garbage never 
     }
 }
 
-TEST_CASE("the one-pass activation VJPs (vjp_into) agree with vjp, including far in the tails") {
+TEST_CASE("the one-pass unary VJPs (vjp_into) agree with vjp, including far in the tails") {
     std::mt19937_64 rng(8);
     const double nan = std::numeric_limits<double>::quiet_NaN();
     for (std::size_t trial = 0; trial < 10; ++trial) {
@@ -170,6 +170,15 @@ TEST_CASE("the one-pass activation VJPs (vjp_into) agree with vjp, including far
         };
         check(tg::Tanh{});
         check(tg::Sigmoid{});
+        check(tg::Softplus{});
+        check(tg::LeakyRelu{0.1});
+        check(tg::Square{});
+        check(tg::Abs{});
+        Tensor<double> xp = x;  // sqrt: on positive values
+        for (std::size_t i = 0; i < xp.size(); ++i) xp[i] = std::abs(xp[i]) + 0.1;
+        std::swap(x, xp);
+        check(tg::Sqrt{});
+        std::swap(x, xp);
     }
     // MatMul's 1×1 shortcut, both ways.
     const Tensor<double> a(1, 1, {1.5}), b(1, 1, {-2.0}), g(1, 1, {3.0});

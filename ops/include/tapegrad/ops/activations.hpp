@@ -249,6 +249,11 @@ struct LeakyRelu {
     V vjp(In<0>, const V& g, const V&, const V& x) const {
         return apply(Mul{}, g, apply(LeakyReluGrad{slope}, x));
     }
+    template <class T>  // the same in one pass into the adjoint (op.hpp)
+    void vjp_into(In<0>, Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>&, const Tensor<T>& x) const {
+        const T s = static_cast<T>(slope);
+        detail::write_scaled(dst, add, g, x, [s](T v) { return v > 0 ? T(1) : s; });
+    }
 };
 
 // Y = softplus(X) = log(1 + exp(X)).  dX = dY ⊙ σ(X).
@@ -264,6 +269,10 @@ struct Softplus {
     template <class V>
     V vjp(In<0>, const V& g, const V&, const V& x) const {
         return apply(Mul{}, g, apply(Sigmoid{}, x));
+    }
+    template <class T>  // the same in one pass into the adjoint (op.hpp)
+    void vjp_into(In<0>, Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>&, const Tensor<T>& x) const {
+        detail::write_scaled(dst, add, g, x, [](T v) { return detail::stable_sigmoid(v); });
     }
 };
 

@@ -31,6 +31,10 @@ struct Square {
     V vjp(In<0>, const V& g, const V&, const V& x) const {
         return apply(Mul{}, g, apply(Scale{2}, x));
     }
+    template <class T>  // the same in one pass into the adjoint (op.hpp)
+    void vjp_into(In<0>, Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>&, const Tensor<T>& x) const {
+        write_broadcast_vjp(dst, add, g, x, [](T u, T v) { return u * (T(2) * v); });
+    }
 };
 
 // Y = √X.  dX = dY ⊘ (2Y).
@@ -46,6 +50,10 @@ struct Sqrt {
     template <class V>
     V vjp(In<0>, const V& g, const V& y, const V&) const {
         return apply(Div{}, g, apply(Scale{2}, y));
+    }
+    template <class T>  // the same in one pass into the adjoint (op.hpp)
+    void vjp_into(In<0>, Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>& y, const Tensor<T>&) const {
+        write_broadcast_vjp(dst, add, g, y, [](T u, T v) { return u / (T(2) * v); });
     }
 };
 
@@ -135,6 +143,10 @@ struct Abs {
     template <class V>
     V vjp(In<0>, const V& g, const V&, const V& x) const {
         return apply(Mul{}, g, apply(Sign{}, x));
+    }
+    template <class T>  // the same in one pass into the adjoint (op.hpp)
+    void vjp_into(In<0>, Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>&, const Tensor<T>& x) const {
+        write_broadcast_vjp(dst, add, g, x, [](T u, T v) { return u * T((v > 0) - (v < 0)); });
     }
 };
 
