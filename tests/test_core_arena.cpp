@@ -1,32 +1,11 @@
 // Memory: the tape's arena makes a reset/forward/backward loop allocation-free after warm-up.
 #include <doctest/doctest.h>
 
-#include <atomic>
-#include <cstdlib>
-#include <new>
-
 #include <tapegrad/tapegrad.hpp>
 
-namespace {
-std::atomic<long> g_news{0};
-}
+#include "count_new.hpp"
 
-// Count every heap allocation made through operator new in this test program.
-void* operator new(std::size_t n) {
-    ++g_news;
-    if (void* p = std::malloc(n ? n : 1)) return p;
-    throw std::bad_alloc();
-}
-void* operator new(std::size_t n, std::align_val_t a) {
-    ++g_news;
-    std::size_t al = static_cast<std::size_t>(a);
-    if (void* p = std::aligned_alloc(al, (n + al - 1) / al * al)) return p;
-    throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+using tapegrad::test::g_news;
 
 namespace tg = tapegrad;
 

@@ -3,36 +3,11 @@
 // comes from the tape's arena, optimiser state is allocated with the optimiser.
 #include <doctest/doctest.h>
 
-#include <atomic>
-#include <cstdlib>
-#include <new>
-
 #include <tapegrad/nn.hpp>
 
-namespace {
-std::atomic<long> g_news{0};
-}
+#include "count_new.hpp"
 
-// GCC pairs the replaced operator new with free() after inlining and warns; the pairing is
-// malloc/free, which is correct.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-void* operator new(std::size_t n) {
-    ++g_news;
-    if (void* p = std::malloc(n ? n : 1)) return p;
-    throw std::bad_alloc();
-}
-void* operator new(std::size_t n, std::align_val_t a) {
-    ++g_news;
-    const std::size_t al = static_cast<std::size_t>(a);
-    if (void* p = std::aligned_alloc(al, (n + al - 1) / al * al)) return p;
-    throw std::bad_alloc();
-}
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-#pragma GCC diagnostic pop
+using tapegrad::test::g_news;
 
 namespace tg = tapegrad;
 namespace nn = tapegrad::nn;

@@ -59,37 +59,38 @@ void sgd_update(T* __restrict w, const T* __restrict g, T* __restrict b, std::si
         }
 }
 
-template <class T>
-void adam_update(T* __restrict w, const T* __restrict g, T* __restrict m, T* __restrict v, T* __restrict vmax,
-                 std::size_t n, const AdamCoeffs<T>& c) noexcept {
+namespace {
+// One Adam loop per variant (with or without the running maximum of amsgrad), from one body.
+template <bool kAmsgrad, class T>
+void adam_loop(T* __restrict w, const T* __restrict g, T* __restrict m, T* __restrict v, T* __restrict vmax,
+               std::size_t n, const AdamCoeffs<T>& c) noexcept {
     const T step = c.step_size, ib = c.inv_bc2_sqrt, b1 = c.beta1, c1 = c.one_minus_beta1, b2 = c.beta2,
             c2 = c.one_minus_beta2, eps = c.eps, l2 = c.l2, shrink = c.shrink, sign = c.sign;
     constexpr T tiny = std::numeric_limits<T>::min();  // the smallest normal number
-    if (vmax == nullptr) {
-        for (std::size_t i = 0; i < n; ++i) {
-            const T gi = sign * g[i] + l2 * w[i];
-            T mi = b1 * m[i] + c1 * gi;
-            T vi = b2 * v[i] + c2 * gi * gi;
-            mi = std::abs(mi) < tiny ? T(0) : mi;
-            vi = vi < tiny ? T(0) : vi;
-            m[i] = mi;
-            v[i] = vi;
-            w[i] = w[i] * shrink - step * (mi / (std::sqrt(vi) * ib + eps));
-        }
-        return;
-    }
     for (std::size_t i = 0; i < n; ++i) {
         const T gi = sign * g[i] + l2 * w[i];
         T mi = b1 * m[i] + c1 * gi;
         T vi = b2 * v[i] + c2 * gi * gi;
         mi = std::abs(mi) < tiny ? T(0) : mi;
         vi = vi < tiny ? T(0) : vi;
-        const T vm = vmax[i] < vi ? vi : vmax[i];
         m[i] = mi;
         v[i] = vi;
-        vmax[i] = vm;
-        w[i] = w[i] * shrink - step * (mi / (std::sqrt(vm) * ib + eps));
+        T vd = vi;  // the second moment in the denominator
+        if constexpr (kAmsgrad) {
+            vd = vmax[i] < vi ? vi : vmax[i];
+            vmax[i] = vd;
+        }
+        w[i] = w[i] * shrink - step * (mi / (std::sqrt(vd) * ib + eps));
     }
+}
+}  // namespace
+
+template <class T>
+void adam_update(T* w, const T* g, T* m, T* v, T* vmax, std::size_t n, const AdamCoeffs<T>& c) noexcept {
+    if (vmax == nullptr)
+        adam_loop<false>(w, g, m, v, vmax, n, c);
+    else
+        adam_loop<true>(w, g, m, v, vmax, n, c);
 }
 
 template void sgd_update<float>(float*, const float*, float*, std::size_t, const SGDCoeffs<float>&) noexcept;
