@@ -42,18 +42,6 @@ T stable_tanh_grad(T x) {
     const T d = T(1) + e;
     return T(4) * e / (d * d);
 }
-// dst (+)= g ⊙ f(x) in one pass: the numeric VJP of an elementwise f (vjp_into, op.hpp).
-template <class T, class F>
-void write_scaled(Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>& x, F f) {
-    T* __restrict o = dst.data();
-    const T* __restrict pg = g.data();
-    const T* __restrict px = x.data();
-    const std::size_t n = dst.size();
-    if (add)
-        for (std::size_t i = 0; i < n; ++i) o[i] += pg[i] * f(px[i]);
-    else
-        for (std::size_t i = 0; i < n; ++i) o[i] = pg[i] * f(px[i]);
-}
 // softplus(x) = log(1 + eˣ) = max(x, 0) + log1p(e^−|x|).
 template <class T>
 T stable_softplus(T x) {
@@ -79,7 +67,7 @@ struct Sigmoid {
     // The same VJP in one pass into the adjoint (no σ′ temporary).
     template <class T>
     void vjp_into(In<0>, Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>&, const Tensor<T>& x) const {
-        detail::write_scaled(dst, add, g, x, [](T v) { return detail::stable_sigmoid_grad(v); });
+        write_broadcast_vjp(dst, add, g, x, [](T u, T v) { return u * detail::stable_sigmoid_grad(v); });
     }
 };
 
@@ -124,7 +112,7 @@ struct Tanh {
     // The same VJP in one pass into the adjoint (no tanh′ temporary).
     template <class T>
     void vjp_into(In<0>, Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>&, const Tensor<T>& x) const {
-        detail::write_scaled(dst, add, g, x, [](T v) { return detail::stable_tanh_grad(v); });
+        write_broadcast_vjp(dst, add, g, x, [](T u, T v) { return u * detail::stable_tanh_grad(v); });
     }
 };
 
@@ -252,7 +240,7 @@ struct LeakyRelu {
     template <class T>  // the same in one pass into the adjoint (op.hpp)
     void vjp_into(In<0>, Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>&, const Tensor<T>& x) const {
         const T s = static_cast<T>(slope);
-        detail::write_scaled(dst, add, g, x, [s](T v) { return v > 0 ? T(1) : s; });
+        write_broadcast_vjp(dst, add, g, x, [s](T u, T v) { return u * (v > 0 ? T(1) : s); });
     }
 };
 
@@ -272,7 +260,7 @@ struct Softplus {
     }
     template <class T>  // the same in one pass into the adjoint (op.hpp)
     void vjp_into(In<0>, Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>&, const Tensor<T>& x) const {
-        detail::write_scaled(dst, add, g, x, [](T v) { return detail::stable_sigmoid(v); });
+        write_broadcast_vjp(dst, add, g, x, [](T u, T v) { return u * detail::stable_sigmoid(v); });
     }
 };
 

@@ -119,27 +119,24 @@ struct Affine {
         for (std::size_t i = 0; i < out.rows(); ++i) std::copy_n(b.data(), n, out.data() + i * n);
         gemm(false, false, T(1), x, w, T(1), out);
     }
+    // The VJPs of x and W are matmul's (X·W with no transposes), in every reading.
     template <class V>
-    V vjp(In<0>, const V& g, const V&, const V&, const V& w, const V&) const {
-        return apply(MatMul{false, true}, g, w);
+    V vjp(In<0>, const V& g, const V& y, const V& x, const V& w, const V&) const {
+        return MatMul{}.vjp(In<0>{}, g, y, x, w);
     }
     template <class V>
-    V vjp(In<1>, const V& g, const V&, const V& x, const V&, const V&) const {
-        return apply(MatMul{true, false}, x, g);
+    V vjp(In<1>, const V& g, const V& y, const V& x, const V& w, const V&) const {
+        return MatMul{}.vjp(In<1>{}, g, y, x, w);
     }
     template <class V>
     V vjp(In<2>, const V& g, const V&, const V&, const V&, const V&) const {
         return g;
     }
-    template <class T>
-    void vjp_into(In<0>, Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>&, const Tensor<T>&,
+    template <class T, std::size_t I>
+        requires(I < 2)
+    void vjp_into(In<I> in, Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>& y, const Tensor<T>& x,
                   const Tensor<T>& w, const Tensor<T>&) const {
-        gemm(false, true, T(1), g, w, add ? T(1) : T(0), dst);
-    }
-    template <class T>
-    void vjp_into(In<1>, Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>&, const Tensor<T>& x,
-                  const Tensor<T>&, const Tensor<T>&) const {
-        gemm(true, false, T(1), x, g, add ? T(1) : T(0), dst);
+        MatMul{}.vjp_into(in, dst, add, g, y, x, w);
     }
 };
 
