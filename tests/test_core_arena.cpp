@@ -61,3 +61,39 @@ TEST_CASE("allocations from the arena honour the requested alignment") {
         CHECK(reinterpret_cast<std::uintptr_t>(p) % al == 0);
     }
 }
+
+#ifdef TAPEGRAD_ASAN
+// Under AddressSanitizer the arena poisons what it has not handed out (docs/guarantees.md), so an
+// op writing past its output or a value read after reset() is reported like a heap error.
+TEST_CASE("under ASan the arena poisons redzones, unused memory and everything after reset") {
+    tg::Arena arena(1 << 12);
+    auto* p = static_cast<unsigned char*>(arena.allocate(40, 16));
+    CHECK(__asan_region_is_poisoned(p, 40) == nullptr);        // what was handed out is usable
+    CHECK(__asan_address_is_poisoned(p + 40) != 0);             // the redzone after it is not
+    CHECK(__asan_address_is_poisoned(p + 40 + 16) != 0);
+    auto* q = static_cast<unsigned char*>(arena.allocate(8, 8));
+    CHECK(q >= p + 40 + tg::Arena::kRedzone);                  // the next allocation skips it
+    arena.reset();
+    CHECK(__asan_address_is_poisoned(p) != 0);                  // a stale view reads poison
+    CHECK(__asan_address_is_poisoned(q) != 0);
+    auto* r = static_cast<unsigned char*>(arena.allocate(40, 16));
+    CHECK(r == p);                                             // the memory is reused…
+    CHECK(__asan_region_is_poisoned(r, 40) == nullptr);        // …and usable again
+}
+
+TEST_CASE("under ASan a value read after its tape was reset is poisoned memory") {
+    tg::Tape<double> tape;
+    auto x = tape.variable(tg::Tensor<double>(2, 3), "x");
+    auto y = x * x;
+    const double* stale = y.value().data();
+    CHECK(__asan_region_is_poisoned(const_cast<double*>(stale), 6 * sizeof(double)) == nullptr);
+    tape.reset();
+    CHECK(__asan_address_is_poisoned(stale) != 0);
+}
+#else
+TEST_CASE("under ASan the arena poisons redzones, unused memory and everything after reset" *
+          doctest::skip(true)) {
+    // Not an ASan build: the poisoning does not exist here; .ci/sanitize.sh runs this test.
+    MESSAGE("skipped: build with -DTAPEGRAD_SANITIZE=address to test the arena's poisoning");
+}
+#endif
