@@ -144,3 +144,151 @@ TEST_CASE("labels that require a gradient are rejected: class indices are not di
     CHECK(m.rfind("softmax_cross_entropy:", 0) == 0);
     CHECK(contains(m, "not differentiable"));
 }
+
+// ---- offsets near SIZE_MAX (e.g. the result of a size_t subtraction that went below zero) ------
+// Every shape/offset check is written so that it cannot wrap around: an offset near SIZE_MAX is
+// an Error naming the op, the offsets and the shapes, never a write outside the output.
+
+namespace {
+constexpr std::size_t kHuge = std::size_t(-1);
+}  // namespace
+
+TEST_CASE("a pad at an offset near SIZE_MAX is an error and leaves the previous node's value intact") {
+    tg::Tape<double> tape;
+    auto x = tape.variable(Tensor<double>(2, 2, {1, 2, 3, 4}), "x");
+    auto x4 = tape.variable(Tensor<double>::filled(4, 4, 9.0), "x4");
+    auto c = tape.constant(Tensor<double>::filled(4, 4, 7.0), "c");
+    const Tensor<double> fourteens = Tensor<double>::filled(4, 4, 14.0);
+    // Each pad follows a 4×4 node whose storage ends where the pad's output starts; before the
+    // fix, the exact example below wrote x's first row into that node's last row.
+    auto prev = c + c;
+    std::string m = error_of([&] { tg::pad(x, Shape{4, 4}, kHuge, 0); });
+    CAPTURE(m);
+    CHECK(m.rfind("pad:", 0) == 0);
+    CHECK(contains(m, "(2×2)"));
+    CHECK(contains(m, "(4×4)"));
+    CHECK(contains(m, fmt::format("({}, 0)", kHuge)));
+    CHECK(tg::max_abs_diff(prev.value(), fourteens) == 0);
+    // Offsets −1, −2, −3 (wrapped) with a 4×4 input: up to 12 elements below the output.
+    for (std::size_t back = 1; back <= 3; ++back) {
+        CAPTURE(back);
+        auto before = c + c;
+        CHECK(error_of([&] { tg::pad(x4, Shape{4, 4}, std::size_t(0) - back, 0); }).rfind("pad:", 0) == 0);
+        CHECK(tg::max_abs_diff(before.value(), fourteens) == 0);
+        auto left = c + c;
+        CHECK(error_of([&] { tg::pad(x4, Shape{4, 4}, 0, std::size_t(0) - back); }).rfind("pad:", 0) == 0);
+        CHECK(tg::max_abs_diff(left.value(), fourteens) == 0);
+    }
+    CHECK(error_of([&] { tg::pad(x, Shape{4, 4}, kHuge - 1, kHuge - 1); }).rfind("pad:", 0) == 0);
+    CHECK(tape.size() == 10);  // 3 leaves and 7 sums: nothing recorded by the failed calls
+    // The numeric reading.
+    check_names(error_of([] { tg::pad(z(2, 2), Shape{4, 4}, kHuge, 0); }), "pad", {2, 2}, {4, 4});
+    check_names(error_of([] { tg::pad(z(2, 2), Shape{4, 4}, 1, kHuge - 1); }), "pad", {2, 2}, {4, 4});
+    // A pad that fits exactly still works.
+    Tensor<double> p = tg::pad(Tensor<double>(2, 2, {1, 2, 3, 4}), Shape{4, 4}, 2, 2);
+    CHECK(p(3, 3) == 4);
+    CHECK(p(2, 2) == 1);
+    CHECK(p(0, 0) == 0);
+}
+
+TEST_CASE("slices with bounds near SIZE_MAX are errors naming the op, the range and the shape") {
+    auto is_slice_error = [](const std::string& m) {
+        CAPTURE(m);
+        CHECK(m.rfind("slice:", 0) == 0);
+        CHECK(contains(m, "(4×3)"));
+    };
+    is_slice_error(error_of([] { tg::slice(z(4, 3), kHuge, 2, 0, 3); }));
+    is_slice_error(error_of([] { tg::slice(z(4, 3), 0, kHuge, 0, 3); }));
+    is_slice_error(error_of([] { tg::slice(z(4, 3), 0, 2, kHuge - 1, kHuge); }));
+    is_slice_error(error_of([] { tg::slice(z(4, 3), 0, 2, 1, kHuge); }));
+    is_slice_error(error_of([] { tg::slice_rows(z(4, 3), kHuge, 1); }));
+    is_slice_error(error_of([] { tg::slice_rows(z(4, 3), 1, kHuge); }));
+    is_slice_error(error_of([] { tg::slice_cols(z(4, 3), kHuge, kHuge); }));
+    is_slice_error(error_of([] { tg::slice_cols(z(4, 3), 2, 2 + kHuge); }));  // wraps to 1: empty
+    tg::Tape<double> tape;
+    auto X = tape.variable(z(4, 3), "X");
+    is_slice_error(error_of([&] { tg::slice(X, 1, 3, kHuge, 1); }));
+    CHECK(tape.size() == 1);  // nothing recorded by the failed calls
+}
+
+TEST_CASE("concatenations whose summed extent would wrap around are errors naming the op and both shapes") {
+    // Only a symbolic shape can be that large; a tensor's extents are below 2³².
+    const Shape a{2, kHuge - 1}, b{2, 3};
+    check_names(error_of([&] { tg::concat_cols(tg::Sym::atom("A", a), tg::Sym::atom("B", b)); }), "concat_cols",
+                a, b);
+    const Shape c{kHuge / 2 + 1, 2}, d{kHuge / 2 + 1, 2};
+    check_names(error_of([&] { tg::concat_rows(tg::Sym::atom("C", c), tg::Sym::atom("D", d)); }), "concat_rows",
+                c, d);
+    check_names(error_of([&] { tg::apply(tg::Pad{Shape{4, kHuge}, 0, kHuge}, tg::Sym::atom("X", Shape{2, 2})); }),
+                "pad", {2, 2}, {4, kHuge});
+}
+
+TEST_CASE("one_hot with a class count near SIZE_MAX and labels near it are errors, not wild writes") {
+    std::string m = error_of([] { tg::one_hot(Tensor<double>(2, 1, {0, 1}), kHuge); });
+    CAPTURE(m);
+    CHECK(m.rfind("one_hot:", 0) == 0);
+    CHECK(contains(m, "(2×1)"));
+    // Labels at or beyond 2⁶⁴ and 2³² (where a conversion to size_t would overflow or wrap).
+    for (std::string msg : {error_of([] { tg::one_hot(Tensor<double>(2, 1, {0, 1.8446744073709552e19}), 3); }),
+                            error_of([] { tg::one_hot(Tensor<double>(2, 1, {0, 1e300}), 3); }),
+                            error_of([] { tg::one_hot(Tensor<float>(2, 1, {0, 4294967296.f}), 3); })}) {
+        CAPTURE(msg);
+        CHECK(msg.rfind("one_hot: label ", 0) == 0);
+        CHECK(contains(msg, "at row 1 is not a class index in [0, 3)"));
+    }
+}
+
+// ---- the composed losses check their shapes before recording anything: the error still ends
+// with the caller's line, as an error raised while recording does ------------------------------
+
+TEST_CASE("a shape error from a composed loss on a tape names the caller's file and line") {
+    tg::Tape<double> tape;
+    auto P = tape.variable(z(2, 3), "P");
+    auto T2 = tape.constant(z(3, 2), "T");
+    auto Y = tape.constant(z(2, 1), "Y");
+    auto at_line = [](const std::string& msg, unsigned line) {
+        CAPTURE(msg);
+        CHECK(contains(msg, fmt::format("\n  at {}:{} (in ", __FILE__, line)));
+    };
+    unsigned line = 0;
+    std::string m = error_of([&] { line = __LINE__; tg::mse(P, T2); });
+    CHECK(first_line(m) == "mse: prediction (2×3) and target (3×2) differ in shape");
+    at_line(m, line);
+    m = error_of([&] { line = __LINE__; tg::sse_half(P, Y); });
+    CHECK(first_line(m) == "sse_half: prediction (2×3) and target (2×1) differ in shape");
+    at_line(m, line);
+    m = error_of([&] { line = __LINE__; tg::binary_cross_entropy_with_logits(P, T2); });
+    CHECK(first_line(m) == "binary_cross_entropy_with_logits: logits (2×3) and targets (3×2) differ in shape");
+    at_line(m, line);
+    m = error_of([&] { line = __LINE__; tg::softmax_cross_entropy_probs(P, Y); });
+    CHECK(first_line(m) == "softmax_cross_entropy_probs: logits (2×3) and targets (2×1) differ in shape");
+    at_line(m, line);
+    CHECK(tape.size() == 3);  // nothing recorded by the failed calls
+}
+
+TEST_CASE("the sum_to kernel refuses a pair of shapes that is not a sum over broadcast axes") {
+    // Before: anything unknown was summed into element (0, 0) of the output, silently.
+    Tensor<double> in(3, 4), out(4, 3);
+    check_names(error_of([&] { tg::sum_to(out, in); }), "sum_to", {3, 4}, {4, 3});
+    Tensor<double> one(1, 1);
+    tg::sum_to(one, Tensor<double>(2, 2, {1, 2, 3, 4}));
+    CHECK(one[0] == 10);
+}
+
+TEST_CASE("shapes whose element count would wrap are still checked extent by extent") {
+    // (2³²)² wraps to 0 elements: mean must not call it empty, and matmul refuses extents that
+    // CBLAS's int cannot hold rather than truncating them.
+    const Shape huge{std::size_t(1) << 32, std::size_t(1) << 32};
+    CHECK(error_of([&] { tg::mean(tg::Sym::atom("X", huge)); }) == "");
+    CHECK(error_of([] { tg::mean(tg::Sym::atom("E", Shape{0, 3})); }) == "mean: empty input (0×3)");
+    check_names(error_of([&] { tg::matmul(tg::Sym::atom("A", huge), tg::Sym::atom("B", huge)); }), "matmul", huge,
+                huge);
+    check_names(error_of([&] { tg::matmul(tg::Sym::atom("A", {2, 3}), tg::Sym::atom("B", {3, 0x80000000u})); }),
+                "matmul", {2, 3}, {3, 0x80000000u});
+    CHECK(error_of([&] { tg::matmul(tg::Sym::atom("A", {2, 3}), tg::Sym::atom("B", {3, 0x7fffffffu})); }) == "");
+    check_names(error_of([&] {
+                    tg::affine(tg::Sym::atom("X", {0x80000000u, 3}), tg::Sym::atom("W", {3, 2}),
+                               tg::Sym::atom("b", {1, 2}));
+                }),
+                "affine", {0x80000000u, 3}, {3, 2});
+}

@@ -76,6 +76,10 @@ void sum_to(Tensor<T>& out, const Tensor<T>& in) {
             o[i] = s;
         }
     } else {  // 1×1
+        // Anything else is not a sum over broadcast axes (the op SumTo checks its shapes; a
+        // direct call with a wrong pair must not silently fold everything into one element).
+        if (out.size() != 1) [[unlikely]]
+            fail("sum_to: cannot sum {} down to {}", in.shape(), out.shape());
         T s = 0;
         for (std::size_t i = 0; i < m * n; ++i) s += p[i];
         o[0] = s;

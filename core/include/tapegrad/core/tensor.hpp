@@ -14,6 +14,7 @@
 #include <cstring>
 #include <initializer_list>
 #include <memory_resource>
+#include <new>
 #include <span>
 #include <type_traits>
 #include <utility>
@@ -22,6 +23,18 @@
 
 #include <tapegrad/core/arena.hpp>
 #include <tapegrad/core/error.hpp>
+
+// Element access through operator() and operator[] is bounds-checked (a tapegrad::Error naming
+// the index and the shape) in builds without NDEBUG — Debug, and the sanitizer builds of .ci/ —
+// or wherever TAPEGRAD_CHECKED is defined; otherwise it is unchecked (use at() for a checked
+// read in any build). Both accessors are always inlined, so a translation unit that defines
+// TAPEGRAD_CHECKED gets its checked copies even against a library built without.
+#if !defined(NDEBUG) || defined(TAPEGRAD_CHECKED)
+#define TAPEGRAD_CHECKED_ACCESS 1
+#define TAPEGRAD_ACCESS_NOEXCEPT
+#else
+#define TAPEGRAD_ACCESS_NOEXCEPT noexcept
+#endif
 
 namespace tapegrad {
 
@@ -63,9 +76,14 @@ public:
         t.res_ = arena;
         t.flags_ = kArena;
         if (t.size()) {
+            t.check_cap();  // so that the byte count below cannot wrap around
             const std::size_t bytes = t.size() * sizeof(T);
             // Cache-line alignment for real arrays; a small tensor need not pad to 64 B.
-            t.data_ = static_cast<T*>(arena->bump(bytes, bytes >= kAlign ? kAlign : 16));
+            try {
+                t.data_ = static_cast<T*>(arena->bump(bytes, bytes >= kAlign ? kAlign : 16));
+            } catch (const std::bad_alloc&) {
+                t.out_of_memory();
+            }
             t.flags_ = kArena | kOwns;
         }
         return t;
@@ -179,14 +197,34 @@ public:
     const T* data() const noexcept { return data_; }
     std::span<T> span() noexcept { return {data_, size()}; }
     std::span<const T> span() const noexcept { return {data_, size()}; }
-    T& operator()(std::size_t r, std::size_t c) noexcept { return data_[r * std::size_t(cols_) + c]; }
-    T operator()(std::size_t r, std::size_t c) const noexcept { return data_[r * std::size_t(cols_) + c]; }
-    T& operator[](std::size_t i) noexcept { return data_[i]; }
-    T operator[](std::size_t i) const noexcept { return data_[i]; }
+    [[gnu::always_inline]] T& operator()(std::size_t r, std::size_t c) TAPEGRAD_ACCESS_NOEXCEPT {
+#ifdef TAPEGRAD_CHECKED_ACCESS
+        if (r >= rows_ || c >= cols_) [[unlikely]] index_error(r, c);
+#endif
+        return data_[r * std::size_t(cols_) + c];
+    }
+    [[gnu::always_inline]] T operator()(std::size_t r, std::size_t c) const TAPEGRAD_ACCESS_NOEXCEPT {
+#ifdef TAPEGRAD_CHECKED_ACCESS
+        if (r >= rows_ || c >= cols_) [[unlikely]] index_error(r, c);
+#endif
+        return data_[r * std::size_t(cols_) + c];
+    }
+    [[gnu::always_inline]] T& operator[](std::size_t i) TAPEGRAD_ACCESS_NOEXCEPT {
+#ifdef TAPEGRAD_CHECKED_ACCESS
+        if (i >= size()) [[unlikely]] flat_index_error(i);
+#endif
+        return data_[i];
+    }
+    [[gnu::always_inline]] T operator[](std::size_t i) const TAPEGRAD_ACCESS_NOEXCEPT {
+#ifdef TAPEGRAD_CHECKED_ACCESS
+        if (i >= size()) [[unlikely]] flat_index_error(i);
+#endif
+        return data_[i];
+    }
     // Bounds-checked element access for user code.
     T at(std::size_t r, std::size_t c) const {
-        if (r >= rows_ || c >= cols_) fail("tensor: index ({}, {}) outside {}", r, c, shape());
-        return (*this)(r, c);
+        if (r >= rows_ || c >= cols_) index_error(r, c);
+        return data_[r * std::size_t(cols_) + c];
     }
     // The value of a 1×1 tensor.
     T item() const {
@@ -204,12 +242,32 @@ private:
         rows_ = static_cast<std::uint32_t>(s.rows);
         cols_ = static_cast<std::uint32_t>(s.cols);
     }
+    // At most 2⁴⁰ bytes per tensor: far below SIZE_MAX, so size()·sizeof(T) (and an arena's
+    // pointer arithmetic on it) cannot wrap around once this has passed.
+    void check_cap() const {
+        if (size() > (std::size_t(1) << 40) / sizeof(T)) [[unlikely]]
+            fail("tensor: shape {} is too large", shape());
+    }
     void allocate() {
         std::size_t n = size();
         if (n == 0) return;
-        if (n > (std::size_t(1) << 40) / sizeof(T)) fail("tensor: shape {} is too large", shape());
-        data_ = static_cast<T*>(resource()->allocate(n * sizeof(T), kAlign));
+        check_cap();
+        try {
+            data_ = static_cast<T*>(resource()->allocate(n * sizeof(T), kAlign));
+        } catch (const std::bad_alloc&) {
+            out_of_memory();
+        }
         flags_ |= kOwns;
+    }
+    // Cold paths, out of the accessors and allocators.
+    [[noreturn, gnu::cold, gnu::noinline]] void out_of_memory() const {
+        fail("tensor: cannot allocate {} bytes for shape {}", size() * sizeof(T), shape());
+    }
+    [[noreturn, gnu::cold, gnu::noinline]] void index_error(std::size_t r, std::size_t c) const {
+        fail("tensor: index ({}, {}) outside {}", r, c, shape());
+    }
+    [[noreturn, gnu::cold, gnu::noinline]] void flat_index_error(std::size_t i) const {
+        fail("tensor: flat index {} outside {}", i, shape());
     }
     [[gnu::always_inline]] void release() noexcept {
         if ((flags_ & (kOwns | kArena)) == kOwns && data_) resource()->deallocate(data_, size() * sizeof(T), kAlign);

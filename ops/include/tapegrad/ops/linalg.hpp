@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cstddef>
 #include <string_view>
 
 #include <tapegrad/core/op.hpp>
@@ -10,6 +11,10 @@
 #include <tapegrad/core/tape.hpp>
 
 namespace tapegrad {
+
+// The GEMM wrapper passes extents to CBLAS as int: a larger extent is refused at the shape check
+// rather than truncated (a 1×2³¹ float row is 8 GiB, under Tensor's cap).
+inline constexpr std::size_t kMaxBlasExtent = 0x7fffffff;  // 2³¹ − 1, all ones: (a | b) > it iff a or b is
 
 // C = op(A)·op(B), op(X) = Xᵀ when the flag is set.
 //   C = A·B     dA = dC·Bᵀ        dB = Aᵀ·dC
@@ -27,6 +32,8 @@ struct MatMul {
         Shape ob = tb ? Shape{b.cols, b.rows} : b;
         if (oa.cols != ob.rows)
             fail("matmul: inner dimensions differ: {}{}·{}{}", a, ta ? "ᵀ" : "", b, tb ? "ᵀ" : "");
+        if ((a.rows | a.cols | b.rows | b.cols) > kMaxBlasExtent) [[unlikely]]
+            fail("matmul: {}·{} has an extent above 2³¹ − 1, BLAS's int", a, b);
         return {oa.rows, ob.cols};
     }
     Notation notation() const {
@@ -109,6 +116,8 @@ struct Affine {
 
     Shape shape(Shape x, Shape w, Shape b) const {
         if (x.cols != w.rows) fail("affine: inner dimensions differ: {}·{}", x, w);
+        if ((x.rows | x.cols | w.cols) > kMaxBlasExtent) [[unlikely]]
+            fail("affine: {}·{} has an extent above 2³¹ − 1, BLAS's int", x, w);
         if (b.rows != 1 || b.cols != w.cols)
             fail("affine: the bias has shape {}; {}·{} needs a bias of shape (1×{})", b, x, w, w.cols);
         return {x.rows, w.cols};

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <string>
+#include <utility>
 #include <string_view>
 #include <tapegrad/core/engine_ops.hpp>
 #include <tapegrad/core/op.hpp>
@@ -20,12 +22,27 @@ namespace tapegrad {
 namespace detail {
 
 // The class index stored (as T) in labels[i], checked to be an integer in [0, classes).
+// T(classes) may round up, so the index is checked again as an integer after the conversion
+// (which the first test makes defined: 0 ≤ v < T(classes) ≤ 2⁶⁴).
 template <class T>
 std::size_t class_index(std::string_view op, const Tensor<T>& labels, std::size_t i, std::size_t classes) {
     const T v = labels[i];
-    if (!(v >= T(0)) || !(v < static_cast<T>(classes)) || v != std::floor(v))
+    if (!(v >= T(0)) || !(v < static_cast<T>(classes)) || v != std::floor(v) || static_cast<std::size_t>(v) >= classes)
         fail("{}: label {} at row {} is not a class index in [0, {})", op, v, i, classes);
     return static_cast<std::size_t>(v);
+}
+
+// A shape error raised by a composed loss before it records anything. On a tape it ends with
+// the caller's line, as an error raised while recording does (Tape::record appends it there);
+// the numeric and symbolic readings, like every other op's, give the first line only.
+template <class V, class... Args>
+[[noreturn, gnu::cold]] void fail_at_call(fmt::format_string<Args...> f, Args&&... args) {
+    std::string msg = fmt::format(f, std::forward<Args>(args)...);
+    if constexpr (is_var<V>::value) {
+        const Site here = Site::current();
+        if (here.kind == Site::Kind::exact) msg += fmt::format("\n  {}", here.str());
+    }
+    throw Error(msg);
 }
 
 inline void check_labels_shape(std::string_view op, Shape labels, std::size_t rows) {
@@ -45,6 +62,8 @@ struct OneHot {
     Shape shape(Shape labels) const {
         if (labels.cols != 1) fail("one_hot: labels must be a column (m×1), got {}", labels);
         if (classes == 0) fail("one_hot: zero classes for labels {}", labels);
+        if (classes > 0xffffffffu)
+            fail("one_hot: {} classes for labels {}: above a tensor's 2³² − 1 columns", classes, labels);
         return {labels.rows, classes};
     }
     template <class T>
@@ -96,7 +115,7 @@ template <Value V>
 V sse_half(const V& pred, const V& target, SourceLocation loc = SourceLocation::current()) {
     CallSite at(loc);
     if (pred.shape() != target.shape())
-        fail("sse_half: prediction {} and target {} differ in shape", pred.shape(), target.shape());
+        detail::fail_at_call<V>("sse_half: prediction {} and target {} differ in shape", pred.shape(), target.shape());
     return apply(Scale{0.5}, sum(apply(Square{}, apply(Sub{}, pred, target))));
 }
 
@@ -105,7 +124,7 @@ template <Value V>
 V mse(const V& pred, const V& target, SourceLocation loc = SourceLocation::current()) {
     CallSite at(loc);
     if (pred.shape() != target.shape())
-        fail("mse: prediction {} and target {} differ in shape", pred.shape(), target.shape());
+        detail::fail_at_call<V>("mse: prediction {} and target {} differ in shape", pred.shape(), target.shape());
     return mean(apply(Square{}, apply(Sub{}, pred, target)));
 }
 
@@ -114,8 +133,8 @@ template <Value V>
 V binary_cross_entropy_with_logits(const V& z, const V& y, SourceLocation loc = SourceLocation::current()) {
     CallSite at(loc);
     if (z.shape() != y.shape())
-        fail("binary_cross_entropy_with_logits: logits {} and targets {} differ in shape", z.shape(),
-             y.shape());
+        detail::fail_at_call<V>("binary_cross_entropy_with_logits: logits {} and targets {} differ in shape",
+                                z.shape(), y.shape());
     return mean(apply(Sub{}, apply(Softplus{}, z), apply(Mul{}, y, z)));
 }
 
@@ -131,8 +150,8 @@ template <Value V>
 V softmax_cross_entropy_probs(const V& logits, const V& targets, SourceLocation loc = SourceLocation::current()) {
     CallSite at(loc);
     if (logits.shape() != targets.shape())
-        fail("softmax_cross_entropy_probs: logits {} and targets {} differ in shape", logits.shape(),
-             targets.shape());
+        detail::fail_at_call<V>("softmax_cross_entropy_probs: logits {} and targets {} differ in shape",
+                                logits.shape(), targets.shape());
     return apply(Scale{-1.0 / static_cast<double>(logits.shape().rows)},
                  sum(apply(Mul{}, targets, apply(LogSoftmax{}, logits))));
 }

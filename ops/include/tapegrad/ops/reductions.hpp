@@ -42,7 +42,7 @@ struct Mean {
     static constexpr std::size_t arity = 1;
     static constexpr Notation notation{"mean({0})", "mean({0})", Prec::Atom};
     Shape shape(Shape x) const {
-        if (x.size() == 0) fail("mean: empty input {}", x);
+        if (x.rows == 0 || x.cols == 0) fail("mean: empty input {}", x);  // not x.size(): it may wrap
         return {1, 1};
     }
     template <class T>

@@ -1,10 +1,15 @@
 // Structure: concatenation and slicing. A slice's VJP pads the adjoint with zeros back to the
 // input's shape (Pad); Pad's VJP is the slice. Concatenation's VJPs are slices.
+//
+// Offsets and extents are size_t, and an offset near SIZE_MAX (the result of a subtraction that
+// went below zero) is a plain mistake, so no check here adds an offset to an extent: each one
+// compares, or subtracts only what is known to be smaller, so that it cannot wrap around.
 #pragma once
 
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -24,6 +29,7 @@ struct Slice {
     std::size_t r0 = 0, r1 = 0, c0 = 0, c1 = 0;
 
     Shape shape(Shape x) const {
+        // Comparisons only (no sums), so no bound near SIZE_MAX can wrap into range.
         if (r0 >= r1 || r1 > x.rows || c0 >= c1 || c1 > x.cols)
             fail("slice: range [{}:{}, {}:{}] is empty or outside {}", r0, r1, c0, c1, x);
         return {r1 - r0, c1 - c0};
@@ -57,7 +63,8 @@ struct Pad {
     std::size_t r0 = 0, c0 = 0;
 
     Shape shape(Shape x) const {
-        if (r0 + x.rows > to.rows || c0 + x.cols > to.cols)
+        // r0 + x.rows ≤ to.rows, written so that it cannot wrap (likewise for the columns).
+        if (x.rows > to.rows || r0 > to.rows - x.rows || x.cols > to.cols || c0 > to.cols - x.cols)
             fail("pad: {} placed at ({}, {}) does not fit in {}", x, r0, c0, to);
         return to;
     }
@@ -92,6 +99,7 @@ struct ConcatCols {
     static constexpr Notation notation{"[{0}, {1}]", "[{0}, {1}]", Prec::Atom};
     Shape shape(Shape a, Shape b) const {
         if (a.rows != b.rows) fail("concat_cols: row counts differ: {} and {}", a, b);
+        if (b.cols > SIZE_MAX - a.cols) fail("concat_cols: the column counts of {} and {} overflow", a, b);
         return {a.rows, a.cols + b.cols};
     }
     template <class T>
@@ -120,6 +128,7 @@ struct ConcatRows {
     static constexpr Notation notation{"[{0}; {1}]", "[{0}; {1}]", Prec::Atom};
     Shape shape(Shape a, Shape b) const {
         if (a.cols != b.cols) fail("concat_rows: column counts differ: {} and {}", a, b);
+        if (b.rows > SIZE_MAX - a.rows) fail("concat_rows: the row counts of {} and {} overflow", a, b);
         return {a.rows + b.rows, a.cols};
     }
     template <class T>
