@@ -38,6 +38,40 @@ V swish(const V& x) {
     return tg::apply(Swish{}, x);
 }
 
+// y = x, with a VJP that returns gᵀ: the wrong shape (4×3 for a 3×4 input) unless x is square.
+struct TransposedVjp {
+    static constexpr std::string_view name = "transposed_vjp";
+    static constexpr std::size_t arity = 1;
+    tg::Shape shape(tg::Shape x) const { return x; }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& x) const {
+        for (std::size_t i = 0; i < x.size(); ++i) out[i] = x[i];
+    }
+    template <class V>
+    V vjp(tg::In<0>, const V& g, const V&, const V&) const {
+        return tg::transpose(g);
+    }
+};
+
+// z = x + y (same shapes), whose VJP for y returns a column sum: (1×n) for an (m×n) y.
+struct ShrunkVjp {
+    static constexpr std::string_view name = "shrunk_vjp";
+    static constexpr std::size_t arity = 2;
+    tg::Shape shape(tg::Shape x, tg::Shape) const { return x; }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& x, const Tensor<T>& y) const {
+        for (std::size_t i = 0; i < x.size(); ++i) out[i] = x[i] + y[i];
+    }
+    template <class V>
+    V vjp(tg::In<0>, const V& g, const V&, const V&, const V&) const {
+        return g;
+    }
+    template <class V>
+    V vjp(tg::In<1>, const V& g, const V&, const V&, const V&) const {
+        return tg::sum_rows(g);
+    }
+};
+
 }  // namespace user
 
 TEST_CASE("a user-declared Swish computes x·σ(x) in float and double without overflow") {
@@ -100,4 +134,80 @@ TEST_CASE("explain prints a user-declared op's VJP and the op in its own notatio
     MESSAGE(s);
     CHECK(s.find("swish(A) − T") != std::string::npos);
     CHECK(s.find("σ(A) + A ⊙ σ′(A)") != std::string::npos);
+}
+
+TEST_CASE("a VJP that returns the wrong shape is an Error naming the op, the input and both shapes") {
+    // Before: the numeric sweep summed the twelve entries of gᵀ into element (0, 0).
+    const Tensor<double> x0(3, 4, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12});
+    const char* expected =
+        "transposed_vjp: the VJP of input 0 returned an adjoint of shape (4×3) for an input of shape (3×4)";
+    for (bool create_graph : {false, true}) {
+        CAPTURE(create_graph);
+        tg::Tape<double> tape;
+        auto x = tape.variable(x0, "x");
+        auto loss = tg::sum(tg::apply(user::TransposedVjp{}, x) * tape.constant(x0));
+        CHECK_THROWS_WITH_AS(tape.backward(loss, {.create_graph = create_graph}), doctest::Contains(expected), tg::Error);
+    }
+    // An adjoint smaller than its input (that the input would broadcast *to*) is refused too,
+    // in both readings, with the input's index.
+    for (bool create_graph : {false, true}) {
+        tg::Tape<double> tape;
+        auto a = tape.variable(x0, "a");
+        auto b = tape.variable(x0, "b");
+        auto loss = tg::sum(tg::apply(user::ShrunkVjp{}, a, b));
+        CHECK_THROWS_WITH_AS(tape.backward(loss, {.create_graph = create_graph}),
+                             doctest::Contains("shrunk_vjp: the VJP of input 1 returned an adjoint of shape (1×4) for an input of shape (3×4)"),
+                             tg::Error);
+    }
+    // A square input: gᵀ has the right shape, and the engine takes it as given.
+    tg::Tape<double> tape;
+    auto x = tape.variable(Tensor<double>(2, 2, {1, 2, 3, 4}), "x");
+    tape.backward(tg::sum(tg::apply(user::TransposedVjp{}, x) * tape.constant(Tensor<double>(2, 2, {1, 2, 3, 4}))));
+    CHECK(tape.grad(x)[1] == 3.0);
+    CHECK(tape.grad(x)[2] == 2.0);
+}
+
+namespace user {
+// A VJP written to the protocol (template on V, const, (In<i>, g, y, x…)) is seen as one.
+// Near misses — `y` left out, the member not const, parameters taken by non-const
+// reference — are not silently "no VJP" but a compile-time error naming the expected
+// signature: tests/compile_fail/vjp_*.cpp, built by ctest (compile_fail_*), must fail to compile.
+struct GoodVjp {
+    static constexpr std::string_view name = "good_vjp";
+    static constexpr std::size_t arity = 1;
+    tg::Shape shape(tg::Shape x) const { return x; }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& x) const {
+        for (std::size_t i = 0; i < x.size(); ++i) out[i] = 3 * x[i];
+    }
+    template <class V>
+    V vjp(tg::In<0>, const V& g, const V& /*y*/, const V& /*x*/) const {
+        return tg::scale(g, 3.0);
+    }
+};
+// No member vjp at all: a non-differentiable op, as before (no diagnostic).
+struct NoVjp {
+    static constexpr std::string_view name = "no_vjp";
+    static constexpr std::size_t arity = 1;
+    tg::Shape shape(tg::Shape x) const { return x; }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& x) const {
+        for (std::size_t i = 0; i < x.size(); ++i) out[i] = x[i];
+    }
+};
+}  // namespace user
+
+TEST_CASE("an op whose vjp follows the protocol compiles and differentiates; one without vjp stays non-differentiable") {
+    static_assert(tg::has_vjp_v<user::GoodVjp, Tensor<double>, 0>);
+    static_assert(tg::declares_vjp_v<user::GoodVjp>);
+    static_assert(!tg::declares_vjp_v<user::NoVjp>);
+    static_assert(tg::declares_vjp_v<user::Swish>);
+    tg::Tape<double> tape;
+    auto x = tape.variable(Tensor<double>(1, 2, {1, 2}), "x");
+    tape.backward(tg::sum(tg::apply(user::GoodVjp{}, x)));
+    CHECK(tape.grad(x)[0] == 3.0);
+    auto k = tape.constant(Tensor<double>(1, 2, {1, 2}));
+    CHECK(tg::apply(user::NoVjp{}, k).value()[1] == 2.0);
+    CHECK_THROWS_WITH_AS(tg::apply(user::NoVjp{}, x),
+                         "no_vjp: input 0 is not differentiable but requires a gradient (make it a constant)", tg::Error);
 }

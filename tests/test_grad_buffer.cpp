@@ -348,3 +348,66 @@ TEST_CASE("nn: zero_grad costs nothing, and a parameter the loss does not reach 
     for (std::size_t i = 0; i < 6; ++i)
         CHECK(unused.weight().value[i] == doctest::Approx(before[i] * std::pow(1 - 0.1 * 0.5, 3)).epsilon(1e-14));
 }
+
+TEST_CASE("explain accepts a parameter, and finds the leaf this tape recorded for it") {
+    namespace nn = tapegrad::nn;
+    nn::Parameter<double> w(Tensor<double>::filled(3, 2, 0.5), "W");
+    nn::Parameter<double> unused(Tensor<double>::filled(3, 2, 0.5), "U");
+    tg::Tape<double> t;
+    auto X = t.constant(Tensor<double>::filled(4, 3, 1.0), "X");
+    auto W = w.var(t);
+    auto A = tg::matmul(X, W).named("A");
+    auto E = tg::sum(tg::square(A)).named("E");
+    t.backward(E);
+    const std::string by_var = t.explain(W);
+    CHECK(by_var.find("∂E/∂W = Xᵀ · ∂E/∂A") != std::string::npos);
+    CHECK(t.explain(w) == by_var);
+    CHECK(t.explain(w, E) == by_var);
+    CHECK(t.explain(w.grad, {.ascii = true}) == t.explain(W, {.ascii = true}));
+    CHECK_THROWS_WITH_AS(t.explain(unused), "explain: parameter 'U' was not used on this tape", tg::Error);
+    // After a reset the earlier leaf is gone, as its Var is.
+    t.reset();
+    CHECK_THROWS_WITH_AS(t.explain(w, E), "explain: parameter 'W' was not used on this tape", tg::Error);
+    CHECK_THROWS_WITH_AS(t.explain(w.grad), "explain: the parameter of this gradient buffer was not used on this tape", tg::Error);
+}
+
+TEST_CASE("a parameter changed in place between forward and backward is an Error naming it") {
+    namespace nn = tapegrad::nn;
+    nn::Parameter<double> w(Tensor<double>::filled(2, 2, 1.0), "W");
+    const Tensor<double> x = Tensor<double>::filled(3, 2, 1.0);
+    {
+        tg::Tape<double> t;
+        auto loss = tg::sum(tg::matmul(t.constant(x), w.var(t)));
+        w.mutable_value()(0, 0) = 7.0;  // the public mutable path: counts as a modification
+        CHECK_THROWS_WITH_AS(t.backward(loss), doctest::Contains("backward: parameter 'W' was modified in place after it was recorded"), tg::Error);
+        CHECK(w.grad.cleared());  // nothing was written
+    }
+    // An optimiser step after backward, then a fresh recording: fine, step after step.
+    nn::SGD<double> opt({&w}, {.lr = 0.1});
+    for (int step = 0; step < 3; ++step) {
+        tg::Tape<double> t;
+        auto loss = tg::sum(tg::matmul(t.constant(x), w.var(t)));
+        t.backward(loss);
+        CHECK(w.grad[0] == 3.0);
+        opt.step();
+        opt.zero_grad();
+        // The same tape re-recorded after the step is fine as well...
+        t.reset();
+        auto again = tg::sum(tg::matmul(t.constant(x), w.var(t)));
+        t.backward(again);
+        opt.zero_grad();
+        // ...but a second backward of the old recording after a step is not.
+        opt.step();
+        CHECK_THROWS_WITH_AS(t.backward(again), doctest::Contains("parameter 'W'"), tg::Error);
+        opt.zero_grad();
+    }
+    CHECK(w.value(0, 1) == doctest::Approx(1.0 - 3 * 0.1 * 3.0).epsilon(1e-12));  // the second steps had zero gradients
+    // A raw buffer: whoever changes the value says so with value_changed().
+    Tensor<double> v = Tensor<double>::filled(2, 2, 1.0);
+    tg::GradBuffer<double> gv;
+    tg::Tape<double> t;
+    auto loss = tg::sum(tg::square(t.external(v, &gv, "V")));
+    v[0] = 2.0;
+    gv.value_changed();
+    CHECK_THROWS_WITH_AS(t.backward(loss), doctest::Contains("parameter 'V'"), tg::Error);
+}

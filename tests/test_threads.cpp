@@ -145,3 +145,55 @@ TEST_CASE("anomaly mode and call sites on one thread do not leak into another") 
     CHECK(m1.find("anomaly: forward of 'log'") != std::string::npos);
     CHECK(m2 == "nan");
 }
+
+TEST_CASE("in anomaly mode, a tape used from a second thread is an Error") {
+    tg::Tape<double> tape;
+    tape.set_anomaly_mode(true);
+    auto x = tape.variable(Tensor<double>(1, 2, {1, 2}), "x");
+    auto y = tg::square(x);
+    std::string recording, sweeping;
+    std::thread other([&] {
+        try {
+            (void)tg::exp(x);
+        } catch (const tg::Error& e) {
+            recording = e.what();
+        }
+        try {
+            tape.backward(y, Tensor<double>(1, 2, {1, 1}));
+        } catch (const tg::Error& e) {
+            sweeping = e.what();
+        }
+    });
+    other.join();
+    CHECK(recording.find("anomaly: exp: the tape is used from a second thread") == 0);
+    CHECK(sweeping.find("anomaly: backward: the tape is used from a second thread") == 0);
+    // The recording thread goes on as before...
+    tape.backward(tg::sum(y));
+    CHECK(tape.grad(x)[1] == 4.0);
+    CHECK(tape.size() == 3);  // nothing was recorded by the other thread
+    // ...and after a reset the tape belongs to whichever thread records first.
+    tape.reset();
+    std::string after;
+    std::thread next([&] {
+        auto z = tape.variable(Tensor<double>(1, 1, {3}), "z");
+        tape.backward(tg::square(z));
+        after = fmt::format("{}", tape.grad(z)[0]);
+    });
+    next.join();
+    CHECK(after == "6");
+    // Anomaly mode turned on over a recording: the thread that turns it on owns the tape.
+    tg::Tape<double> late;
+    auto u = late.variable(Tensor<double>(1, 1, {2}), "u");
+    auto v = tg::square(u);
+    late.set_anomaly_mode(true);
+    std::string late_msg;
+    std::thread third([&] {
+        try {
+            late.backward(v);
+        } catch (const tg::Error& e) {
+            late_msg = e.what();
+        }
+    });
+    third.join();
+    CHECK(late_msg.find("anomaly: backward: the tape is used from a second thread") == 0);
+}

@@ -1,7 +1,6 @@
 #include <tapegrad/core/sym.hpp>
 
-#include <charconv>
-#include <vector>
+#include <utility>
 
 #include <fmt/format.h>
 
@@ -9,15 +8,81 @@ namespace tapegrad {
 
 namespace {
 
-std::string fill(std::string_view pattern, const std::vector<std::string>& parts) {
+using Kind = Sym::Kind;
+
+// ---- rendering: a node's text from its operands' text, with the brackets precedence needs ----
+
+// The product-like operator a node renders with ("·", "⊙", "⊘"; "" for anything else). Two
+// different operators of equal precedence do not associate with each other, so an operand built
+// with one is parenthesised under the other: (G · Wᵀ) ⊙ σ′(A), never G · Wᵀ ⊙ σ′(A).
+std::string_view infix_of_pattern(std::string_view pattern) {
+    const std::size_t a = pattern.find("{0}"), b = pattern.find("{1}");
+    if (a == std::string_view::npos || b == std::string_view::npos || b < a) return {};
+    std::string_view mid = pattern.substr(a + 3, b - a - 3);
+    for (std::string_view op : {"·", "⊙", "⊘"})
+        if (mid.find(op) != std::string_view::npos) return op;
+    return {};
+}
+
+std::string_view infix_of(const Sym& s, bool ascii) {
+    switch (s.kind) {
+        case Kind::MatMul: return "·";
+        case Kind::Hadamard: return "⊙";
+        case Kind::Divide: return "⊘";
+        // 1ᵀ·X and X·1 are bracketed under another product: (A·1) · (1ᵀ·B), not A·1 · 1ᵀ·B.
+        case Kind::Reduce: return ascii || s.axes.empty() ? "" : "Σ";
+        case Kind::Apply: return infix_of_pattern(s.pattern);
+        default: return {};
+    }
+}
+
+struct Rule {
+    Prec prec;                // the parent's precedence
+    std::string_view infix;   // the parent's product operator, if any
+    bool strict = false;      // an operand of equal precedence is parenthesised too
+};
+
+bool needs_paren(const Sym& x, bool ascii, Rule r) {
+    const Prec p = x.precedence(ascii);
+    if (static_cast<int>(p) < static_cast<int>(r.prec)) return true;
+    if (p != r.prec) return false;
+    if (r.strict) return true;
+    if (p != Prec::Product || r.infix.empty()) return false;
+    const std::string_view op = infix_of(x, ascii);
+    return !op.empty() && op != r.infix;
+}
+
+std::string operand(const Sym& x, bool ascii, Rule r) {
+    const std::string& t = x.str(ascii);
+    if (!needs_paren(x, ascii, r)) return t;
+    std::string out;
+    out.reserve(t.size() + 2);
+    out.append("(").append(t).append(")");
+    return out;
+}
+
+std::string number_text(double v, bool ascii) {
+    if (v < 0 && !ascii) return fmt::format("−{:g}", -v);
+    return fmt::format("{:g}", v);
+}
+
+// Fills {0}, {1}, … of a pattern; an operand directly followed by ᵀ binds as a postfix.
+std::string fill(std::string_view pattern, const Sym& s, bool ascii, Rule base) {
     std::string out;
     out.reserve(pattern.size() + 32);
     for (std::size_t i = 0; i < pattern.size(); ++i) {
-        char c = pattern[i];
+        const char c = pattern[i];
         if (c == '{' && i + 2 < pattern.size() && pattern[i + 2] == '}' && pattern[i + 1] >= '0' &&
             pattern[i + 1] <= '9') {
-            std::size_t k = static_cast<std::size_t>(pattern[i + 1] - '0');
-            if (k < parts.size()) out += parts[k];
+            const auto k = static_cast<std::size_t>(pattern[i + 1] - '0');
+            if (k < s.args.size()) {
+                Rule r = base;
+                r.strict = base.strict && k > 0;
+                const std::string_view after = pattern.substr(i + 3);
+                if (after.starts_with("ᵀ") || after.starts_with("^T")) r = {Prec::Postfix, {}};
+                if (base.prec == Prec::Atom) r = {Prec::Sum, {}};  // function notation brackets itself
+                out += operand(*s.args[k], ascii, r);
+            }
             i += 2;
         } else {
             out += c;
@@ -26,207 +91,286 @@ std::string fill(std::string_view pattern, const std::vector<std::string>& parts
     return out;
 }
 
-// The operator between {0} and {1} in a pattern, without transposes, spaces or the ones-vector
-// of 1ᵀ·X and X·1: "{0}ᵀ · {1}" → "·", "{0} ⊙ {1}" → "⊙", "1ᵀ·{0}" → "·", "σ({0})" → "".
-std::string infix_of(std::string_view pattern) {
-    std::size_t a = pattern.find("{0}");
-    std::size_t b = pattern.find("{1}");
-    std::string_view mid;
-    if (a != std::string_view::npos && b != std::string_view::npos && b > a)
-        mid = pattern.substr(a + 3, b - a - 3);
-    else if (pattern.starts_with("1ᵀ·") || pattern.ends_with("·1"))
-        mid = "·";
-    std::string out;
-    for (std::size_t i = 0; i < mid.size();) {
-        if (mid.substr(i).starts_with("ᵀ")) {
-            i += std::string_view("ᵀ").size();
-        } else if (mid[i] == ' ') {
-            ++i;
-        } else {
-            out += mid[i++];
+// Renders node s (both notations) from its operands.
+void finish(Sym& s) {
+    for (const bool a : {false, true}) {
+        std::string t;
+        Prec p = Prec::Atom;
+        auto arg = [&](std::size_t k, Rule r) { return operand(*s.args[k], a, r); };
+        switch (s.kind) {
+            case Kind::Expr:
+            case Kind::Name: continue;  // text given
+            case Kind::One: t = "1"; break;
+            case Kind::Zero: t = "0"; break;
+            case Kind::Number:
+                t = number_text(s.coef, a);
+                p = s.coef < 0 ? Prec::Prefix : Prec::Atom;
+                break;
+            case Kind::Scale:
+                if (s.coef == -1) {
+                    t = a ? "-" : "−";
+                    t += arg(0, {Prec::Prefix, {}});
+                    p = Prec::Prefix;
+                } else {
+                    // c·(A + B), c·(A ⊙ B): a product operand is bracketed after a coefficient.
+                    t = number_text(s.coef, a);
+                    t += a ? "*" : "·";
+                    t += arg(0, {Prec::Prefix, {}});
+                    p = Prec::Product;
+                }
+                break;
+            case Kind::Add:
+                t = arg(0, {Prec::Sum, {}}) + " + " + arg(1, {Prec::Sum, {}});
+                p = Prec::Sum;
+                break;
+            case Kind::Sub:
+                t = arg(0, {Prec::Sum, {}}) + (a ? " - " : " − ") + arg(1, {Prec::Sum, {}, true});
+                p = Prec::Sum;
+                break;
+            case Kind::MatMul:
+                t = arg(0, {Prec::Product, "·"}) + (a ? " . " : " · ") + arg(1, {Prec::Product, "·"});
+                p = Prec::Product;
+                break;
+            case Kind::Hadamard:
+                t = arg(0, {Prec::Product, "⊙"}) + (a ? " * " : " ⊙ ") + arg(1, {Prec::Product, "⊙"});
+                p = Prec::Product;
+                break;
+            case Kind::Divide:
+                t = arg(0, {Prec::Product, "⊘"}) + (a ? " / " : " ⊘ ") + arg(1, {Prec::Product, "⊘", true});
+                p = Prec::Product;
+                break;
+            case Kind::Transpose:
+                t = arg(0, {Prec::Postfix, {}}) + (a ? "^T" : "ᵀ");
+                p = Prec::Postfix;
+                break;
+            case Kind::Reduce:
+                // 2-D: Σ over everything, over the rows (1ᵀ·X) or over the columns (X·1).
+                if (s.axes.empty()) {
+                    t = a ? "sum(" : "Σ(";
+                    t += s.args[0]->str(a) + ")";
+                } else if (a) {
+                    t = s.axes == std::vector<int>{0} ? "colsum(" : "rowsum(";
+                    t += s.args[0]->ascii + ")";
+                } else {
+                    const Rule r{Prec::Product, "Σ"};
+                    t = s.axes == std::vector<int>{0} ? "1ᵀ·" : "";
+                    t += arg(0, r);
+                    if (s.axes != std::vector<int>{0}) t += "·1";
+                    p = Prec::Product;
+                }
+                break;
+            case Kind::Apply:
+                t = fill(a && !s.pattern_ascii.empty() ? s.pattern_ascii : s.pattern, s, a,
+                         {s.notation_prec, infix_of_pattern(s.pattern), s.strict_right});
+                p = s.notation_prec;
+                break;
+            case Kind::Call: {
+                t = s.pattern + "(";
+                for (std::size_t k = 0; k < s.args.size(); ++k) t += (k ? ", " : "") + s.args[k]->str(a);
+                t += ")";
+                break;
+            }
         }
+        (a ? s.ascii : s.text) = std::move(t);
+        (a ? s.prec_ascii : s.prec) = p;
     }
-    return out;
 }
 
-constexpr Notation kAdd{"{0} + {1}", "{0} + {1}", Prec::Sum};
-constexpr Notation kSub{"{0} − {1}", "{0} - {1}", Prec::Sum, true};
-constexpr Notation kTranspose{"{0}ᵀ", "{0}^T", Prec::Postfix};
-
-std::string wrap(const std::string& t, bool paren) { return paren ? "(" + t + ")" : t; }
-
-// a + b without operator+ on a literal (which trips GCC 12's -Wrestrict false positive).
-std::string cat(std::string_view a, std::string_view b) {
-    std::string r;
-    r.reserve(a.size() + b.size());
-    r.append(a).append(b);
-    return r;
+Sym node(Kind k, Shape out, std::initializer_list<const Sym*> args, double coef = 1) {
+    Sym s;
+    s.kind = k;
+    s.dims = out;
+    s.coef = coef;
+    for (const Sym* a : args) s.args.push_back(std::make_shared<const Sym>(*a));
+    finish(s);
+    return s;
 }
 
-std::optional<double> parse_number(std::string_view s) {
-    double v = 0;
-    // Digits only: a node the user named "inf" or "nan" is a name, not a number.
-    if (s.empty() || !((s[0] >= '0' && s[0] <= '9') || s[0] == '-' || s[0] == '.')) return std::nullopt;
-    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-    if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
-    return v;
+Sym reshaped(Sym s, Shape out) {
+    s.dims = out;
+    return s;
 }
 
-Sym make_number(double v, Shape s) {
-    std::string a = fmt::format("{:g}", v);
-    std::string u = v < 0 ? cat("−", fmt::format("{:g}", -v)) : a;
-    Sym r(u, a, v < 0 ? Prec::Prefix : Prec::Atom, s);
-    r.number = v;
-    return r;
+// Takes the constant factor off x (c·Y → Y), returning it.
+double pull(Sym& x) {
+    if (x.kind != Kind::Scale) return 1;
+    const double c = x.coef;
+    Sym inner = *x.args[0];
+    x = std::move(inner);
+    return c;
 }
 
-// "(…)" enclosing the whole of s → its inside.
-std::optional<std::string> unwrap(std::string_view s) {
-    if (s.size() < 2 || s.front() != '(' || s.back() != ')') return std::nullopt;
-    int depth = 0;
-    for (std::size_t i = 0; i < s.size(); ++i) {
-        if (s[i] == '(') ++depth;
-        if (s[i] == ')' && --depth == 0 && i + 1 != s.size()) return std::nullopt;
-    }
-    return std::string(s.substr(1, s.size() - 2));
-}
-
-// Recognises the numbers and "c·X" products that ops build by hand in their simplify().
-Sym normalise(const Sym& s) {
-    if (s.number || s.base || s.kind != Sym::Kind::Expr) return s;
-    if (auto v = parse_number(s.ascii)) {
-        Sym r = s;
-        r.number = v;
-        return r;
-    }
-    if (s.prec != Prec::Product || !s.infix.empty()) return s;
-    const std::size_t ua = s.text.find("·"), aa = s.ascii.find('*');
-    if (ua == std::string::npos || aa == std::string::npos) return s;
-    auto c = parse_number(std::string_view(s.ascii).substr(0, aa));
-    if (!c || parse_number(std::string_view(s.text).substr(0, ua)) != c) return s;
-    std::string ut = s.text.substr(ua + std::string_view("·").size()), at = s.ascii.substr(aa + 1);
-    auto uu = unwrap(ut), au = unwrap(at);
-    Sym base = (uu && au) ? Sym(*uu, *au, Prec::Sum, s.dims) : Sym(ut, at, Prec::Product, s.dims);
-    Sym r = s;
-    r.coef = *c;
-    r.base = std::make_shared<const Sym>(normalise(base));
-    return r;
-}
-
-Sym plain_render(const Notation& n, const std::vector<Sym>& args, Shape out) {
-    std::vector<std::string> uni, asc;
-    std::string op = infix_of(n.unicode);
-    std::size_t k = 0;
-    for (const Sym* a = args.data(); a != args.data() + args.size(); ++a) {
-        bool paren = static_cast<int>(a->prec) < static_cast<int>(n.prec) ||
-                     (n.strict_right && k > 0 && a->prec == n.prec) ||
-                     (a->prec == n.prec && n.prec == Prec::Product && !op.empty() && !a->infix.empty() &&
-                      a->infix != op);
-        // Function-call style notations (prec Atom) bracket their operands themselves.
-        if (n.prec == Prec::Atom) paren = false;
-        uni.push_back(paren ? "(" + a->text + ")" : a->text);
-        asc.push_back(paren ? "(" + a->ascii + ")" : a->ascii);
-        ++k;
-    }
-    Sym r(fill(n.unicode, uni), fill(n.ascii.empty() ? n.unicode : n.ascii, asc), n.prec, out);
-    r.infix = std::move(op);
-    return r;
-}
-
-bool negative(const Sym& s) { return (s.base && s.coef < 0) || (s.number && *s.number < 0); }
+bool negative(const Sym& s) { return (s.kind == Kind::Scale || s.kind == Kind::Number) && s.coef < 0; }
+bool unit(const Sym& s) { return s.is_one() && s.dims == Shape{1, 1}; }
 
 }  // namespace
 
-Sym scaled(double c, const Sym& x0, Shape out) {
-    Sym x = normalise(x0);
-    if (x.is_zero()) {
-        x.dims = out;
-        return x;
+Sym Sym::atom(std::string name, Shape s) {
+    std::string a = name;
+    return atom(std::move(name), std::move(a), s);
+}
+Sym Sym::atom(std::string uni, std::string asc, Shape s) {
+    Sym r(std::move(uni), std::move(asc), Prec::Atom, s);
+    r.kind = Kind::Name;
+    return r;
+}
+Sym Sym::one(Shape s) { return node(Kind::One, s, {}); }
+Sym Sym::zero(Shape s) { return node(Kind::Zero, s, {}); }
+Sym Sym::number(double v, Shape s) { return node(Kind::Number, s, {}, v); }
+
+namespace sym {
+
+Sym scale(double c, const Sym& x0, Shape out) {
+    Sym x = x0;
+    c *= pull(x);
+    if (x.is_zero() || c == 0) return Sym::zero(out);
+    if (x.is_one()) return c == 1 ? reshaped(std::move(x), out) : Sym::number(c, out);
+    if (x.kind == Kind::Number) return Sym::number(c * x.coef, out);
+    if (c == 1) return reshaped(std::move(x), out);
+    return node(Kind::Scale, out, {&x}, c);
+}
+
+Sym neg(const Sym& x, Shape out) { return scale(-1, x, out); }
+
+Sym add(const Sym& a, const Sym& b, Shape out) {
+    if (a.is_zero()) return reshaped(b, out);
+    if (b.is_zero()) return reshaped(a, out);
+    if (negative(b)) {
+        const Sym nb = neg(b, b.dims);
+        return node(Kind::Sub, out, {&a, &nb});
     }
-    if (x.base) {
-        c *= x.coef;
-        Sym b = *x.base;
-        x = std::move(b);
+    if (negative(a)) {  // −A + B = B − A
+        const Sym na = neg(a, a.dims);
+        return node(Kind::Sub, out, {&b, &na});
     }
-    if (x.is_one()) return make_number(c, out);
-    if (x.number) return make_number(c * *x.number, out);
-    x.dims = out;
-    if (c == 1) return x;
+    return node(Kind::Add, out, {&a, &b});
+}
+
+Sym sub(const Sym& a, const Sym& b, Shape out) {
+    if (b.is_zero()) return reshaped(a, out);
+    if (a.is_zero()) return neg(b, out);
+    if (negative(b)) {
+        const Sym nb = neg(b, b.dims);
+        return node(Kind::Add, out, {&a, &nb});
+    }
+    return node(Kind::Sub, out, {&a, &b});
+}
+
+Sym matmul(const Sym& a0, const Sym& b0, Shape out) {
+    Sym a = a0, b = b0;
+    double c = pull(a) * pull(b);
+    // A constant matrix is v·1: Xᵀ · 0.25 would read as a scalar factor; 0.25·(Xᵀ · 1) does not.
+    for (Sym* x : {&a, &b})
+        if (x->kind == Kind::Number) c *= std::exchange(*x, Sym::one(x->dims)).coef;
+    if (a.is_zero() || b.is_zero()) return Sym::zero(out);
+    // X · 1 with the 1×1 unit (the seed of a scalar loss) is X.
+    if (unit(b)) return scale(c, a, out);
+    if (unit(a)) return scale(c, b, out);
+    return scale(c, node(Kind::MatMul, out, {&a, &b}), out);
+}
+
+Sym hadamard(const Sym& a0, const Sym& b0, Shape out) {
+    Sym a = a0, b = b0;
+    const double c = pull(a) * pull(b);
+    if (a.is_zero() || b.is_zero()) return Sym::zero(out);
+    if (a.kind == Kind::Number) return scale(c * a.coef, b, out);
+    if (b.kind == Kind::Number) return scale(c * b.coef, a, out);
+    if (a.is_one()) return scale(c, b, out);
+    if (b.is_one()) return scale(c, a, out);
+    return scale(c, node(Kind::Hadamard, out, {&a, &b}), out);
+}
+
+Sym divide(const Sym& a0, const Sym& b, Shape out) {
+    Sym a = a0;
+    const double c = pull(a);  // linear in the numerator only
+    if (a.is_zero()) return Sym::zero(out);
+    return scale(c, node(Kind::Divide, out, {&a, &b}), out);
+}
+
+Sym transpose(const Sym& x0, Shape out) {
+    Sym x = x0;
+    const double c = pull(x);
+    switch (x.kind) {
+        case Kind::Zero:
+        case Kind::One:
+        case Kind::Number: return scale(c, reshaped(std::move(x), out), out);
+        case Kind::Transpose: return scale(c, reshaped(*x.args[0], out), out);  // (Aᵀ)ᵀ = A
+        default: return scale(c, node(Kind::Transpose, out, {&x}), out);
+    }
+}
+
+Sym reduce(const Sym& x0, std::vector<int> axes, Shape out) {
+    Sym x = x0;
+    const double c = pull(x);
+    if (x.is_zero()) return Sym::zero(out);
     Sym r;
-    if (c == -1) {
-        const bool p = static_cast<int>(x.prec) < static_cast<int>(Prec::Prefix);
-        r = Sym(cat("−", wrap(x.text, p)), cat("-", wrap(x.ascii, p)), Prec::Prefix, out);
-    } else {
-        const bool p = static_cast<int>(x.prec) <= static_cast<int>(Prec::Product);
-        const std::string a = fmt::format("{:g}", c);
-        const std::string u = c < 0 ? cat("−", fmt::format("{:g}", -c)) : a;
-        r = Sym(cat(cat(u, "·"), wrap(x.text, p)), cat(cat(a, "*"), wrap(x.ascii, p)), Prec::Product, out);
-    }
-    r.coef = c;
-    r.base = std::make_shared<const Sym>(std::move(x));
+    r.kind = Kind::Reduce;
+    r.dims = out;
+    r.axes = std::move(axes);
+    r.args.push_back(std::make_shared<const Sym>(std::move(x)));
+    finish(r);
+    return scale(c, r, out);
+}
+
+Sym call(std::string_view name, std::initializer_list<const Sym*> args, Shape out) {
+    Sym r;
+    r.kind = Kind::Call;
+    r.dims = out;
+    r.pattern = name;
+    for (const Sym* a : args) r.args.push_back(std::make_shared<const Sym>(*a));
+    finish(r);
     return r;
 }
 
+Sym apply_notation(const Notation& n, std::initializer_list<const Sym*> args, Shape out) {
+    Sym r;
+    r.kind = Kind::Apply;
+    r.dims = out;
+    r.pattern = n.unicode;
+    r.pattern_ascii = n.ascii;
+    r.notation_prec = n.prec;
+    r.strict_right = n.strict_right;
+    for (const Sym* a : args) r.args.push_back(std::make_shared<const Sym>(*a));
+    finish(r);
+    return r;
+}
+
+}  // namespace sym
+
+Sym scaled(double c, const Sym& x, Shape out) { return sym::scale(c, x, out); }
+
 Sym render(const Notation& n, std::initializer_list<const Sym*> args, Shape out) {
-    std::vector<Sym> a;
-    for (const Sym* s : args) a.push_back(normalise(*s));
-    const std::string_view pat = n.unicode;
-    const std::string op = infix_of(pat);
-    if (pat == "−{0}" && a.size() == 1) return scaled(-1, a[0], out);
-    // Linear in every operand (⊙, matrix products, 1ᵀ·X, X·1, ᵀ, Σ) or in the first (⊘):
-    // constant factors move to the front.
-    const bool linear_all = op == "⊙" || op == "·" || pat == "{0}ᵀ" || pat == "Σ({0})";
-    if (linear_all || op == "⊘") {
-        double c = 1;
-        for (std::size_t k = 0; k < a.size(); ++k) {
-            if (!linear_all && k > 0) break;
-            if (a[k].base) {
-                c *= a[k].coef;
-                Sym b = *a[k].base;
-                a[k] = std::move(b);
-            }
-        }
-        if (op == "⊙" && a.size() == 2) {
-            if (a[0].number) return scaled(c * *a[0].number, a[1], out);
-            if (a[1].number) return scaled(c * *a[1].number, a[0], out);
-        }
-        if (c != 1) return scaled(c, plain_render(n, a, out), out);
+    const std::string_view p = n.unicode;
+    const Sym* const* a = args.begin();
+    const std::size_t k = args.size();
+    using namespace sym;
+    if (k == 1) {
+        const Sym& x = *a[0];
+        if (p == "−{0}") return neg(x, out);
+        if (p == "{0}ᵀ") return transpose(x, out);
+        if (p == "Σ({0})") return reduce(x, {}, out);
+        if (p == "1ᵀ·{0}") return reduce(x, {0}, out);
+        if (p == "{0}·1") return reduce(x, {1}, out);
+        if (p == "{0}") return reshaped(x, out);
+    } else if (k == 2) {
+        const Sym &x = *a[0], &y = *a[1];
+        if (p == "{0} + {1}") return add(x, y, out);
+        if (p == "{0} − {1}") return sub(x, y, out);
+        if (p == "{0} ⊙ {1}") return hadamard(x, y, out);
+        if (p == "{0} ⊘ {1}") return divide(x, y, out);
+        if (p == "{0} · {1}") return matmul(x, y, out);
+        if (p == "{0}ᵀ · {1}") return matmul(transpose(x, {x.cols(), x.rows()}), y, out);
+        if (p == "{0} · {1}ᵀ") return matmul(x, transpose(y, {y.cols(), y.rows()}), out);
+        if (p == "{0}ᵀ · {1}ᵀ")
+            return matmul(transpose(x, {x.cols(), x.rows()}), transpose(y, {y.cols(), y.rows()}), out);
+    } else if (k == 3 && p == "{0} · {1} + {2}") {
+        return add(matmul(*a[0], *a[1], {a[0]->rows(), a[1]->cols()}), *a[2], out);
     }
-    // X · 1 with the 1×1 unit (the seed of a scalar loss) is X (or Xᵀ where the pattern transposes X).
-    if (op == "·" && a.size() == 2) {
-        for (std::size_t k = 0; k < 2; ++k) {
-            if (!a[k].is_one() || a[k].dims != Shape{1, 1}) continue;
-            const std::size_t o = 1 - k;
-            const std::string mark = o == 0 ? "{0}ᵀ" : "{1}ᵀ";
-            if (pat.find(mark) != std::string_view::npos) return plain_render(kTranspose, {a[o]}, out);
-            Sym r = a[o];
-            r.dims = out;
-            return r;
-        }
-    }
-    if (op == "+" && a.size() == 2) {
-        if (negative(a[1])) return plain_render(kSub, {a[0], scaled(-1, a[1], a[1].dims)}, out);
-        if (negative(a[0])) return plain_render(kSub, {a[1], scaled(-1, a[0], a[0].dims)}, out);
-    }
-    if (op == "−" && a.size() == 2 && negative(a[1]))
-        return plain_render(kAdd, {a[0], scaled(-1, a[1], a[1].dims)}, out);
-    return plain_render(n, a, out);
+    return apply_notation(n, args, out);
 }
 
 Sym render_call(std::string_view name, std::initializer_list<const Sym*> args, Shape out) {
-    std::string u(name), a(name);
-    u += '(';
-    a += '(';
-    bool first = true;
-    for (const Sym* s : args) {
-        if (!first) u += ", ", a += ", ";
-        u += s->text;
-        a += s->ascii;
-        first = false;
-    }
-    u += ')';
-    a += ')';
-    return Sym(u, a, Prec::Atom, out);
+    return sym::call(name, args, out);
 }
 
 }  // namespace tapegrad

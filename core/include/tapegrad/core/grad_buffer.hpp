@@ -13,6 +13,12 @@
 // tape's writes): the tape uses the count to tell whether an adjoint it wrote into the buffer
 // is still there when tape.grad(leaf) asks for it. Reading a cleared buffer writes its zeros,
 // so concurrent first reads of one cleared buffer must be synchronised by the caller.
+//
+// It also counts the modifications of the *value* it is the gradient of (value_version()):
+// whoever changes that value in place calls value_changed() — the optimisers' step() and
+// nn::Parameter::mutable_value() do. tape.external(value, &buffer) notes the count, and
+// backward() refuses a leaf whose value changed since (PyTorch's saved-tensor version check):
+// one compare per external leaf per backward.
 #pragma once
 
 #include <cstddef>
@@ -70,6 +76,10 @@ public:
     }
     std::uint64_t version() const noexcept { return version_; }
 
+    // The value this buffer is the gradient of was changed in place (see above).
+    void value_changed() noexcept { ++value_version_; }
+    std::uint64_t value_version() const noexcept { return value_version_; }
+
     // buffer += a (buffer = a when cleared); a has the buffer's shape.
     void add(const Tensor<T>& a) {
         if (a.shape() != t_.shape())
@@ -107,6 +117,7 @@ private:
     mutable Tensor<T> t_;
     mutable bool cleared_ = false;
     std::uint64_t version_ = 0;
+    std::uint64_t value_version_ = 0;
     // The last leaf made of this buffer (tape, generation, node): a tape that puts one buffer
     // on itself twice writes neither leaf's adjoint into it directly.
     const void* leaf_tape_ = nullptr;

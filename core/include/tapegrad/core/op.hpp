@@ -30,6 +30,10 @@
 // vjp_into must agree with vjp (tests/test_grad_buffer.cpp checks the library's), which stays
 // the definition every reading uses.
 //
+// A member named `vjp` that no call of the expected form reaches (`y` left out, the member not
+// const, parameters taken by non-const reference) is a compile-time error naming the expected
+// signature where the op is recorded, not a silent "no VJP" (check_vjp_signatures below).
+//
 // `apply(op, x…)` runs an op in whichever reading its operands belong to. Built-in ops and
 // user ops are declared identically; nothing in core/ knows any op of ops/ by name.
 #pragma once
@@ -93,6 +97,52 @@ constexpr Notation notation_of(const Op& op) {
 // Whether op Op has a VJP for input I (on values of type V).
 template <class Op, class V, std::size_t I>
 inline constexpr bool has_vjp_v = detail::has_vjp<Op, V, I>(std::make_index_sequence<Op::arity>{});
+
+namespace detail {
+// Whether Op declares a member named `vjp` of any kind or signature: in a class derived from
+// Op and from one that has a data member `vjp`, the name is ambiguous exactly when Op has one.
+struct VjpProbe {
+    int vjp;
+};
+template <class Op>
+struct VjpLookup : Op, VjpProbe {};
+template <class Op>
+concept DeclaresVjp = std::is_class_v<Op> && !std::is_final_v<Op> && !requires { &VjpLookup<Op>::vjp; };
+
+template <class Op, class V, std::size_t I, std::size_t... J>
+constexpr void check_vjp_signature(std::index_sequence<J...>) {
+    constexpr bool ok = has_vjp_v<Op, V, I>;
+    static_assert(ok || !requires(Op& op, const V& v) { op.vjp(In<I>{}, v, v, ((void)J, v)...); },
+                  "op protocol: this op's vjp for In<i> is not a const member function; expected "
+                  "`template <class V> V vjp(In<i>, const V& g, const V& y, const V& x0, ...) const`");
+    static_assert(ok || !requires(const Op& op, V& v) { op.vjp(In<I>{}, v, v, ((void)J, v)...); },
+                  "op protocol: this op's vjp for In<i> takes non-const references; expected "
+                  "`template <class V> V vjp(In<i>, const V& g, const V& y, const V& x0, ...) const`");
+    static_assert(ok || !requires(const Op& op, const V& v) { op.vjp(In<I>{}, v, ((void)J, v)...); },
+                  "op protocol: this op's vjp for In<i> leaves out the output y; expected "
+                  "`template <class V> V vjp(In<i>, const V& g, const V& y, const V& x0, ...) const` "
+                  "(g: the output's adjoint, y: the output, then every input)");
+}
+
+// Compile-time diagnosis of near misses of the VJP protocol (see the top of this file).
+template <class Op, class V>
+constexpr void check_vjp_signatures() {
+    constexpr bool any = []<std::size_t... I>(std::index_sequence<I...>) {
+        return (has_vjp_v<Op, V, I> || ...);
+    }(std::make_index_sequence<Op::arity>{});
+    []<std::size_t... I>(std::index_sequence<I...>) {
+        (check_vjp_signature<Op, V, I>(std::make_index_sequence<Op::arity>{}), ...);
+    }(std::make_index_sequence<Op::arity>{});
+    static_assert(any || !DeclaresVjp<Op>,
+                  "op protocol: this op declares a member named vjp, but it cannot be called as a VJP of any "
+                  "input; expected `template <class V> V vjp(In<i>, const V& g, const V& y, const V& x0, ..., "
+                  "const V& x{arity-1}) const` (g: the output's adjoint, y: the output, then every input)");
+}
+}  // namespace detail
+
+// Whether Op declares a member named vjp at all (whatever its signature).
+template <class Op>
+inline constexpr bool declares_vjp_v = detail::DeclaresVjp<Op>;
 
 // Minimal requirements on an op type; checked where an op is applied, with a readable error.
 template <class Op>

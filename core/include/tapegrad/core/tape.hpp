@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -19,6 +20,7 @@
 #include <source_location>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -41,8 +43,19 @@ class Tape;
 
 inline constexpr std::uint32_t kNoNode = 0xffffffffu;
 
+namespace detail {
+// A generation no tape of this process has had: one process-wide counter (never 0), drawn by
+// each Tape construction and each reset(). A Var's (tape address, generation) therefore names
+// one recording: a tape declared in a loop body has the same address every iteration, but not
+// the same generation, so a Var kept from the previous iteration is refused. (The counter is
+// 32-bit: a stale Var could pass only after 2³² further tape constructions and resets, and
+// then only on a tape at its old address.)
+std::uint32_t next_tape_generation() noexcept;
+}  // namespace detail
+
 // A handle to a node: (tape, index, generation). Cheap to copy. Using it after its tape was
-// reset, or together with a Var of another tape, raises Error.
+// reset, or together with a Var of another tape (including a tape since destroyed whose
+// address a new tape took), raises Error.
 template <class T>
 class Var {
 public:
@@ -92,6 +105,8 @@ protected:
 struct SymSweep {
     std::vector<Sym> value;
     std::vector<std::optional<Sym>> adj;
+    // Whether a node depends on the explained variable: only those adjoints are needed.
+    std::vector<bool> on_path;
     void accumulate(std::uint32_t id, Sym contrib) {
         contrib = reduce_to(contrib, value[id].shape());
         if (!adj[id])
@@ -114,6 +129,7 @@ struct NodeExtra {
     std::string_view name;            // arena-owned copy of the user's name
     GradBuffer<T>* sink = nullptr;    // External leaves: adjoints accumulate here across tapes
     std::uint64_t sink_version = 0;   // adj_in_sink: the sink's version after our last write
+    std::uint64_t value_version = 0;  // External leaves: sink->value_version() when recorded
 };
 
 template <class T>
@@ -220,7 +236,7 @@ private:
                     op_.vjp_into(In<I>{}, dst, add, g, y, x[J]...);
                 });
             } else {
-                tape.accumulate(target, op_.vjp(In<I>{}, g, y, x[J]...));
+                tape.accumulate(target, op_.vjp(In<I>{}, g, y, x[J]...), I);
             }
         }
     }
@@ -237,7 +253,7 @@ private:
     void recorded_one(Tape<T>& tape, std::uint32_t target, const Var<T>& g, const Var<T>& y,
                       const std::array<Var<T>, Op::arity>& x, std::index_sequence<J...>) const {
         if constexpr (has_vjp_v<Op, Var<T>, I>) {
-            if (tape.node(target).requires_grad) tape.accumulate_var(target, op_.vjp(In<I>{}, g, y, x[J]...));
+            if (tape.node(target).requires_grad) tape.accumulate_var(target, op_.vjp(In<I>{}, g, y, x[J]...), I);
         } else if constexpr (has_vjp_v<Op, Tensor<T>, I>) {
             // A VJP written for tensors only would silently drop this adjoint from the graph.
             if (tape.node(target).requires_grad)
@@ -256,9 +272,14 @@ private:
     void symbolic_one(const Tape<T>& tape, std::uint32_t id,
                       const NodeInputs& in, SymSweep& s,
                       std::index_sequence<J...>) const {
+        if (!tape.node(in[I]).requires_grad || !s.on_path[in[I]]) return;
         if constexpr (has_vjp_v<Op, Sym, I>) {
-            if (tape.node(in[I]).requires_grad)
-                s.accumulate(in[I], op_.vjp(In<I>{}, *s.adj[id], s.value[id], s.value[in[J]]...));
+            s.accumulate(in[I], op_.vjp(In<I>{}, *s.adj[id], s.value[id], s.value[in[J]]...));
+        } else if constexpr (has_vjp_v<Op, Tensor<T>, I>) {
+            // A VJP written for tensors only has no formula: printing 0 would be wrong.
+            fail("explain: the VJP of '{}' for input {} ({}) runs on tensors only, so explain() cannot "
+                 "write its formula; write it generically in V",
+                 Op::name, I, fmt::format("{} {}", tape.display_name(in[I]), tape.node(in[I]).value.shape()));
         }
     }
 
@@ -272,7 +293,8 @@ class Tape {
 public:
     using value_type = T;
 
-    explicit Tape(std::size_t arena_bytes = std::size_t(1) << 20) : arena_(arena_bytes) {}
+    explicit Tape(std::size_t arena_bytes = std::size_t(1) << 20)
+        : arena_(arena_bytes), generation_(detail::next_tape_generation()) {}
     Tape(const Tape&) = delete;
     Tape& operator=(const Tape&) = delete;
 
@@ -281,6 +303,8 @@ public:
     Var<T> constant(const Tensor<T>& value, std::string_view name = {},
                     SourceLocation loc = SourceLocation::current()) {
         CallSite at(loc);
+        if (anomaly_) [[unlikely]]
+            check_thread("constant");
         return leaf(value.clone(&arena_), LeafKind::Constant, false, nullptr, name);
     }
     // A constant that refers to the caller's storage instead of copying it: the caller keeps
@@ -288,22 +312,34 @@ public:
     Var<T> constant_ref(const Tensor<T>& value, std::string_view name = {},
                         SourceLocation loc = SourceLocation::current()) {
         CallSite at(loc);
+        if (anomaly_) [[unlikely]]
+            check_thread("constant_ref");
         return leaf(view_of(value), LeafKind::Constant, false, nullptr, name);
     }
+    // A temporary would be destroyed at the end of the statement, leaving the tape reading
+    // freed memory: binding one does not compile (use constant(), which copies).
+    Var<T> constant_ref(const Tensor<T>&& value, std::string_view name = {},
+                        SourceLocation loc = SourceLocation::current()) = delete;
     // A differentiable leaf (value copied into the arena); read its gradient with grad().
     Var<T> variable(const Tensor<T>& value, std::string_view name = {},
                     SourceLocation loc = SourceLocation::current()) {
         CallSite at(loc);
+        if (anomaly_) [[unlikely]]
+            check_thread("variable");
         return leaf(value.clone(&arena_), LeafKind::Variable, true, nullptr, name);
     }
     // A differentiable leaf backed by storage that outlives the tape (a parameter): its value
     // is used in place, and every backward() adds its adjoint into *grad (GradBuffer: when the
     // buffer was cleared, the adjoint is written there directly, with no pass of its own).
     // *grad is resized (to zero) when it does not have the value's shape. Both must stay alive
-    // and in place until reset().
+    // and in place until reset(). Whoever changes `value` in place says so with
+    // grad->value_changed() (optimisers and nn::Parameter::mutable_value() do): backward()
+    // refuses a leaf whose value changed after it was recorded.
     Var<T> external(const Tensor<T>& value, GradBuffer<T>* grad, std::string_view name = {},
                     SourceLocation loc = SourceLocation::current()) {
         CallSite at(loc);
+        if (anomaly_) [[unlikely]]
+            check_thread("external");
         if (grad == nullptr) fail("external: no gradient storage given for leaf '{}'", name);
         grad->resize(value.shape());
         Var<T> v = leaf(view_of(value), LeafKind::External, true, grad, name);
@@ -313,11 +349,16 @@ public:
                            grad->leaf_node_ < v.id_ && nodes_[grad->leaf_node_].grad_sink() == grad;
         if (twice) nodes_[grad->leaf_node_].sink_direct = false;
         nodes_[v.id_].sink_direct = !twice;
+        nodes_[v.id_].extra->value_version = grad->value_version();
+        externals_.push_back(v.id_);
         grad->leaf_tape_ = this;
         grad->leaf_gen_ = generation_;
         grad->leaf_node_ = v.id_;
         return v;
     }
+    // A temporary value would be destroyed at the end of the statement: does not compile.
+    Var<T> external(const Tensor<T>&& value, GradBuffer<T>* grad, std::string_view name = {},
+                    SourceLocation loc = SourceLocation::current()) = delete;
 
     // ---- recording -------------------------------------------------------------------------
     template <OpType Op, class... V>
@@ -325,9 +366,12 @@ public:
         static_assert(sizeof...(V) == Op::arity, "wrong number of operands for this op");
         static_assert(Op::arity <= kMaxArity, "an op takes at most kMaxArity (6) operands");
         static_assert((std::same_as<V, Var<T>> && ...), "operands must be Vars of this tape");
+        detail::check_vjp_signatures<Op, Tensor<T>>();
         Tensor<T> out;
         bool rg = false;
         try {  // free unless something throws: then the message gains the user's line
+            if (anomaly_) [[unlikely]]
+                check_thread(Op::name);
             (check(x, Op::name), ...);
             Shape s = op.shape(nodes_[x.id_].value.shape()...);
             out = Tensor<T>::uninit(s, &arena_);
@@ -348,25 +392,39 @@ public:
     // Seeds a scalar (1×1) loss with 1 and sweeps. Every call starts from zero adjoints, so
     // calling it twice gives the same grad() both times, while External leaves accumulate
     // (their storage gains the gradient twice, as PyTorch's .grad does).
+    // Errors (a misused loss or seed, a parameter changed since it was recorded, a VJP's
+    // error) name the caller's line, as the op functions' do.
     void backward(const Var<T>& loss, BackwardOptions opt = {},
                   SourceLocation loc = SourceLocation::current()) {
         CallSite at(loc);
-        check(loss, "backward");
-        if (loss.shape() != Shape{1, 1})
-            fail("backward: the loss has shape {}, not (1×1); pass a seed adjoint of that shape",
-                 loss.shape());
-        Tensor<T> seed = Tensor<T>::uninit({1, 1}, &arena_);
-        seed[0] = T(1);
-        sweep(loss.id_, std::move(seed), opt);
+        try {
+            if (anomaly_) [[unlikely]]
+                check_thread("backward");
+            check(loss, "backward");
+            if (nodes_[loss.id_].value.shape() != Shape{1, 1})
+                fail("backward: the loss has shape {}, not (1×1); pass a seed adjoint of that shape",
+                     nodes_[loss.id_].value.shape());
+            Tensor<T> seed = Tensor<T>::uninit({1, 1}, &arena_);
+            seed[0] = T(1);
+            sweep(loss.id_, std::move(seed), opt);
+        } catch (const Error& e) {
+            rethrow_located(e);
+        }
     }
     // Seeds output `y` with the adjoint `seed` (of y's shape): computes seedᵀ·J.
     void backward(const Var<T>& y, const Tensor<T>& seed, BackwardOptions opt = {},
                   SourceLocation loc = SourceLocation::current()) {
         CallSite at(loc);
-        check(y, "backward");
-        if (seed.shape() != y.shape())
-            fail("backward: seed adjoint has shape {}, output has shape {}", seed.shape(), y.shape());
-        sweep(y.id_, seed.clone(&arena_), opt);
+        try {
+            if (anomaly_) [[unlikely]]
+                check_thread("backward");
+            check(y, "backward");
+            const Shape ys = nodes_[y.id_].value.shape();
+            if (seed.shape() != ys) fail("backward: seed adjoint has shape {}, output has shape {}", seed.shape(), ys);
+            sweep(y.id_, seed.clone(&arena_), opt);
+        } catch (const Error& e) {
+            rethrow_located(e);
+        }
     }
 
     // ∂loss/∂x after backward(). Zeros when x does not influence the loss.
@@ -406,26 +464,54 @@ public:
     // symbols: one line per named node on the way from the loss to x.
     std::string explain(const Var<T>& x, ExplainOptions opt = {}) const;
     std::string explain(const Var<T>& x, const Var<T>& loss, ExplainOptions opt = {}) const;
+    // The same for a parameter: anything holding its gradient buffer as `.grad` (and its name
+    // as `.name`), e.g. nn::Parameter, or the GradBuffer itself. Explains the leaf this tape
+    // recorded for it (tape.external(value, &grad)); Error if there is none, or several.
+    template <class P>
+        requires std::same_as<std::remove_cvref_t<decltype(std::declval<const P&>().grad)>, GradBuffer<T>>
+    std::string explain(const P& p, ExplainOptions opt = {}) const {
+        return explain(leaf_of(p.grad, name_of(p)), std::move(opt));
+    }
+    template <class P>
+        requires std::same_as<std::remove_cvref_t<decltype(std::declval<const P&>().grad)>, GradBuffer<T>>
+    std::string explain(const P& p, const Var<T>& loss, ExplainOptions opt = {}) const {
+        return explain(leaf_of(p.grad, name_of(p)), loss, std::move(opt));
+    }
+    std::string explain(const GradBuffer<T>& g, ExplainOptions opt = {}) const {
+        return explain(leaf_of(g, {}), std::move(opt));
+    }
+    std::string explain(const GradBuffer<T>& g, const Var<T>& loss, ExplainOptions opt = {}) const {
+        return explain(leaf_of(g, {}), loss, std::move(opt));
+    }
 
     // ---- lifetime --------------------------------------------------------------------------
     // Drops every node, keeps the memory; all Vars of this tape become invalid.
     void reset() {
         nodes_.clear();
         arena_.reset();
-        ++generation_;
+        generation_ = detail::next_tape_generation();
         last_loss_ = kNoNode;
         graph_recorded_ = false;
         swept_ = false;
         sites_.clear();
+        externals_.clear();
+        owner_.store(std::thread::id{}, std::memory_order_relaxed);
     }
 
     // ---- anomaly mode ------------------------------------------------------------------------
     // When on, every value a node receives is checked for NaN and ±Inf: leaves and forward
     // outputs as they are recorded, adjoints as the sweep accumulates them. The first one found
     // raises Error naming the op (for an adjoint: the op whose VJP produced it), the shapes, the
-    // element and the user's line that recorded the node (site.hpp). Off: one predictable branch
-    // per record and per accumulation.
-    void set_anomaly_mode(bool on) noexcept { anomaly_ = on; }
+    // element and the user's line that recorded the node (site.hpp). It also checks that the
+    // tape is used from one thread only: the first to record (or backward) after construction
+    // or reset() owns it until the next reset(); another raises Error. Off: predictable
+    // branches per record and per accumulation.
+    void set_anomaly_mode(bool on) noexcept {
+        anomaly_ = on;
+        // Turned on over a recording: the thread turning it on is taken as the one using the tape.
+        std::thread::id none{};
+        if (on && !nodes_.empty()) owner_.compare_exchange_strong(none, std::this_thread::get_id(), std::memory_order_relaxed);
+    }
     bool anomaly_mode() const noexcept { return anomaly_; }
     // Where node `id` was recorded (kept in anomaly mode only; Kind::none otherwise).
     Site site(std::uint32_t id) const noexcept { return id < sites_.size() ? sites_[id] : Site{}; }
@@ -466,13 +552,15 @@ public:
     }
 
     // Engine internals used by the op rules.
-    void accumulate(std::uint32_t target, Tensor<T>&& contrib);
-    void accumulate_unchecked(std::uint32_t target, Tensor<T>&& contrib);
+    // `input` is the index of `target` among the inputs of the node being swept (for the error
+    // raised when the contribution's shape is neither the target's nor broadcast from it).
+    void accumulate(std::uint32_t target, Tensor<T>&& contrib, std::size_t input);
+    void accumulate_unchecked(std::uint32_t target, Tensor<T>&& contrib, std::size_t input);
     // For ops with vjp_into: write(dst, add) writes the contribution into target's adjoint
     // storage dst (add = false: overwrite; true: add to what is there).
     template <class Write>
     void accumulate_with(std::uint32_t target, Write&& write);
-    void accumulate_var(std::uint32_t target, const Var<T>& contrib);
+    void accumulate_var(std::uint32_t target, const Var<T>& contrib, std::size_t input);
 
 private:
     friend class Var<T>;
@@ -528,6 +616,26 @@ private:
         return nodes_.emplace_back(rule, std::move(value), kind, rg);
     }
     [[noreturn, gnu::cold, gnu::noinline]] void rethrow_located(const Error& e) const;
+    [[noreturn, gnu::cold, gnu::noinline]] void wrong_vjp_shape(std::uint32_t target, std::size_t input,
+                                                               Shape got) const;
+    [[gnu::cold, gnu::noinline]] void check_thread(std::string_view who);
+    void check_externals(std::uint32_t root) const {
+        for (std::uint32_t id : externals_) {
+            if (id > root) break;  // (recorded in order)
+            const NodeExtra<T>& e = *nodes_[id].extra;
+            if (e.sink->value_version() != e.value_version) [[unlikely]]
+                modified_external(id);
+        }
+    }
+    [[noreturn, gnu::cold, gnu::noinline]] void modified_external(std::uint32_t id) const;
+    template <class P>
+    static std::string_view name_of(const P& p) {
+        if constexpr (requires { std::string_view(p.name); })
+            return std::string_view(p.name);
+        else
+            return {};
+    }
+    [[gnu::cold, gnu::noinline]] Var<T> leaf_of(const GradBuffer<T>& g, std::string_view name) const;
     [[gnu::cold, gnu::noinline]] void anomaly_forward(std::string_view op, const Tensor<T>& out,
                                                       std::initializer_list<Shape> inputs) const;
     [[gnu::cold, gnu::noinline]] void anomaly_leaf(std::uint32_t id) const;
@@ -570,13 +678,15 @@ private:
     // memory back to it when they are destroyed.
     Arena arena_;
     std::vector<Node<T>> nodes_;
-    std::uint32_t generation_ = 1;
+    std::uint32_t generation_;  // detail::next_tape_generation(): unique in the process
     std::uint32_t last_loss_ = kNoNode;
     bool graph_recorded_ = false;
     bool swept_ = false;  // a backward() ran since the last reset(): nodes may hold adjoints
     bool anomaly_ = false;
     std::uint32_t sweeping_ = kNoNode;  // the node whose VJPs run now (for error messages)
     std::vector<Site> sites_;           // anomaly mode: where each node was recorded
+    std::vector<std::uint32_t> externals_;  // the External leaves, in order (version checks)
+    std::atomic<std::thread::id> owner_{};  // anomaly mode: the thread using the tape
 };
 
 // ---- Var ---------------------------------------------------------------------------------------
@@ -616,21 +726,27 @@ Var<T> apply(const Op& op, const Var<T>& a, const Vs&... rest) {
 // ---- the sweep ---------------------------------------------------------------------------------
 
 template <class T>
-void Tape<T>::accumulate(std::uint32_t target, Tensor<T>&& contrib) {
+void Tape<T>::accumulate(std::uint32_t target, Tensor<T>&& contrib, std::size_t input) {
     if (anomaly_) [[unlikely]] {
-        accumulate_unchecked(target, std::move(contrib));
+        accumulate_unchecked(target, std::move(contrib), input);
         anomaly_adjoint(target);
         return;
     }
-    accumulate_unchecked(target, std::move(contrib));
+    accumulate_unchecked(target, std::move(contrib), input);
 }
 
+// Every VJP's result passes here (numeric reading): it has the input's shape (one compare),
+// or a shape the input was broadcast to, which is summed back; anything else is the op's
+// error, never summed into a wrong place.
 template <class T>
-void Tape<T>::accumulate_unchecked(std::uint32_t target, Tensor<T>&& contrib) {
+void Tape<T>::accumulate_unchecked(std::uint32_t target, Tensor<T>&& contrib, std::size_t input) {
     Node<T>& n = nodes_[target];
     const Shape s = n.value.shape();
+    const bool same = contrib.shape() == s;
+    if (!same && !broadcastable(s, contrib.shape())) [[unlikely]]
+        wrong_vjp_shape(target, input, contrib.shape());
     if (n.adj.empty()) {
-        if (contrib.shape() == s && contrib.resource() == &arena_ && !claims_sink(n)) {
+        if (same && contrib.resource() == &arena_ && !claims_sink(n)) {
             // An arena tensor, or a view of one (an adjoint passed through, as Add's VJP
             // does): adopted without a copy. A view is copied on the next write, below.
             n.adj = std::move(contrib);
@@ -641,7 +757,7 @@ void Tape<T>::accumulate_unchecked(std::uint32_t target, Tensor<T>&& contrib) {
     }
     T* a = adjoint_for_update(n).data();
     const T* c = contrib.data();
-    if (contrib.shape() == s) {
+    if (same) {
         for (std::size_t i = 0, e = n.adj.size(); i < e; ++i) a[i] += c[i];
     } else {
         Tensor<T> r = Tensor<T>::uninit(s, &arena_);
@@ -663,8 +779,12 @@ void Tape<T>::accumulate_with(std::uint32_t target, Write&& write) {
 }
 
 template <class T>
-void Tape<T>::accumulate_var(std::uint32_t target, const Var<T>& contrib) {
-    Var<T> c = reduce_to(contrib, nodes_[target].value.shape());
+void Tape<T>::accumulate_var(std::uint32_t target, const Var<T>& contrib, std::size_t input) {
+    const Shape s = nodes_[target].value.shape();
+    const Shape cs = nodes_[contrib.id_].value.shape();
+    if (cs != s && !broadcastable(s, cs)) [[unlikely]]
+        wrong_vjp_shape(target, input, cs);
+    Var<T> c = reduce_to(contrib, s);
     std::uint32_t& slot = nodes_[target].adj_var;
     if (slot == kNoNode) {
         slot = c.id_;
@@ -676,6 +796,7 @@ void Tape<T>::accumulate_var(std::uint32_t target, const Var<T>& contrib) {
 
 template <class T>
 void Tape<T>::sweep(std::uint32_t root, Tensor<T>&& seed, BackwardOptions opt) {
+    check_externals(root);  // before anything changes: a refused backward leaves no trace
     if (swept_) {  // a backward on this tape before: start again from zero adjoints
         for (auto& n : nodes_) {
             n.adj = Tensor<T>();
@@ -747,6 +868,56 @@ void Tape<T>::rethrow_located(const Error& e) const {
     if (here.kind == Site::Kind::exact && msg.find("\n  at ") == std::string::npos)
         msg += fmt::format("\n  {}", here.str());
     throw Error(msg);
+}
+
+template <class T>
+void Tape<T>::wrong_vjp_shape(std::uint32_t target, std::size_t input, Shape got) const {
+    std::string msg;
+    if (sweeping_ != kNoNode) {
+        msg = fmt::format(
+            "{}: the VJP of input {} returned an adjoint of shape {} for an input of shape {} (a VJP returns "
+            "the input's shape, or a shape the input broadcasts to)\n  the op: {}\n  the input: {}",
+            nodes_[sweeping_].op->name(), input, got, nodes_[target].value.shape(), describe(sweeping_),
+            describe(target));
+    } else {
+        msg = fmt::format("backward: an adjoint of shape {} for {}", got, describe(target));
+    }
+    throw Error(msg);
+}
+
+template <class T>
+void Tape<T>::check_thread(std::string_view who) {
+    const std::thread::id me = std::this_thread::get_id();
+    std::thread::id owner = std::thread::id{};
+    if (owner_.compare_exchange_strong(owner, me, std::memory_order_relaxed) || owner == me) return;
+    fail("anomaly: {}: the tape is used from a second thread (another thread has recorded on it since its "
+         "last reset); a tape is not thread-safe: use one tape per thread",
+         who);
+}
+
+template <class T>
+void Tape<T>::modified_external(std::uint32_t id) const {
+    fail("backward: parameter '{}' was modified in place after it was recorded ({}); its value is no longer "
+         "the one the forward pass used: record the forward pass again after changing it",
+         display_name(id), describe(id));
+}
+
+template <class T>
+Var<T> Tape<T>::leaf_of(const GradBuffer<T>& g, std::string_view name) const {
+    std::uint32_t found = kNoNode;
+    for (std::uint32_t id : externals_) {
+        if (nodes_[id].extra->sink != &g) continue;
+        if (found != kNoNode)
+            fail("explain: parameter '{}' is on this tape more than once (nodes {} and {}); explain the Var of "
+                 "each use",
+                 display_name(id), found, id);
+        found = id;
+    }
+    if (found == kNoNode) {
+        if (name.empty()) fail("explain: the parameter of this gradient buffer was not used on this tape");
+        fail("explain: parameter '{}' was not used on this tape", name);
+    }
+    return Var<T>(const_cast<Tape*>(this), found, generation_);
 }
 
 template <class T>
@@ -859,6 +1030,7 @@ std::string Tape<T>::explain(const Var<T>& x, const Var<T>& loss, ExplainOptions
     SymSweep s;
     s.value.resize(root + 1);
     s.adj.resize(root + 1);
+    s.on_path.assign(root + 1, false);
     for (std::uint32_t i = 0; i <= root; ++i) {
         const Node<T>& n = nodes_[i];
         if (n.op == nullptr || !n.name().empty())
@@ -867,7 +1039,7 @@ std::string Tape<T>::explain(const Var<T>& x, const Var<T>& loss, ExplainOptions
             s.value[i] = n.op->forward_symbolic(*this, i, s);
     }
     // Nodes that depend on x: only their equations belong to the answer.
-    std::vector<bool> reach(root + 1, false);
+    std::vector<bool>& reach = s.on_path;
     reach[x.id_] = true;
     for (std::uint32_t i = x.id_ + 1; i <= root; ++i)
         for (std::uint32_t j : nodes_[i].in) reach[i] = reach[i] || reach[j];

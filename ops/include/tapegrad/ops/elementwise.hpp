@@ -130,14 +130,7 @@ struct Scale {
         const T k = static_cast<T>(c);
         for (std::size_t i = 0; i < x.size(); ++i) out[i] = k * x[i];
     }
-    std::optional<Sym> simplify(const Sym& x) const {
-        std::string k = fmt::format("{:g}", c);
-        if (c == 1) return x;
-        if (x.is_one()) return Sym::atom(k, x.shape());
-        bool paren = static_cast<int>(x.prec) < static_cast<int>(Prec::Product);
-        auto wrap = [&](const std::string& s) { return paren ? "(" + s + ")" : s; };
-        return Sym(k + "·" + wrap(x.text), k + "*" + wrap(x.ascii), Prec::Product, x.shape());
-    }
+    std::optional<Sym> simplify(const Sym& x) const { return scaled(c, x, x.shape()); }
     template <class V>
     V vjp(In<0>, const V& g, const V&, const V&) const {
         return apply(Scale{c}, g);
