@@ -303,3 +303,111 @@ TEST_CASE("randomly damaged checkpoints, with checksums forged to match, load or
     CHECK(errors + loaded == 3000);
     CHECK(errors > 2000);
 }
+
+// ---- parameter names are unique (issue 16, defect 3) ------------------------------------------
+
+namespace {
+std::string error_of(auto&& f) {
+    try {
+        f();
+    } catch (const tg::Error& e) {
+        return e.what();
+    }
+    return "no error";
+}
+}  // namespace
+
+TEST_CASE("two Linears built by hand get distinct default names, and both survive a checkpoint round trip") {
+    TempDir dir;
+    nn::Rng rng(3);
+    nn::Linear<double> a(3, 2, rng), b(3, 2, rng);
+    CHECK(a.weight().name != b.weight().name);
+    CHECK(a.bias().name != b.bias().name);
+    std::vector<nn::Parameter<double>*> ps{&a.weight(), &a.bias(), &b.weight(), &b.bias()};
+    const fs::path file = dir.path / "by_hand.tgc";
+    nn::save_checkpoint<double>(file, ps, nullptr, nn::TrainState{});
+
+    nn::Rng other(77);
+    nn::Linear<double> a2(3, 2, other), b2(3, 2, other);
+    a2.weight().name = a.weight().name;
+    a2.bias().name = a.bias().name;
+    b2.weight().name = b.weight().name;
+    b2.bias().name = b.bias().name;
+    nn::TrainState st;
+    nn::load_checkpoint<double>(file, {&a2.weight(), &a2.bias(), &b2.weight(), &b2.bias()}, nullptr, st);
+    for (std::size_t i = 0; i < 6; ++i) {
+        CHECK(a2.weight().value[i] == a.weight().value[i]);
+        CHECK(b2.weight().value[i] == b.weight().value[i]);
+    }
+    for (std::size_t i = 0; i < 2; ++i) {
+        CHECK(a2.bias().value[i] == a.bias().value[i]);
+        CHECK(b2.bias().value[i] == b.bias().value[i]);
+    }
+}
+
+TEST_CASE("saving or loading parameters with a duplicate name raises an Error naming it and writes nothing") {
+    TempDir dir;
+    nn::Rng rng(3);
+    nn::Linear<double> a(3, 2, rng, {}, 0), b(3, 2, rng, {}, 0);  // both W0, b0
+    std::vector<nn::Parameter<double>*> ps{&a.weight(), &a.bias(), &b.weight(), &b.bias()};
+    const fs::path file = dir.path / "dup.tgc";
+    const auto e = error_of([&] { nn::save_checkpoint<double>(file, ps, nullptr, nn::TrainState{}); });
+    CHECK(contains(e, "duplicate parameter name 'W0'"));
+    CHECK(contains(e, "parameters 0 and 2"));
+    CHECK_FALSE(fs::exists(file));
+    CHECK(contains(error_of([&] { (void)nn::make_checkpoint<double>(ps, nullptr, nn::TrainState{}); }),
+                   "duplicate parameter name 'W0'"));
+
+    nn::save_checkpoint<double>(file, {&a.weight(), &a.bias()}, nullptr, nn::TrainState{});
+    nn::TrainState st;
+    const auto le = error_of([&] { nn::load_checkpoint<double>(file, ps, nullptr, st); });
+    CHECK(contains(le, "dup.tgc"));
+    CHECK(contains(le, "duplicate parameter name 'W0'"));
+
+    nn::Archive archive;
+    archive.put_string("x", "1");
+    CHECK_THROWS_WITH_AS(archive.put_string("x", "2"), "checkpoint: duplicate entry 'x'", tg::Error);
+    CHECK(archive.get_string("x") == "1");
+}
+
+TEST_CASE("an optimiser given the same parameter twice, or a null one, raises an Error naming it") {
+    nn::Rng rng(3);
+    nn::Linear<double> a(3, 2, rng, {}, 4);
+    CHECK(contains(error_of([&] { nn::SGD<double> opt({&a.weight(), &a.bias(), &a.weight()}); }),
+                   "SGD: parameter 'W4' is listed twice (entries 0 and 2)"));
+    CHECK(contains(error_of([&] { nn::Adam<double> opt({&a.weight(), nullptr}); }), "Adam: parameter 1 is null"));
+}
+
+TEST_CASE("assembling a Sequential whose layers share a parameter name raises an Error naming it") {
+    nn::Rng rng(3);
+    nn::Sequential<double> s;
+    s.emplace<nn::Linear<double>>(4, 3, rng, nn::LinearOptions{}, 0);
+    s.emplace<nn::ActivationLayer<double>>(nn::Activation::relu);
+    const auto e = error_of([&] { s.emplace<nn::Linear<double>>(3, 2, rng, nn::LinearOptions{}, 0); });
+    CHECK(contains(e, "Sequential: duplicate parameter name 'W0'"));
+    CHECK(contains(e, "Linear(3→2)"));
+    CHECK(contains(e, "Linear(4→3)"));
+    CHECK(s.size() == 2);  // the offending layer was not added
+    CHECK(s.parameters().size() == 2);
+    CHECK_THROWS_WITH_AS(s.add(std::make_unique<nn::Linear<double>>(3, 2, rng, nn::LinearOptions{}, 0)),
+                         doctest::Contains("duplicate parameter name 'W0'"), tg::Error);
+}
+
+TEST_CASE("a Sequential of default-named Linears names their parameters by position, as an MLP does") {
+    nn::Rng rng(3);
+    nn::Linear<double> before(2, 2, rng);  // takes a default name first: positions do not depend on it
+    (void)before;
+    nn::Sequential<double> s;
+    s.emplace<nn::Linear<double>>(4, 3, rng);
+    s.emplace<nn::ActivationLayer<double>>(nn::Activation::tanh);
+    s.add(std::make_unique<nn::Linear<double>>(3, 2, rng, nn::LinearOptions{.fold_bias = true}));
+    s.emplace<nn::Linear<double>>(2, 2, rng, nn::LinearOptions{.bias = false});
+    std::vector<std::string> names;
+    for (const auto* p : s.parameters()) names.push_back(p->name);
+    CHECK(names == std::vector<std::string>{"W0", "b0", "W1", "W2"});
+
+    nn::MLP<double> mlp({4, 3, 2, 2}, nn::Activation::tanh, 1);
+    names.clear();
+    for (const auto* p : mlp.parameters()) names.push_back(p->name);
+    CHECK(names == std::vector<std::string>{"W0", "b0", "W1", "b1", "W2", "b2"});
+}

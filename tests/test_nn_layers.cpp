@@ -3,6 +3,8 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <memory>
+#include <type_traits>
 #include <vector>
 
 #include <tapegrad/nn.hpp>
@@ -179,4 +181,68 @@ TEST_CASE("explain prints the backprop formula of an MLP's weights with the para
     // Seed 001's δ rule: ∂E/∂W0 = Xᵀ·((δ1·W1ᵀ) ⊙ σ′(A0)), δ1 = Y − T for the half squared error.
     CHECK(w0.find("Xᵀ · (((σ(X · W0 + b0) · W1 + b1 − T) · W1ᵀ) ⊙ σ′(X · W0 + b0))") != std::string::npos);
     CHECK(b1.find("1ᵀ·(σ(X · W0 + b0) · W1 + b1 − T)") != std::string::npos);
+}
+
+// ---- a folded bias leaves no dangling view on the tape (issue 16, defect 6) ----------------------
+
+TEST_CASE("a folded-bias Linear keeps a smaller batch's nodes intact when a larger batch follows on the same tape") {
+    nn::Rng r1(5), r2(5);
+    nn::Linear<double> fold(4, 3, r1, {.fold_bias = true, .bias_init = nn::Init::torch_default});
+    nn::Linear<double> sep(4, 3, r2, {.bias_init = nn::Init::torch_default});
+    const auto xs = random_tensor(2, 4, 1), xl = random_tensor(7, 4, 2);
+
+    tg::Tape<double> tape;
+    const auto vs = tape.constant(xs), vl = tape.constant(xl);
+    const auto first = static_cast<std::uint32_t>(tape.size());
+    const auto ys = fold(tape, vs);
+    const auto after_small = static_cast<std::uint32_t>(tape.size());
+    const auto yl = fold(tape, vl);  // a larger batch: the column of ones grows
+    (void)fold(tape, tape.constant(random_tensor(40, 4, 3)));  // and again
+
+    // The column of ones the small batch recorded still reads as ones.
+    int ones_columns = 0;
+    for (std::uint32_t id = first; id < after_small; ++id) {
+        const auto& node = tape.node(id);
+        if (node.op || node.kind != tg::LeafKind::Constant) continue;
+        ++ones_columns;
+        REQUIRE(node.value.shape() == tg::Shape{2, 1});
+        for (std::size_t i = 0; i < node.value.size(); ++i) CHECK(node.value[i] == 1.0);
+    }
+    CHECK(ones_columns == 1);
+
+    // And the gradients are those of the separate bias, on a tape of its own.
+    auto loss = tg::sum(tg::square(ys)) + tg::sum(tg::square(yl));
+    tape.backward(loss);
+    tg::Tape<double> ts;
+    auto ls = tg::sum(tg::square(sep(ts, ts.constant(xs)))) + tg::sum(tg::square(sep(ts, ts.constant(xl))));
+    ts.backward(ls);
+    CHECK(loss.item() == doctest::Approx(ls.item()).epsilon(1e-13));
+    const auto& gf = fold.weight().grad;
+    for (std::size_t j = 0; j < 3; ++j) {
+        for (std::size_t i = 0; i < 4; ++i) CHECK(gf(i, j) == doctest::Approx(sep.weight().grad(i, j)).epsilon(1e-12));
+        CHECK(gf(4, j) == doctest::Approx(sep.bias().grad(0, j)).epsilon(1e-12));
+    }
+}
+
+// ---- a Parameter cannot move away from the tape's pointer (issue 16, defect 7) -------------------
+
+// A tape keeps the address of a parameter's gradient buffer: a Parameter that could move (in a
+// reallocating std::vector, say) would leave the tape writing into the old address.
+static_assert(!std::is_move_constructible_v<nn::Parameter<float>>);
+static_assert(!std::is_copy_constructible_v<nn::Parameter<float>>);
+static_assert(!std::is_move_assignable_v<nn::Parameter<double>>);
+static_assert(!std::is_copy_assignable_v<nn::Parameter<double>>);
+static_assert(!std::is_move_constructible_v<nn::Linear<float>>);
+static_assert(!std::is_move_constructible_v<nn::MLP<float>>);
+
+TEST_CASE("parameters held through unique_ptr keep their gradients while the vector holding them grows") {
+    std::vector<std::unique_ptr<nn::Parameter<double>>> ps;
+    ps.push_back(std::make_unique<nn::Parameter<double>>(tg::Tensor<double>(1, 2, {2.0, -3.0}), "p0"));
+    tg::Tape<double> tape;
+    auto v = ps[0]->var(tape);
+    for (int i = 1; i < 50; ++i)  // reallocates the vector several times
+        ps.push_back(std::make_unique<nn::Parameter<double>>(tg::Tensor<double>(1, 1), fmt::format("p{}", i)));
+    tape.backward(tg::sum(tg::square(v)));
+    CHECK(ps[0]->grad[0] == 4.0);
+    CHECK(ps[0]->grad[1] == -6.0);
 }

@@ -7,7 +7,10 @@
 #include <limits>
 #include <memory>
 #include <numbers>
+#include <string>
 #include <vector>
+
+#include <fmt/format.h>
 
 #include <tapegrad/nn/clip.hpp>
 #include <tapegrad/nn/optim.hpp>
@@ -273,4 +276,89 @@ TEST_CASE("clip_grad_norm and clip_grad_value match torch.nn.utils") {
         CHECK_THROWS_WITH_AS(nn::clip_grad_norm(ps, 1.0, {.error_if_nonfinite = true}),
                              "clip_grad_norm: the total 2-norm of the gradients is nan", tg::Error);
     }
+}
+
+// ---- every option is checked, NaN and infinities included (issue 16, defect 9) -----------------
+
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+std::string error_of(auto&& f) {
+    try {
+        f();
+    } catch (const tg::Error& e) {
+        return e.what();
+    }
+    return "no error";
+}
+
+// `set(value)` builds the optimiser (or schedule) with one option set to `value`; each bad value
+// must raise an Error "<who>: invalid <option> <value>".
+void check_rejects(const std::string& who, const std::string& option, std::initializer_list<double> bad, auto&& set) {
+    for (double v : bad) {
+        const std::string want = fmt::format("{}: invalid {} {}", who, option, v);
+        CAPTURE(want);
+        const std::string e = error_of([&] { set(v); });
+        CHECK(e.rfind(want, 0) == 0);
+    }
+}
+
+}  // namespace
+
+TEST_CASE("SGD rejects NaN, infinite and negative options, naming the option and the value") {
+    auto p = make_param();
+    std::vector<nn::Parameter<double>*> ps{&p};
+    check_rejects("SGD", "lr", {kNaN, kInf, -kInf, -0.1}, [&](double v) { nn::SGD<double>(ps, {.lr = v}); });
+    check_rejects("SGD", "momentum", {kNaN, kInf, -kInf, -0.5},
+                  [&](double v) { nn::SGD<double>(ps, {.momentum = v}); });
+    check_rejects("SGD", "dampening", {kNaN, kInf, -kInf, -0.5, 1.5},
+                  [&](double v) { nn::SGD<double>(ps, {.momentum = 0.9, .dampening = v}); });
+    check_rejects("SGD", "weight_decay", {kNaN, kInf, -kInf, -1e-4},
+                  [&](double v) { nn::SGD<double>(ps, {.weight_decay = v}); });
+    // The edges of each range are accepted.
+    CHECK_NOTHROW(nn::SGD<double>(ps, {.lr = 0, .momentum = 0, .dampening = 1, .weight_decay = 0}));
+    CHECK_NOTHROW(nn::SGD<double>(ps, {.lr = 10, .momentum = 0.99, .dampening = 0, .weight_decay = 1}));
+}
+
+TEST_CASE("Adam and AdamW reject NaN, infinite and out-of-range options, naming the option and the value") {
+    auto p = make_param();
+    std::vector<nn::Parameter<double>*> ps{&p};
+    check_rejects("Adam", "lr", {kNaN, kInf, -kInf, -1e-3}, [&](double v) { nn::Adam<double>(ps, {.lr = v}); });
+    check_rejects("Adam", "beta1", {kNaN, kInf, -kInf, -0.1, 1.0}, [&](double v) { nn::Adam<double>(ps, {.beta1 = v}); });
+    check_rejects("Adam", "beta2", {kNaN, kInf, -kInf, -0.1, 1.0}, [&](double v) { nn::Adam<double>(ps, {.beta2 = v}); });
+    check_rejects("Adam", "eps", {kNaN, kInf, -kInf, -1e-8}, [&](double v) { nn::Adam<double>(ps, {.eps = v}); });
+    check_rejects("Adam", "weight_decay", {kNaN, kInf, -kInf, -0.01},
+                  [&](double v) { nn::Adam<double>(ps, {.weight_decay = v}); });
+    check_rejects("AdamW", "lr", {kNaN, kInf, -kInf, -1e-3}, [&](double v) { nn::AdamW<double>(ps, {.lr = v}); });
+    check_rejects("AdamW", "beta1", {kNaN, kInf, -kInf, -0.1, 1.0}, [&](double v) { nn::AdamW<double>(ps, {.beta1 = v}); });
+    check_rejects("AdamW", "beta2", {kNaN, kInf, -kInf, -0.1, 1.0}, [&](double v) { nn::AdamW<double>(ps, {.beta2 = v}); });
+    check_rejects("AdamW", "eps", {kNaN, kInf, -kInf, -1e-8}, [&](double v) { nn::AdamW<double>(ps, {.eps = v}); });
+    check_rejects("AdamW", "weight_decay", {kNaN, kInf, -kInf, -0.01},
+                  [&](double v) { nn::AdamW<double>(ps, {.weight_decay = v}); });
+    CHECK_NOTHROW(nn::Adam<double>(ps, {.lr = 0, .beta1 = 0, .beta2 = 0, .eps = 0, .weight_decay = 0}));
+}
+
+TEST_CASE("set_lr rejects NaN, infinite and negative rates and leaves the rate unchanged") {
+    auto p = make_param();
+    nn::SGD<double> sgd({&p}, {.lr = 0.5});
+    check_rejects("SGD", "lr", {kNaN, kInf, -kInf, -0.5}, [&](double v) { sgd.set_lr(v); });
+    CHECK(sgd.lr() == 0.5);
+    nn::AdamW<double> adamw({&p});
+    check_rejects("AdamW", "lr", {kNaN, kInf, -1.0}, [&](double v) { adamw.set_lr(v); });
+    CHECK(adamw.lr() == 1e-3);
+    sgd.set_lr(0);
+    CHECK(sgd.lr() == 0);
+}
+
+TEST_CASE("the schedules reject NaN, infinite and negative factors, naming the option and the value") {
+    auto p = make_param();
+    nn::SGD<double> sgd({&p}, {.lr = 0.5});
+    check_rejects("StepLR", "gamma", {kNaN, kInf, -kInf, -0.1}, [&](double v) { nn::StepLR(sgd, 2, v); });
+    check_rejects("CosineAnnealingLR", "eta_min", {kNaN, kInf, -kInf, -0.1},
+                  [&](double v) { nn::CosineAnnealingLR(sgd, 10, v); });
+    CHECK(sgd.lr() == 0.5);
+    CHECK_NOTHROW(nn::StepLR(sgd, 2, 0.0));
+    CHECK_NOTHROW(nn::CosineAnnealingLR(sgd, 10, 0.0));
 }

@@ -60,9 +60,10 @@ std::string_view Archive::kind_name(Kind k) noexcept {
 
 void Archive::put_raw(const std::string& name, Kind k, Shape s, const void* p, std::size_t n) {
     if (name.empty() || name.size() > kMaxName) fail("checkpoint: entry name of {} bytes (1 to {} allowed)", name.size(), kMaxName);
+    if (entries_.count(name) != 0) fail("checkpoint: duplicate entry '{}'", name);
     Entry e{k, s, std::vector<std::uint8_t>(n)};
     if (n) std::memcpy(e.data.data(), p, n);
-    entries_[name] = std::move(e);
+    entries_.emplace(name, std::move(e));
 }
 
 const Archive::Entry& Archive::entry(const std::string& name) const {

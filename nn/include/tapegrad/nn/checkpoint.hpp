@@ -19,6 +19,7 @@
 // file, what is wrong and the offset; a model is only modified once every check has passed.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -65,6 +66,7 @@ public:
     void put_f64(const std::string& name, std::span<const double> v) {
         put_raw(name, Kind::f64, {1, v.size()}, v.data(), v.size_bytes());
     }
+    // Each put adds a new entry: a name already present raises an Error (nothing is replaced).
     void put_string(const std::string& name, std::string_view s) {
         put_raw(name, Kind::bytes, {1, s.size()}, s.data(), s.size());
     }
@@ -132,6 +134,7 @@ struct TrainState {
 // Parameters (by name), the optimiser (by name: its kind must match) and the train state.
 template <class T>
 Archive make_checkpoint(const std::vector<Parameter<T>*>& params, Optimizer<T>* opt, const TrainState& st) {
+    detail::check_parameters(params, "checkpoint", true);
     Archive a;
     a.put_string("format/dtype", std::is_same_v<T, float> ? "float" : "double");
     for (const Parameter<T>* p : params) a.put("param/" + p->name, p->value);
@@ -156,6 +159,7 @@ void restore_checkpoint(const Archive& a, const std::vector<Parameter<T>*>& para
     const std::string dtype = a.get_string("format/dtype");
     const char* want = std::is_same_v<T, float> ? "float" : "double";
     if (dtype != want) fail("{}: checkpoint holds {} parameters, the model is {}", a.source(), dtype, want);
+    detail::check_parameters(params, a.source(), true);
     for (const Parameter<T>* p : params) {
         if (!a.contains("param/" + p->name)) fail("{}: no parameter '{}' in the checkpoint", a.source(), p->name);
         a.check_tensor<T>("param/" + p->name, p->shape());
@@ -174,6 +178,7 @@ void restore_checkpoint(const Archive& a, const std::vector<Parameter<T>*>& para
         steps = a.get_u64("optimizer/steps");
         lr = a.get_f64("optimizer/lr");
         if (steps.size() != 1 || lr.size() != 2) fail("{}: malformed optimizer/steps or optimizer/lr entry", a.source());
+        if (!(std::isfinite(lr[0]) && lr[0] >= 0)) fail("{}: invalid learning rate {} in optimizer/lr", a.source(), lr[0]);
         state = opt->state();
         for (const auto& s : state) a.check_tensor<T>("optimizer/" + s.name, s.tensor->shape());
     }
@@ -181,7 +186,7 @@ void restore_checkpoint(const Archive& a, const std::vector<Parameter<T>*>& para
     const auto rng = a.get_u64("train/rng");
     if (pos.size() != 3 || rng.size() != 4) fail("{}: malformed train/position or train/rng entry", a.source());
 
-    for (Parameter<T>* p : params) a.get("param/" + p->name, p->value);
+    for (Parameter<T>* p : params) a.get("param/" + p->name, p->mutable_value());
     if (opt) {
         for (const auto& s : state) a.get("optimizer/" + s.name, *s.tensor);
         opt->set_steps(steps[0]);

@@ -4,11 +4,13 @@
 // ∂E/∂p in each Parameter's grad.
 #pragma once
 
+#include <atomic>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <numbers>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -95,6 +97,18 @@ struct LinearOptions {
     Init bias_init = Init::zeros;
 };
 
+namespace detail {
+// The index a Linear built without one takes: 0, 1, 2, … in construction order, process-wide,
+// so that two such layers never share parameter names (a Sequential renames them by position).
+inline std::size_t next_default_linear_index() noexcept {
+    static std::atomic<std::size_t> next{0};
+    return next.fetch_add(1, std::memory_order_relaxed);
+}
+}  // namespace detail
+
+template <class T>
+class Sequential;
+
 // y = x·W + b        x: m×in, W: in×out, b: 1×out (broadcast over the m rows), y: m×out
 // folded: y = [x 1]·W,  W: (in+1)×out with b as its last row.
 // The gradients come from the ops' VJPs: dW = xᵀ·dy, db = 1ᵀ·dy (the engine's sum over the
@@ -102,37 +116,42 @@ struct LinearOptions {
 template <class T>
 class Linear final : public Module<T> {
 public:
-    // `index` names the parameters W<index>, b<index>.
-    Linear(std::size_t in, std::size_t out, Rng& rng, LinearOptions opt = {}, std::size_t index = 0)
-        : in_(in), out_(out), opt_(opt) {
-        if (in == 0 || out == 0) fail("Linear: zero-sized layer {}→{}", in, out);
-        const bool fold = opt.bias && opt.fold_bias;
-        w_ = Parameter<T>(Tensor<T>(fold ? in + 1 : in, out), fmt::format("W{}", index));
+    // `index` names the parameters W<index>, b<index>. Without one, the layer takes the next
+    // default index of the process (unique), and a Sequential it is added to renames it by its
+    // position among the Sequential's layers that have parameters (as MLP names its layers).
+    Linear(std::size_t in, std::size_t out, Rng& rng, LinearOptions opt = {},
+           std::optional<std::size_t> index = std::nullopt)
+        : in_(in),
+          out_(out),
+          opt_(opt),
+          explicit_index_(index.has_value()),
+          index_(index ? *index : detail::next_default_linear_index()),
+          w_(Tensor<T>(checked_rows(in, out, opt), out), fmt::format("W{}", index_)),
+          b_(separate(opt) ? Parameter<T>(Tensor<T>(1, out), fmt::format("b{}", index_)) : Parameter<T>()) {
         Tensor<T> top = Tensor<T>::view(w_.value.data(), {in, out}, std::pmr::get_default_resource());
         initialize(top, opt.init, in, out, opt.gain, rng);
         if (opt.bias) {
             Tensor<T> b(1, out);
             initialize(b, opt.bias_init, in, out, 1.0, rng);
-            if (fold)
+            if (opt.fold_bias)
                 std::copy_n(b.data(), out, w_.value.data() + in * out);
             else
-                b_ = Parameter<T>(std::move(b), fmt::format("b{}", index));
+                std::copy_n(b.data(), out, b_.value.data());
         }
     }
 
     Var<T> forward(Tape<T>& tape, const Var<T>& x) override {
-        const bool separate = opt_.bias && !opt_.fold_bias;
-        return compute(tape, x, w_.var(tape), separate ? b_.var(tape) : Var<T>{});
+        return compute(tape, x, w_.var(tape), separate(opt_) ? b_.var(tape) : Var<T>{});
     }
     Var<T> forward_with(Tape<T>& tape, const Var<T>& x, std::span<const Var<T>> params) override {
-        const bool separate = opt_.bias && !opt_.fold_bias;
-        if (params.size() != (separate ? 2u : 1u))
-            fail("{}: forward_with needs {} parameter Vars, {} given", describe(), separate ? 2 : 1, params.size());
-        return compute(tape, x, params[0], separate ? params[1] : Var<T>{});
+        const bool sep = separate(opt_);
+        if (params.size() != (sep ? 2u : 1u))
+            fail("{}: forward_with needs {} parameter Vars, {} given", describe(), sep ? 2 : 1, params.size());
+        return compute(tape, x, params[0], sep ? params[1] : Var<T>{});
     }
 
     std::vector<Parameter<T>*> parameters() override {
-        if (opt_.bias && !opt_.fold_bias) return {&w_, &b_};
+        if (separate(opt_)) return {&w_, &b_};
         return {&w_};
     }
     std::string describe() const override {
@@ -142,28 +161,46 @@ public:
 
     Parameter<T>& weight() noexcept { return w_; }
     Parameter<T>& bias() {
-        if (!opt_.bias || opt_.fold_bias) fail("Linear: {} has no separate bias parameter", describe());
+        if (!separate(opt_)) fail("Linear: {} has no separate bias parameter", describe());
         return b_;
     }
     std::size_t in_features() const noexcept { return in_; }
     std::size_t out_features() const noexcept { return out_; }
 
 private:
+    friend class Sequential<T>;
+
+    static bool separate(const LinearOptions& o) noexcept { return o.bias && !o.fold_bias; }
+    static std::size_t checked_rows(std::size_t in, std::size_t out, const LinearOptions& o) {
+        if (in == 0 || out == 0) fail("Linear: zero-sized layer {}→{}", in, out);
+        return o.bias && o.fold_bias ? in + 1 : in;
+    }
+    // Called by Sequential when the layer was built without an index.
+    void renumber(std::size_t index) {
+        index_ = index;
+        w_.name = fmt::format("W{}", index);
+        if (separate(opt_)) b_.name = fmt::format("b{}", index);
+    }
+
     Var<T> compute(Tape<T>& tape, const Var<T>& x, const Var<T>& w, const Var<T>& b) {
         if (x.cols() != in_) fail("{}: input has shape {}, expected {} columns", describe(), x.shape(), in_);
         if (w.shape() != w_.shape()) fail("{}: weight has shape {}, expected {}", describe(), w.shape(), w_.shape());
         if (!opt_.bias) return matmul(x, w);
         if (opt_.fold_bias) {
+            // The column of ones is copied into the tape's arena (m elements): a view of ones_
+            // would dangle once a larger batch grows it, or once the layer is destroyed.
             const std::size_t m = x.rows();
             if (ones_.rows() < m) ones_ = Tensor<T>::filled(m, 1, T(1));
-            Tensor<T> ones_m = Tensor<T>::view(ones_.data(), {m, 1}, std::pmr::get_default_resource());
-            return matmul(concat_cols(x, tape.constant_ref(ones_m)), w);
+            const Tensor<T> ones_m = Tensor<T>::view(ones_.data(), {m, 1}, std::pmr::get_default_resource());
+            return matmul(concat_cols(x, tape.constant(ones_m)), w);
         }
         return affine(x, w, b);
     }
 
     std::size_t in_, out_;
     LinearOptions opt_;
+    bool explicit_index_;  // built with an index (else a Sequential renames it by position)
+    std::size_t index_;    // the parameters are W<index_>, b<index_>
     Parameter<T> w_, b_;
     Tensor<T> ones_;  // column of ones for the folded bias, grown to the largest batch seen
 };
@@ -175,16 +212,17 @@ class Sequential : public Module<T> {
 public:
     Sequential() = default;
 
+    // Appends a layer. A Linear built without an index is renamed by its position among the
+    // layers that have parameters (W0, b0, W1, …, as MLP names them); a layer whose parameter
+    // names are already taken raises an Error and is not added (checkpoints and optimiser state
+    // refer to parameters by name).
     Module<T>& add(std::unique_ptr<Module<T>> m) {
-        layers_.push_back(std::move(m));
-        return *layers_.back();
+        if (!m) fail("Sequential: cannot add a null layer");
+        return adopt(std::move(m));
     }
     template <class M, class... Args>
     M& emplace(Args&&... args) {
-        auto m = std::make_unique<M>(std::forward<Args>(args)...);
-        M& ref = *m;
-        layers_.push_back(std::move(m));
-        return ref;
+        return static_cast<M&>(adopt(std::make_unique<M>(std::forward<Args>(args)...)));
     }
 
     Var<T> forward(Tape<T>& tape, const Var<T>& x) override {
@@ -220,6 +258,30 @@ public:
     Module<T>& operator[](std::size_t i) { return *layers_.at(i); }
 
 private:
+    Module<T>& adopt(std::unique_ptr<Module<T>> m) {
+        if (auto* lin = dynamic_cast<Linear<T>*>(m.get()); lin != nullptr && !lin->explicit_index_) {
+            std::size_t position = 0;
+            for (const auto& l : layers_) position += !l->parameters().empty();
+            lin->renumber(position);
+        }
+        const std::vector<Parameter<T>*> mine = m->parameters();
+        const std::size_t at = layers_.size();
+        for (std::size_t i = 0; i < mine.size(); ++i) {
+            const std::string& name = mine[i]->name;
+            for (std::size_t j = 0; j < i; ++j)
+                if (mine[j]->name == name)
+                    fail("Sequential: duplicate parameter name '{}' within layer {} ({})", name, at, m->describe());
+            for (std::size_t l = 0; l < at; ++l)
+                for (const Parameter<T>* p : layers_[l]->parameters())
+                    if (p->name == name)
+                        fail("Sequential: duplicate parameter name '{}': layer {} ({}) and layer {} ({}) both have it; "
+                             "give each layer its own index",
+                             name, at, m->describe(), l, layers_[l]->describe());
+        }
+        layers_.push_back(std::move(m));
+        return *layers_.back();
+    }
+
     std::vector<std::unique_ptr<Module<T>>> layers_;
 };
 

@@ -23,6 +23,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <numbers>
 #include <string>
 #include <string_view>
@@ -51,25 +52,59 @@ template <class T>
 void sgd_update(T* w, const T* g, T* buf, std::size_t n, const SGDCoeffs<T>& c) noexcept;
 template <class T>
 void adam_update(T* w, const T* g, T* m, T* v, T* vmax, std::size_t n, const AdamCoeffs<T>& c) noexcept;
+
+// `who` raises an Error for a null parameter or one listed twice, and, when `names` (checkpoints
+// refer to parameters by name), for two parameters sharing a name.
+template <class T>
+void check_parameters(const std::vector<Parameter<T>*>& params, std::string_view who, bool names) {
+    for (std::size_t i = 0; i < params.size(); ++i) {
+        if (params[i] == nullptr) fail("{}: parameter {} is null", who, i);
+        for (std::size_t j = 0; j < i; ++j) {
+            if (params[j] == params[i])
+                fail("{}: parameter '{}' is listed twice (entries {} and {})", who, params[i]->name, j, i);
+            if (names && params[j]->name == params[i]->name)
+                fail("{}: duplicate parameter name '{}' (parameters {} and {}); give each parameter its own name "
+                     "(for Linear layers, their own index)",
+                     who, params[i]->name, j, i);
+        }
+    }
+}
+
+// Every option check: finite, and within [lo, hi] (hi_open: [lo, hi)).
+inline void check_option(std::string_view who, std::string_view option, double v, double lo, double hi,
+                         bool hi_open = false) {
+    const bool ok = std::isfinite(v) && v >= lo && (hi_open ? v < hi : v <= hi);
+    if (ok) return;
+    if (std::isinf(hi))
+        fail("{}: invalid {} {} (must be finite and ≥ {})", who, option, v, lo);
+    fail("{}: invalid {} {} (must be in [{}, {}{})", who, option, v, lo, hi, hi_open ? ")" : "]");
+}
+inline constexpr double kNoLimit = std::numeric_limits<double>::infinity();
 }  // namespace detail
 
 // What every optimiser shares, independent of the element type (for the schedules).
 class OptimizerBase {
 public:
-    explicit OptimizerBase(double lr) : lr_(lr), initial_lr_(lr) {
-        if (!(lr >= 0)) fail("optimizer: invalid learning rate {}", lr);
+    // `who` names the optimiser in error messages ("SGD", "Adam", "AdamW"): a string literal.
+    OptimizerBase(std::string_view who, double lr) : who_(who), lr_(lr), initial_lr_(lr) {
+        detail::check_option(who_, "lr", lr, 0, detail::kNoLimit);
     }
     virtual ~OptimizerBase() = default;
     virtual std::string_view name() const noexcept = 0;
 
     double lr() const noexcept { return lr_; }
-    void set_lr(double lr) noexcept { lr_ = lr; }
+    // Raises an Error (and keeps the rate) unless lr is finite and ≥ 0.
+    void set_lr(double lr) {
+        detail::check_option(who_, "lr", lr, 0, detail::kNoLimit);
+        lr_ = lr;
+    }
     double initial_lr() const noexcept { return initial_lr_; }
     // Number of step() calls made so far (restored from checkpoints).
     std::uint64_t steps() const noexcept { return steps_; }
     void set_steps(std::uint64_t t) noexcept { steps_ = t; }
 
 protected:
+    std::string_view who_;
     double lr_;
     double initial_lr_;
     std::uint64_t steps_ = 0;
@@ -78,9 +113,9 @@ protected:
 template <class T>
 class Optimizer : public OptimizerBase {
 public:
-    Optimizer(std::vector<Parameter<T>*> params, double lr) : OptimizerBase(lr), params_(std::move(params)) {
-        for (const Parameter<T>* p : params_)
-            if (p == nullptr) fail("{}: null parameter", "optimizer");
+    Optimizer(std::string_view who, std::vector<Parameter<T>*> params, double lr)
+        : OptimizerBase(who, lr), params_(std::move(params)) {
+        detail::check_parameters(params_, who, false);
     }
     virtual void step() = 0;
     void zero_grad() noexcept {
@@ -126,9 +161,10 @@ template <class T>
 class SGD final : public Optimizer<T> {
 public:
     using Options = SGDOptions;
-    SGD(std::vector<Parameter<T>*> params, SGDOptions o = {}) : Optimizer<T>(std::move(params), o.lr), o_(o) {
-        if (o.momentum < 0) fail("SGD: invalid momentum {}", o.momentum);
-        if (o.weight_decay < 0) fail("SGD: invalid weight_decay {}", o.weight_decay);
+    SGD(std::vector<Parameter<T>*> params, SGDOptions o = {}) : Optimizer<T>("SGD", std::move(params), o.lr), o_(o) {
+        detail::check_option("SGD", "momentum", o.momentum, 0, detail::kNoLimit);
+        detail::check_option("SGD", "dampening", o.dampening, 0, 1);
+        detail::check_option("SGD", "weight_decay", o.weight_decay, 0, detail::kNoLimit);
         if (o.nesterov && (o.momentum <= 0 || o.dampening != 0))
             fail("SGD: Nesterov momentum requires a momentum > 0 and zero dampening (momentum {}, dampening {})",
                  o.momentum, o.dampening);
@@ -146,7 +182,7 @@ public:
         ++this->steps_;
         for (std::size_t k = 0; k < this->params_.size(); ++k) {
             Parameter<T>& p = *this->params_[k];
-            detail::sgd_update(p.value.data(), std::as_const(p.grad).data(), buf_.empty() ? nullptr : buf_[k].data(), p.size(), c);
+            detail::sgd_update(p.mutable_value().data(), std::as_const(p.grad).data(), buf_.empty() ? nullptr : buf_[k].data(), p.size(), c);
         }
     }
 
@@ -188,11 +224,12 @@ template <class T>
 class Adam : public Optimizer<T> {
 public:
     using Options = AdamOptions;
-    Adam(std::vector<Parameter<T>*> params, AdamOptions o = {}) : Optimizer<T>(std::move(params), o.lr), o_(o) {
-        if (!(o.beta1 >= 0 && o.beta1 < 1)) fail("Adam: invalid beta1 {}", o.beta1);
-        if (!(o.beta2 >= 0 && o.beta2 < 1)) fail("Adam: invalid beta2 {}", o.beta2);
-        if (!(o.eps >= 0)) fail("Adam: invalid eps {}", o.eps);
-        if (!(o.weight_decay >= 0)) fail("Adam: invalid weight_decay {}", o.weight_decay);
+    Adam(std::vector<Parameter<T>*> params, AdamOptions o = {})
+        : Optimizer<T>(o.decoupled_weight_decay ? "AdamW" : "Adam", std::move(params), o.lr), o_(o) {
+        detail::check_option(this->who_, "beta1", o.beta1, 0, 1, true);
+        detail::check_option(this->who_, "beta2", o.beta2, 0, 1, true);
+        detail::check_option(this->who_, "eps", o.eps, 0, detail::kNoLimit);
+        detail::check_option(this->who_, "weight_decay", o.weight_decay, 0, detail::kNoLimit);
         m_ = this->make_buffers();
         v_ = this->make_buffers();
         if (o.amsgrad) vmax_ = this->make_buffers();
@@ -218,7 +255,7 @@ public:
                                       o_.maximize ? T(-1) : T(1)};
         for (std::size_t k = 0; k < this->params_.size(); ++k) {
             Parameter<T>& p = *this->params_[k];
-            detail::adam_update(p.value.data(), std::as_const(p.grad).data(), m_[k].data(), v_[k].data(),
+            detail::adam_update(p.mutable_value().data(), std::as_const(p.grad).data(), m_[k].data(), v_[k].data(),
                                 o_.amsgrad ? vmax_[k].data() : nullptr, p.size(), c);
         }
     }
@@ -265,6 +302,7 @@ public:
     StepLR(OptimizerBase& opt, std::size_t step_size, double gamma = 0.1)
         : opt_(opt), base_(opt.initial_lr()), step_size_(step_size), gamma_(gamma) {
         if (step_size == 0) fail("StepLR: step_size must be positive");
+        detail::check_option("StepLR", "gamma", gamma, 0, detail::kNoLimit);
     }
     void step() { set_epoch(epoch_ + 1); }
     void set_epoch(std::size_t e) {
@@ -288,6 +326,7 @@ public:
     CosineAnnealingLR(OptimizerBase& opt, std::size_t t_max, double eta_min = 0)
         : opt_(opt), base_(opt.initial_lr()), t_max_(t_max), eta_min_(eta_min) {
         if (t_max == 0) fail("CosineAnnealingLR: T_max must be positive");
+        detail::check_option("CosineAnnealingLR", "eta_min", eta_min, 0, detail::kNoLimit);
     }
     void step() { set_epoch(epoch_ + 1); }
     void set_epoch(std::size_t e) {

@@ -27,6 +27,11 @@ struct Parameter {
 
     Parameter() = default;
     Parameter(Tensor<T> v, std::string n) : value(std::move(v)), grad(value.shape()), name(std::move(n)) {}
+    // A tape keeps the address of `grad` (and reads `value` in place): a Parameter that moved
+    // (in a reallocating std::vector, say) would leave backward() writing into the old address.
+    // Hold parameters in place, in a module, or through std::unique_ptr.
+    Parameter(const Parameter&) = delete;
+    Parameter& operator=(const Parameter&) = delete;
 
     Shape shape() const noexcept { return value.shape(); }
     std::size_t size() const noexcept { return value.size(); }
@@ -34,6 +39,13 @@ struct Parameter {
     Var<T> var(Tape<T>& tape) { return tape.external(value, &grad, name); }
     // O(1): marks the gradient zero; the next backward() writes it instead of adding.
     void zero_grad() noexcept { grad.clear(); }
+    // The value, for changing it in place (optimisers do): counts as a modification, so that
+    // a backward() of a tape recorded before raises Error instead of using the changed value
+    // (GradBuffer::value_changed). Writes through `value` itself are not seen.
+    Tensor<T>& mutable_value() noexcept {
+        grad.value_changed();
+        return value;
+    }
 };
 
 // A layer or a network: maps a Var to a Var on the same tape, and lists its parameters.
