@@ -1,4 +1,4 @@
-// Seed 000 — "Derivation of Batch Back Propagation" (shared/seeds/000_45a24a7e1b3aa69f.txt).
+// Seed 000 — "Derivation of Batch Back Propagation" (summarised in docs/seeds.md).
 //
 // Conventions of the document: samples are rows. X is N×K; Z⁰ = [1, X] (a first column of ones,
 // the bias folded into W), K⁰ = K + 1. Wˡ is Kˡ×Kˡ⁺¹, Aˡ = Zˡ Wˡ, Zˡ⁺¹ = fˡ(Aˡ), Y = Zᴸ, E(Y).

@@ -1,4 +1,4 @@
-// Seed 001 — "Back Propagation", Marc Emanuel (shared/seeds/001_1c6b133ab3628a2c.txt).
+// Seed 001 — "Back Propagation", Marc Emanuel (summarised in docs/seeds.md).
 //
 // Conventions of the document: column vectors, samples q = 1…m as the columns of X (n₁×m), no
 // bias; z⁽²⁾ = θ⁽¹⁾ X, a⁽ˡ⁾ = σ(z⁽ˡ⁾), z⁽ˡ⁺¹⁾ = θ⁽ˡ⁾ a⁽ˡ⁾ up to the output layer k.

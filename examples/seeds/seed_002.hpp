@@ -1,5 +1,5 @@
 // Seed 002 — "Derivation of the back-propagation algorithm", Rui Zhang
-// (shared/seeds/002_fbc8ef894676a90e.txt).
+// (summarised in docs/seeds.md).
 //
 // Conventions of the document: five layers indexed j, i, k, q, p (layers 1…5 here, n_l = 5),
 // one sample, column vectors, z⁽ˡ⁺¹⁾ = W⁽ˡ⁾ a⁽ˡ⁾ + b⁽ˡ⁾ with W⁽ˡ⁾_{i←j} = W⁽ˡ⁾(i, j),

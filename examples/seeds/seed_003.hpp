@@ -1,4 +1,4 @@
-// Seed 003 — "Derivation of BP Algorithm", Lifu Huang (shared/seeds/003_95b9283330ad6dce.txt).
+// Seed 003 — "Derivation of BP Algorithm", Lifu Huang (summarised in docs/seeds.md).
 //
 // Conventions of the document: column vectors, biases kept apart, z⁽ˡ⁺¹⁾ = W⁽ˡ⁾a⁽ˡ⁾ + b⁽ˡ⁾,
 // a⁽ˡ⁾ = f(z⁽ˡ⁾), a⁽¹⁾ = x, h = a⁽ⁿˡ⁾, and the batch cost

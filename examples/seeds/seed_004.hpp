@@ -1,4 +1,4 @@
-// Seed 004 — "Stochastic GD" with sensitivities (shared/seeds/004_f4140bc62687e882.txt).
+// Seed 004 — "Stochastic GD" with sensitivities (summarised in docs/seeds.md).
 //
 // Conventions of the document: one sample per update; w_{ji}⁽ᵐ⁾ connects input j to unit i, so
 //   nᵢ⁽ᵐ⁾ = Σⱼ w_{ji}⁽ᵐ⁾ aⱼ⁽ᵐ⁻¹⁾ + bᵢ⁽ᵐ⁾,   i.e.  n⁽ᵐ⁾ = (W⁽ᵐ⁾)ᵀ a⁽ᵐ⁻¹⁾ + b⁽ᵐ⁾
