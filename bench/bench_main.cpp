@@ -28,6 +28,7 @@
 #include <map>
 #include <optional>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -384,6 +385,47 @@ double tiny_handwritten_ns(int reps) {
     return median(t);
 }
 
+// Evaluation of the demo's test batch (1000 images; fewer when the data set is smaller): the
+// forward pass and the loss recorded on a tape as for training, recorded under a NoGradGuard
+// (constant nodes), and on plain tensors with no tape (Module::operator()(const Tensor&), as
+// nn::evaluate runs it). Interleaved round by round; medians in ms. The three losses must agree
+// bit for bit.
+struct EvalTimes {
+    double tape_ms = NAN, guard_ms = NAN, tensor_ms = NAN;
+};
+EvalTimes time_eval(const Dataset& d, const Params& init, int rounds) {
+    tg::set_blas_threads(1);
+    NnMlp nm(init, kLr);
+    tg::nn::MLP<float>& net = nm.net();
+    const Batch b(d, 0, std::min<std::size_t>(1000, d.n));
+    tg::Tape<float> tape{std::size_t(16) << 20};
+    auto with_tape = [&] {
+        tape.reset();
+        auto logits = net(tape, tape.constant_ref(b.x));
+        return tg::softmax_cross_entropy(logits, tape.constant_ref(b.y)).item();
+    };
+    auto with_guard = [&] {
+        tape.reset();
+        auto no_grad = tape.no_grad();
+        auto logits = net(tape, tape.constant_ref(b.x));
+        return tg::softmax_cross_entropy(logits, tape.constant_ref(b.y)).item();
+    };
+    auto without_tape = [&] { return tg::softmax_cross_entropy(net(b.x), b.y).item(); };
+    const float l0 = with_tape(), l1 = with_guard(), l2 = without_tape();  // (also the warm-up)
+    if (l0 != l1 || l0 != l2) throw std::runtime_error("evaluation: the tape, no-grad and tensor losses differ");
+    volatile float sink = 0;
+    std::vector<double> t[3];
+    for (int r = 0; r < rounds; ++r) {
+        for (int turn = 0; turn < 3; ++turn) {
+            const int side = (turn + r) % 3;
+            const double t0 = now_s();
+            sink = sink + (side == 0 ? with_tape() : side == 1 ? with_guard() : without_tape());
+            t[side].push_back((now_s() - t0) * 1e3);
+        }
+    }
+    return {median(t[0]), median(t[1]), median(t[2])};
+}
+
 double sweep_ns(std::size_t n, int reps) {
     tg::Tape<float> tape;
     volatile float sink = bench::sweep_chain(tape, n);  // warm-up
@@ -585,6 +627,8 @@ int run(int argc, char** argv) {
     r.set("peak_rss_mb_pytorch", std::nullopt);
     r.set("sweep_ns_per_node_1e3", sweep_ns(1000, q ? 101 : 501));
     r.set("sweep_ns_per_node_1e6", sweep_ns(1000000, q ? 1 : 5));
+    const EvalTimes ev = time_eval(d, init, q ? 15 : 61);
+    r.set("eval_nograd_speedup", ev.tape_ms / ev.tensor_ms);  // with the tape ÷ without
 
     // Beyond the required keys: context for the table.
     std::optional<double> e_hw2, e_tg2;
@@ -611,6 +655,9 @@ int run(int argc, char** argv) {
     r.set("epoch_mean_loss_abs_diff_handwritten", epoch_loss_diff);
     r.set("loss_max_abs_diff_pytorch", std::nullopt);
     r.set("real_data", d.real ? 1.0 : 0.0);
+    r.set("eval_ms_tape", ev.tape_ms);
+    r.set("eval_ms_nograd_guard", ev.guard_ms);
+    r.set("eval_ms_no_tape", ev.tensor_ms);
     for (const char* k : {"mlp_step_ms_libtorch_1t", "mlp_step_ms_libtorch_2t", "epoch_s_libtorch_1t",
                           "tiny_ns_per_op_libtorch", "loss_max_abs_diff_libtorch"})
         r.set(k, std::nullopt);
@@ -695,6 +742,10 @@ int run(int argc, char** argv) {
         fmt::format("≤¼ PyTorch: {}{}", verdict(rmem, 0.25), rmem ? fmt::format(" ({:.3f}×)", *rmem) : ""));
     row("sweep 10³ nodes, per node (ns)", none, g("sweep_ns_per_node_1e3"), none, none, none, "{:.1f}", "");
     row("sweep 10⁶ nodes, per node (ns)", none, g("sweep_ns_per_node_1e6"), none, none, none, "{:.1f}", "");
+    row("evaluation, 1000 images, tape (ms)", none, g("eval_ms_tape"), none, none, none, "{:.3f}", "");
+    row("  same, under NoGradGuard (ms)", none, g("eval_ms_nograd_guard"), none, none, none, "{:.3f}", "");
+    row("  same, no tape (ms)", none, g("eval_ms_no_tape"), none, none, none, "{:.3f}",
+        fmt::format("tape ÷ no tape: {}", fmt_opt(g("eval_nograd_speedup"), "{:.3f}×")));
     fmt::print("\nlosses over the first {} steps: max |tapegrad − hand-written| = {:.3g}, "
                "max |tapegrad − PyTorch| = {}, max |tapegrad − libtorch| = {}\n",
                o.check_steps, lc.max_diff, fmt_opt(g("loss_max_abs_diff_pytorch"), "{:.3g}"),

@@ -45,6 +45,7 @@ public:
     }
 
     const tg::Tensor<float>& weight(std::size_t l) { return net_.parameters()[2 * l]->value; }
+    tg::nn::MLP<float>& net() noexcept { return net_; }
 
 private:
     static void copy_into(tg::nn::Parameter<float>& p, const std::vector<float>& v) {

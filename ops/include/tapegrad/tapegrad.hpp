@@ -17,3 +17,4 @@
 #include <tapegrad/ops/activations.hpp>
 #include <tapegrad/ops/structure.hpp>
 #include <tapegrad/ops/losses.hpp>
+#include <tapegrad/ops/detach.hpp>

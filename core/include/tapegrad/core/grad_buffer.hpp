@@ -23,6 +23,9 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <utility>
+#include <vector>
 
 #include <tapegrad/core/error.hpp>
 #include <tapegrad/core/tensor.hpp>
@@ -80,6 +83,15 @@ public:
     void value_changed() noexcept { ++value_version_; }
     std::uint64_t value_version() const noexcept { return value_version_; }
 
+    // Hooks called with this buffer when a backward() has finished adding into it (its gradient
+    // for that backward is complete), while the sweep goes on; in registration order (hooks.hpp).
+    void register_post_accumulate_hook(std::function<void(GradBuffer&)> fn) {
+        if (!fn) fail("GradBuffer: register_post_accumulate_hook given an empty function");
+        post_hooks_.push_back(std::move(fn));
+    }
+    void clear_post_accumulate_hooks() noexcept { post_hooks_.clear(); }
+    bool has_post_accumulate_hooks() const noexcept { return !post_hooks_.empty(); }
+
     // buffer += a (buffer = a when cleared); a has the buffer's shape.
     void add(const Tensor<T>& a) {
         if (a.shape() != t_.shape())
@@ -123,6 +135,7 @@ private:
     const void* leaf_tape_ = nullptr;
     std::uint32_t leaf_gen_ = 0;
     std::uint32_t leaf_node_ = 0;
+    std::vector<std::function<void(GradBuffer&)>> post_hooks_;  // register_post_accumulate_hook
 };
 
 }  // namespace tapegrad

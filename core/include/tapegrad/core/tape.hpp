@@ -31,6 +31,8 @@
 #include <tapegrad/core/arena.hpp>
 #include <tapegrad/core/engine_ops.hpp>
 #include <tapegrad/core/grad_buffer.hpp>
+#include <tapegrad/core/grad_mode.hpp>
+#include <tapegrad/core/hooks.hpp>
 #include <tapegrad/core/op.hpp>
 #include <tapegrad/core/site.hpp>
 #include <tapegrad/core/sym.hpp>
@@ -130,6 +132,7 @@ struct NodeExtra {
     GradBuffer<T>* sink = nullptr;    // External leaves: adjoints accumulate here across tapes
     std::uint64_t sink_version = 0;   // adj_in_sink: the sink's version after our last write
     std::uint64_t value_version = 0;  // External leaves: sink->value_version() when recorded
+    bool hooked = false;              // register_hook() was called on this node (hooks.hpp)
 };
 
 template <class T>
@@ -377,16 +380,43 @@ public:
             out = Tensor<T>::uninit(s, &arena_);
             op.forward(out, nodes_[x.id_].value...);
             rg = (nodes_[x.id_].requires_grad || ...);
-            if (rg) check_differentiable<Op>(std::array<bool, Op::arity>{nodes_[x.id_].requires_grad...});
+            // (under no-grad, no input wants a gradient: the loads vanish for ops whose inputs are all differentiable)
+            if (rg) check_differentiable<Op>(std::array<bool, Op::arity>{(nodes_[x.id_].requires_grad && !no_grad_)...});
         } catch (const Error& e) {
             rethrow_located(e);
         }
         if (anomaly_) [[unlikely]]
             anomaly_forward(Op::name, out, {nodes_[x.id_].value.shape()...});
-        Node<T>& n = push(rule_for(op), std::move(out), LeafKind::Op, rg);
+        Node<T>& n = push(rule_for(op), std::move(out), LeafKind::Op, rg & !no_grad_);  // no-grad: a constant node
         (n.in.push_back(x.id_), ...);
         return Var<T>(this, static_cast<std::uint32_t>(nodes_.size() - 1), generation_);
     }
+
+    // A node of `op` (arity 1) whose value is x's own storage (no copy) and which requires no
+    // gradient: the sweep never enters it, so nothing flows back to x (ops/detach.hpp).
+    template <OpType Op>
+    Var<T> record_alias(const Op& op, const Var<T>& x) {
+        static_assert(Op::arity == 1, "record_alias: an alias has one operand");
+        check(x, Op::name);
+        if (anomaly_) [[unlikely]]
+            check_thread(Op::name);
+        Node<T>& n = push(rule_for(op), view_of(nodes_[x.id_].value), LeafKind::Op, false);
+        n.in.push_back(x.id_);
+        return Var<T>(this, static_cast<std::uint32_t>(nodes_.size() - 1), generation_);
+    }
+
+    // ---- gradient mode (grad_mode.hpp) -------------------------------------------------------
+    // Off (inside a NoGradGuard): ops compute their values and record constant nodes, which
+    // backward never enters; leaves are unaffected (as in torch.no_grad()).
+    bool grad_enabled() const noexcept { return !no_grad_; }
+    void set_grad_enabled(bool on) noexcept { no_grad_ = !on; }
+    [[nodiscard]] NoGradGuard<T> no_grad() { return NoGradGuard<T>(*this); }
+
+    // ---- hooks (hooks.hpp) ---------------------------------------------------------------------
+    // fn(adjoint) is called when the sweep reaches x, whose adjoint is then complete; it may
+    // return a replacement (std::optional). See hooks.hpp for the signatures and the order.
+    template <class F>
+    void register_hook(const Var<T>& x, F&& fn);
 
     // ---- the reverse sweep -----------------------------------------------------------------
     // Seeds a scalar (1×1) loss with 1 and sweeps. Every call starts from zero adjoints, so
@@ -495,6 +525,7 @@ public:
         swept_ = false;
         sites_.clear();
         externals_.clear();
+        var_hooks_.clear();
         owner_.store(std::thread::id{}, std::memory_order_relaxed);
     }
 
@@ -673,6 +704,12 @@ private:
     }
 
     void sweep(std::uint32_t root, Tensor<T>&& seed, BackwardOptions opt);
+    // The sweep when hooks are registered (hook_sweep.hpp): the plain loops stay hook-free.
+    bool hooks_present(std::uint32_t root) const noexcept;
+    [[gnu::cold, gnu::noinline]] void sweep_hooked(std::uint32_t root, Tensor<T>&& seed, BackwardOptions opt);
+    [[gnu::cold, gnu::noinline]] void run_var_hooks(std::uint32_t id, bool recorded);
+    [[gnu::cold, gnu::noinline]] void run_post_hooks(std::uint32_t leaf, std::vector<const GradBuffer<T>*>& pending,
+                                                     std::vector<const GradBuffer<T>*>& fired);
 
     // The arena is declared first so that it is destroyed last: the nodes' tensors hand their
     // memory back to it when they are destroyed.
@@ -687,6 +724,8 @@ private:
     std::vector<Site> sites_;           // anomaly mode: where each node was recorded
     std::vector<std::uint32_t> externals_;  // the External leaves, in order (version checks)
     std::atomic<std::thread::id> owner_{};  // anomaly mode: the thread using the tape
+    bool no_grad_ = false;                  // inside a NoGradGuard (grad_mode.hpp)
+    std::vector<detail::VarHook<T>> var_hooks_;  // register_hook(), in registration order
 };
 
 // ---- Var ---------------------------------------------------------------------------------------
@@ -808,6 +847,7 @@ void Tape<T>::sweep(std::uint32_t root, Tensor<T>&& seed, BackwardOptions opt) {
     last_loss_ = root;
     graph_recorded_ = opt.create_graph;
     if (!nodes_[root].requires_grad) return;  // nothing differentiable leads to the loss
+    const bool hooked = hooks_present(root);  // one predictable branch when none (hook_sweep.hpp)
 
     struct Sweeping {  // names the node being swept in error messages, until the sweep ends
         std::uint32_t& s;
@@ -816,6 +856,10 @@ void Tape<T>::sweep(std::uint32_t root, Tensor<T>&& seed, BackwardOptions opt) {
     if (anomaly_) [[unlikely]] {
         nodes_[root].adj = seed.clone(&arena_);
         anomaly_adjoint(root);
+    }
+    if (hooked) [[unlikely]] {
+        sweep_hooked(root, std::move(seed), opt);
+        return;
     }
 
     if (!opt.create_graph) {
@@ -1074,6 +1118,11 @@ std::string Tape<T>::explain(const Var<T>& x, const Var<T>& loss, ExplainOptions
     return out;
 }
 
+}  // namespace tapegrad
+
+#include <tapegrad/core/hook_sweep.hpp>
+
+namespace tapegrad {
 extern template class Tape<float>;
 extern template class Tape<double>;
 

@@ -1,6 +1,8 @@
 // Checkpoints: parameters, optimiser state (momentum buffers, Adam moments, step count, lr)
 // and the position in training (epoch, batch, step, RNG state), so that a resumed run ends
-// with exactly the parameters of an uninterrupted one.
+// with exactly the parameters of an uninterrupted one. Each parameter's frozen flag
+// (Parameter::requires_grad) is kept as entry "frozen/<name>" (u64, 1 = frozen); a checkpoint
+// without these entries leaves the flags as they are.
 //
 // File format (little-endian), version 1:
 //   offset  0  8 bytes   magic "TGCKPT\r\n"
@@ -138,6 +140,10 @@ Archive make_checkpoint(const std::vector<Parameter<T>*>& params, Optimizer<T>* 
     Archive a;
     a.put_string("format/dtype", std::is_same_v<T, float> ? "float" : "double");
     for (const Parameter<T>* p : params) a.put("param/" + p->name, p->value);
+    for (const Parameter<T>* p : params) {  // frozen flags (Parameter::requires_grad)
+        const std::uint64_t frozen[1] = {p->requires_grad() ? 0u : 1u};
+        a.put_u64("frozen/" + p->name, frozen);
+    }
     if (opt) {
         a.put_string("optimizer/name", opt->name());
         const std::uint64_t steps[1] = {opt->steps()};
@@ -168,6 +174,14 @@ void restore_checkpoint(const Archive& a, const std::vector<Parameter<T>*>& para
     for (const auto& [name, e] : a.entries()) stored += name.rfind("param/", 0) == 0;
     if (stored != params.size())
         fail("{}: checkpoint holds {} parameters, the model has {}", a.source(), stored, params.size());
+    std::vector<int> frozen(params.size(), -1);  // -1: not in the file (older checkpoints): unchanged
+    for (std::size_t k = 0; k < params.size(); ++k) {
+        const std::string key = "frozen/" + params[k]->name;
+        if (!a.contains(key)) continue;
+        const auto f = a.get_u64(key);
+        if (f.size() != 1 || f[0] > 1) fail("{}: malformed entry '{}'", a.source(), key);
+        frozen[k] = static_cast<int>(f[0]);
+    }
     std::vector<typename Optimizer<T>::StateTensor> state;
     std::vector<std::uint64_t> steps;
     std::vector<double> lr;
@@ -187,6 +201,8 @@ void restore_checkpoint(const Archive& a, const std::vector<Parameter<T>*>& para
     if (pos.size() != 3 || rng.size() != 4) fail("{}: malformed train/position or train/rng entry", a.source());
 
     for (Parameter<T>* p : params) a.get("param/" + p->name, p->mutable_value());
+    for (std::size_t k = 0; k < params.size(); ++k)
+        if (frozen[k] >= 0) params[k]->requires_grad(frozen[k] == 0);
     if (opt) {
         for (const auto& s : state) a.get("optimizer/" + s.name, *s.tensor);
         opt->set_steps(steps[0]);

@@ -73,6 +73,7 @@ class ActivationLayer final : public Module<T> {
 public:
     explicit ActivationLayer(Activation a, double slope = 0.01) : act_(a), slope_(slope) {}
     Var<T> forward(Tape<T>&, const Var<T>& x) override { return activate(act_, x, slope_); }
+    Tensor<T> infer(const Tensor<T>& x) override { return activate(act_, x, slope_); }
     Var<T> forward_with(Tape<T>& tape, const Var<T>& x, std::span<const Var<T>> params) override {
         if (!params.empty()) fail("{}: takes no parameters, {} given", describe(), params.size());
         return forward(tape, x);
@@ -143,6 +144,10 @@ public:
     Var<T> forward(Tape<T>& tape, const Var<T>& x) override {
         return compute(tape, x, w_.var(tape), separate(opt_) ? b_.var(tape) : Var<T>{});
     }
+    Tensor<T> infer(const Tensor<T>& x) override {
+        const Tensor<T>& w = w_.value;
+        return compute(x, w, separate(opt_) ? b_.value : w, [](const Tensor<T>& ones) { return ones; });
+    }
     Var<T> forward_with(Tape<T>& tape, const Var<T>& x, std::span<const Var<T>> params) override {
         const bool sep = separate(opt_);
         if (params.size() != (sep ? 2u : 1u))
@@ -183,16 +188,22 @@ private:
     }
 
     Var<T> compute(Tape<T>& tape, const Var<T>& x, const Var<T>& w, const Var<T>& b) {
+        return compute(x, w, b, [&](const Tensor<T>& ones) { return tape.constant(ones); });
+    }
+    Tensor<T> ones_column(std::size_t m) {
+        if (ones_.rows() < m) ones_ = Tensor<T>::filled(m, 1, T(1));
+        return Tensor<T>::view(ones_.data(), {m, 1}, std::pmr::get_default_resource());
+    }
+    // On Vars or on tensors (infer): `lift` turns the column of ones into an operand.
+    template <Value V, class Lift>
+    V compute(const V& x, const V& w, const V& b, Lift&& lift) {
         if (x.cols() != in_) fail("{}: input has shape {}, expected {} columns", describe(), x.shape(), in_);
         if (w.shape() != w_.shape()) fail("{}: weight has shape {}, expected {}", describe(), w.shape(), w_.shape());
         if (!opt_.bias) return matmul(x, w);
         if (opt_.fold_bias) {
             // The column of ones is copied into the tape's arena (m elements): a view of ones_
             // would dangle once a larger batch grows it, or once the layer is destroyed.
-            const std::size_t m = x.rows();
-            if (ones_.rows() < m) ones_ = Tensor<T>::filled(m, 1, T(1));
-            const Tensor<T> ones_m = Tensor<T>::view(ones_.data(), {m, 1}, std::pmr::get_default_resource());
-            return matmul(concat_cols(x, tape.constant(ones_m)), w);
+            return matmul(concat_cols(x, lift(ones_column(x.rows()))), w);
         }
         return affine(x, w, b);
     }
@@ -228,6 +239,12 @@ public:
     Var<T> forward(Tape<T>& tape, const Var<T>& x) override {
         Var<T> h = x;
         for (auto& l : layers_) h = l->forward(tape, h);
+        return h;
+    }
+    Tensor<T> infer(const Tensor<T>& x) override {
+        if (layers_.empty()) return x.clone(std::pmr::get_default_resource());
+        Tensor<T> h = layers_[0]->infer(x);
+        for (std::size_t i = 1; i < layers_.size(); ++i) h = layers_[i]->infer(h);
         return h;
     }
     Var<T> forward_with(Tape<T>& tape, const Var<T>& x, std::span<const Var<T>> params) override {

@@ -16,6 +16,11 @@
 //   v̂max ← max(v̂max, v)                 (amsgrad; then v below is v̂max)
 //   p ← p − (η / (1 − β₁ᵗ)) · m / (√v / √(1 − β₂ᵗ) + ε)
 //
+// A frozen parameter (Parameter::requires_grad(false)) is skipped: value, momentum buffer and
+// moments stay as they are, and no weight decay applies (torch skips parameters whose .grad is
+// None). The step count t is the optimiser's, shared by all parameters: a parameter unfrozen
+// later gets Adam's bias correction for t, where torch counts steps per parameter.
+//
 // step() makes one pass over each parameter and allocates nothing: the state buffers are
 // allocated with the optimiser. Arithmetic runs in T (float is the fast path).
 #pragma once
@@ -139,7 +144,7 @@ protected:
     }
     void check_grads(std::string_view who) const {
         for (const Parameter<T>* p : params_)
-            if (p->grad.shape() != p->value.shape())
+            if (p->requires_grad() && p->grad.shape() != p->value.shape())
                 fail("{}: parameter '{}' has gradient of shape {} for a value of shape {}", who, p->name,
                      p->grad.shape(), p->value.shape());
     }
@@ -182,6 +187,7 @@ public:
         ++this->steps_;
         for (std::size_t k = 0; k < this->params_.size(); ++k) {
             Parameter<T>& p = *this->params_[k];
+            if (!p.requires_grad()) continue;  // frozen: no update, no momentum, no decay
             detail::sgd_update(p.mutable_value().data(), std::as_const(p.grad).data(), buf_.empty() ? nullptr : buf_[k].data(), p.size(), c);
         }
     }
@@ -255,6 +261,7 @@ public:
                                       o_.maximize ? T(-1) : T(1)};
         for (std::size_t k = 0; k < this->params_.size(); ++k) {
             Parameter<T>& p = *this->params_[k];
+            if (!p.requires_grad()) continue;  // frozen: no update, no moments, no decay
             detail::adam_update(p.mutable_value().data(), std::as_const(p.grad).data(), m_[k].data(), v_[k].data(),
                                 o_.amsgrad ? vmax_[k].data() : nullptr, p.size(), c);
         }

@@ -8,6 +8,7 @@
 // neither copyable nor movable.
 #pragma once
 
+#include <functional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -36,7 +37,31 @@ struct Parameter {
     Shape shape() const noexcept { return value.shape(); }
     std::size_t size() const noexcept { return value.size(); }
     // This parameter as a differentiable leaf of `tape` (no copy): backward adds into grad.
-    Var<T> var(Tape<T>& tape) { return tape.external(value, &grad, name); }
+    // A frozen parameter (requires_grad(false)) enters as a constant instead: no VJP is run for
+    // it, and backward leaves grad as it was (zero after zero_grad()).
+    Var<T> var(Tape<T>& tape) {
+        if (!requires_grad_) [[unlikely]]
+            return tape.constant_ref(value, name);
+        return tape.external(value, &grad, name);
+    }
+
+    // Frozen or not (torch's p.requires_grad_(False)). Optimisers skip a frozen parameter (no
+    // update, no moment or momentum change, no weight decay); checkpoints keep its value and
+    // the flag. Takes effect at the next var(): a tape already recorded is unchanged.
+    bool requires_grad() const noexcept { return requires_grad_; }
+    Parameter& requires_grad(bool on) noexcept {
+        requires_grad_ = on;
+        return *this;
+    }
+
+    // fn(*this) when a backward() has finished adding into grad (its gradient for that backward
+    // is complete), while the sweep goes on below: torch's register_post_accumulate_grad_hook,
+    // e.g. to start the all-reduce of this gradient. Order and "complete": core/hooks.hpp.
+    void register_post_accumulate_grad_hook(std::function<void(Parameter&)> fn) {
+        if (!fn) fail("Parameter '{}': register_post_accumulate_grad_hook given an empty function", name);
+        grad.register_post_accumulate_hook([this, f = std::move(fn)](GradBuffer<T>&) { f(*this); });
+    }
+    void clear_post_accumulate_grad_hooks() noexcept { grad.clear_post_accumulate_hooks(); }
     // O(1): marks the gradient zero; the next backward() writes it instead of adding.
     void zero_grad() noexcept { grad.clear(); }
     // The value, for changing it in place (optimisers do): counts as a modification, so that
@@ -46,6 +71,9 @@ struct Parameter {
         grad.value_changed();
         return value;
     }
+
+private:
+    bool requires_grad_ = true;
 };
 
 // A layer or a network: maps a Var to a Var on the same tape, and lists its parameters.
@@ -59,6 +87,15 @@ public:
 
     virtual Var<T> forward(Tape<T>& tape, const Var<T>& x) = 0;
     Var<T> operator()(Tape<T>& tape, const Var<T>& x) { return forward(tape, x); }
+    // Inference on a plain tensor, with no tape: the same kernels in the same order as
+    // forward(tape, x), so the same bits. Built-in modules compute on tensors directly; the
+    // default runs forward() on a scratch tape under a NoGradGuard.
+    Tensor<T> operator()(const Tensor<T>& x) { return infer(x); }
+    virtual Tensor<T> infer(const Tensor<T>& x) {
+        Tape<T> tape;
+        auto no_grad = tape.no_grad();
+        return forward(tape, tape.constant(x)).value().clone(std::pmr::get_default_resource());
+    }
     // The same computation with the parameters given as Vars (one per parameters() entry, in
     // that order) instead of the module's own: a functional call, e.g. for tg::gradcheck.
     virtual Var<T> forward_with(Tape<T>& tape, const Var<T>& x, std::span<const Var<T>> params) = 0;
@@ -67,6 +104,14 @@ public:
     virtual std::vector<Parameter<T>*> parameters() { return {}; }
     void zero_grad() {
         for (Parameter<T>* p : parameters()) p->zero_grad();
+    }
+    // requires_grad(false) / (true) on every parameter (fine-tuning: freeze all, then unfreeze
+    // the layers to train).
+    void freeze() {
+        for (Parameter<T>* p : parameters()) p->requires_grad(false);
+    }
+    void unfreeze() {
+        for (Parameter<T>* p : parameters()) p->requires_grad(true);
     }
     std::size_t parameter_count() {
         std::size_t n = 0;

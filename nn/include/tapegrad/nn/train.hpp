@@ -99,9 +99,11 @@ struct Evaluation {
     std::size_t samples = 0;
 };
 
-// Forward passes only, in batches of `batch`, in the data set's order.
+// Forward passes only, in batches of buf.x.rows(), in the data set's order, with no tape: the
+// network runs on plain tensors (Module::operator()(const Tensor&)), giving the same logits
+// bit for bit as a recorded forward pass, without recording one.
 template <class T>
-Evaluation evaluate(Module<T>& net, Tape<T>& tape, const Dataset& data, BatchBuffers<T>& buf) {
+Evaluation evaluate(Module<T>& net, const Dataset& data, BatchBuffers<T>& buf) {
     const std::size_t n = data.size(), batch = buf.x.rows();
     Evaluation e;
     double loss_sum = 0;
@@ -112,19 +114,24 @@ Evaluation evaluate(Module<T>& net, Tape<T>& tape, const Dataset& data, BatchBuf
         for (std::size_t i = 0; i < m; ++i) buf.order[i] = static_cast<std::uint32_t>(b0 + i);
         gather_batch(data, std::span<const std::uint32_t>(buf.order).first(m), buf.x, buf.y);
         const Tensor<T> xv = buf.x_rows(m), yv = buf.y_rows(m);
-        tape.reset();
-        Var<T> logits = net(tape, tape.constant_ref(xv));
-        Var<T> loss = softmax_cross_entropy(logits, tape.constant_ref(yv));
+        const Tensor<T> logits = net(xv);
+        const Tensor<T> loss = softmax_cross_entropy(logits, yv);
         loss_sum += static_cast<double>(loss.item()) * static_cast<double>(m);
-        correct += count_correct(logits.value(), yv);
+        correct += count_correct(logits, yv);
     }
-    tape.reset();
     e.samples = n;
     if (n) {
         e.loss = loss_sum / static_cast<double>(n);
         e.accuracy = static_cast<double>(correct) / static_cast<double>(n);
     }
     return e;
+}
+
+// The same; `tape` is no longer used (evaluation records nothing) and is left reset.
+template <class T>
+Evaluation evaluate(Module<T>& net, Tape<T>& tape, const Dataset& data, BatchBuffers<T>& buf) {
+    tape.reset();
+    return evaluate(net, data, buf);
 }
 
 }  // namespace tapegrad::nn
