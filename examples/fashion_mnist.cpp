@@ -4,7 +4,11 @@
 //   fashion_mnist [--epochs 5] [--batch 128] [--lr 1e-3] [--optimizer sgd|momentum|adam|adamw]
 //                 [--hidden 256,128] [--seed 42] [--precision float|double] [--threads 1]
 //                 [--limit N] [--checkpoint PATH] [--resume PATH] [--max-steps N] [--out runs]
-//                 [--data DIR] [--init he|torch] [--schedule none|cosine]
+//                 [--data DIR] [--init he|torch] [--schedule cosine|none]
+//
+// The learning rate follows a cosine schedule over the epochs by default (torch's
+// CosineAnnealingLR stepped after each epoch): 88.1–88.5 % over five seeds, against 87.2–87.8 %
+// with a constant rate (README).
 //
 // Writes <out>/history.csv and <out>/history.svg. With --checkpoint, saves parameters,
 // optimiser state and position after every epoch (and when --max-steps stops the run);
@@ -44,7 +48,7 @@ struct Options {
     std::string out = "runs";
     std::string data;
     std::string init = "he";
-    std::string schedule = "none";
+    std::string schedule = "cosine";
 };
 
 void usage(std::FILE* f) {
@@ -66,7 +70,7 @@ void usage(std::FILE* f) {
                "  --data DIR           Fashion-MNIST directory (/usr/share/datasets/fashion-mnist)\n"
                "  --init he|torch      He-uniform weights and zero biases, or torch.nn.Linear's\n"
                "                       U(±1/√fan_in) for weights and biases (he)\n"
-               "  --schedule S         none | cosine (CosineAnnealingLR over the epochs) (none)\n");
+               "  --schedule S         none | cosine (CosineAnnealingLR over the epochs) (cosine)\n");
 }
 
 std::size_t to_size(std::string_view opt, const std::string& v) {
@@ -219,9 +223,9 @@ int run(const Options& o) {
     std::string arch = fmt::format("{}", sizes[0]);
     for (std::size_t i = 1; i < sizes.size(); ++i) arch += fmt::format("-{}", sizes[i]);
     fmt::print("Fashion-MNIST: {} training / {} test images (loaded in {:.2f}s)\n", train.size(), test.size(), load_s);
-    fmt::print("network {} relu ({} parameters, {}, {} init), {} lr {}, batch {}, seed {}, {} BLAS thread{}\n", arch,
-               net.parameter_count(), o.precision, o.init, opt->name(), opt->lr(), o.batch, o.seed, o.threads,
-               o.threads == 1 ? "" : "s");
+    fmt::print("network {} relu ({} parameters, {}, {} init), {} lr {} ({} schedule), batch {}, seed {}, {} BLAS thread{}\n",
+               arch, net.parameter_count(), o.precision, o.init, opt->name(), opt->lr(), o.schedule, o.batch, o.seed,
+               o.threads, o.threads == 1 ? "" : "s");
 
     tg::Tape<T> tape(std::size_t(16) << 20);
     nn::BatchBuffers<T> buf(o.batch, train.features);
@@ -258,7 +262,7 @@ int run(const Options& o) {
             stopped = true;
             break;
         }
-        const auto ev = nn::evaluate(net, tape, test, eval_buf);
+        const auto ev = nn::evaluate(net, test, eval_buf);  // no tape: plain tensors
         nn::EpochRecord rec{static_cast<std::size_t>(st.epoch), sums.loss / sums.samples, sums.correct / sums.samples,
                             ev.loss, ev.accuracy, seconds_before + epoch_s};
         history.add(rec);

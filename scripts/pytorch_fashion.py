@@ -56,6 +56,8 @@ def main():
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--precision", default="float", choices=["float", "double"])
+    ap.add_argument("--schedule", default="cosine", choices=["none", "cosine"],
+                    help="cosine: CosineAnnealingLR(T_max=epochs) stepped after each epoch, as the demo's default")
     ap.add_argument("--data", default=os.environ.get("TAPEGRAD_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
     a = ap.parse_args()
 
@@ -83,9 +85,10 @@ def main():
     else:
         opt = torch.optim.Adam(params, lr=a.lr or 1e-3)
     loss_fn = torch.nn.CrossEntropyLoss()
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=a.epochs) if a.schedule == "cosine" else None
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), network {'-'.join(map(str, sizes))} relu, "
-          f"{a.optimizer} lr {opt.param_groups[0]['lr']}, batch {a.batch}, seed {a.seed}, {a.precision}")
+          f"{a.optimizer} lr {opt.param_groups[0]['lr']} ({a.schedule} schedule), batch {a.batch}, seed {a.seed}, {a.precision}")
     n = xtr.shape[0]
     total = 0.0
     for epoch in range(1, a.epochs + 1):
@@ -106,6 +109,8 @@ def main():
             correct += (logits.argmax(1) == y).sum().item()
         dt = time.perf_counter() - t0
         total += dt
+        if sched is not None:
+            sched.step()
         with torch.no_grad():
             logits = net(xte_f)
             test_loss = loss_fn(logits, yte).item()
