@@ -134,6 +134,83 @@ inline ShapeGen pad_shapes() {
     return [](std::mt19937_64& r) { return std::vector<Shape>{{dim(r, 1, 3), dim(r, 1, 3)}}; };
 }
 
+// N-D: an output of random rank 0–5 (extents 1–3, or 1–2 from rank 4 on, to keep the sweeps
+// small); each operand a random trailing part of it with each axis kept or set to 1 — every
+// NumPy broadcasting pattern, on either side, and operands of different ranks.
+inline std::vector<std::size_t> random_dims(std::mt19937_64& r, std::size_t lo_rank, std::size_t hi_rank) {
+    const std::size_t rank = dim(r, lo_rank, hi_rank);
+    std::vector<std::size_t> d(rank);
+    for (auto& e : d) e = dim(r, 1, rank >= 4 ? 2 : 3);
+    return d;
+}
+inline Shape stretched_part(const std::vector<std::size_t>& out, std::mt19937_64& r) {
+    const std::size_t k = dim(r, 0, out.size());
+    std::vector<std::size_t> s(out.end() - static_cast<std::ptrdiff_t>(k), out.end());
+    for (auto& e : s)
+        if (dim(r, 0, 2) == 0) e = 1;
+    return Shape::from_range(s.begin(), s.end());
+}
+inline ShapeGen bcast_nd() {
+    return [](std::mt19937_64& r) {
+        const auto out = random_dims(r, 0, 5);
+        Shape a = stretched_part(out, r);
+        Shape b = stretched_part(out, r);
+        return std::vector<Shape>{a, b};
+    };
+}
+// One input of random rank lo–hi.
+inline ShapeGen one_nd(std::size_t lo = 0, std::size_t hi = 5) {
+    return [lo, hi](std::mt19937_64& r) {
+        const auto d = random_dims(r, lo, hi);
+        return std::vector<Shape>{Shape::from_range(d.begin(), d.end())};
+    };
+}
+// x's shape with every other axis (from the last) set to 1 and its leading axis dropped: a
+// sum_to target that stretches back to x's shape.
+inline Shape reduced_pattern(Shape x) {
+    std::vector<std::size_t> d;
+    for (std::size_t k = 1; k < x.rank(); ++k) d.push_back((x.rank() - k) % 2 ? x[k] : 1);
+    return Shape::from_range(d.begin(), d.end());
+}
+// x's shape with its unit axes stretched to 2 and a leading axis of 2: a broadcast target.
+inline Shape stretched_pattern(Shape x) {
+    std::vector<std::size_t> d{2};
+    for (std::size_t k = 0; k < x.rank(); ++k) d.push_back(x[k] == 1 ? 2 : x[k]);
+    if (d.size() > kMaxRank) d.erase(d.begin());
+    return Shape::from_range(d.begin(), d.end());
+}
+
+inline std::vector<OpCase> elementwise_nd() {
+    std::vector<OpCase> v;
+    v.push_back({"add", "add, N-D broadcasting (ranks 0–5)", bcast_nd(), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return x[0] + x[1]; }});
+    v.push_back({"sub", "sub, N-D broadcasting (ranks 0–5)", bcast_nd(), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return x[0] - x[1]; }});
+    v.push_back({"mul", "mul, N-D broadcasting (ranks 0–5)", bcast_nd(), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return x[0] * x[1]; }});
+    v.push_back({"div", "div, N-D broadcasting (ranks 0–5)", bcast_nd(), {Domain::Real, Domain::Positive},
+                 [](Tape<double>&, Vars x) { return x[0] / x[1]; }});
+    // A chain through both broadcast sides and an elementwise op: the engine's reduction meets
+    // adjoints from two consumers of different shapes.
+    v.push_back({"mul", "tanh(a) ⊙ b + a, N-D broadcasting", bcast_nd(), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return tanh(x[0]) * x[1] + x[0]; }});
+    v.push_back({"tanh", "tanh at ranks 0–5", one_nd(), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return tanh(x[0]); }});
+    v.push_back({"sigmoid", "sigmoid at ranks 0–5", one_nd(), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return sigmoid(x[0]); }});
+    v.push_back({"sum_to", "sum of every element at ranks 0–5", one_nd(), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return sum(x[0]); }});
+    v.push_back({"sum_to", "sum_to alternate axes at ranks 1–5", one_nd(1, 5), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return apply(SumTo{reduced_pattern(x[0].shape())}, x[0]); }});
+    v.push_back({"broadcast", "broadcast unit and new axes at ranks 0–5", one_nd(0, 4), {Domain::Real},
+                 [](Tape<double>&, Vars x) {
+                     return apply(BroadcastTo{stretched_pattern(x[0].shape())}, x[0]);
+                 }});
+    v.push_back({"mean", "mean at ranks 0–5", one_nd(), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return mean(x[0]); }});
+    return v;
+}
+
 inline std::vector<OpCase> elementwise() {
     std::vector<OpCase> v;
     // Every broadcasting pattern on either side (mn with each of 1n, m1, 11; and both ways).
@@ -380,7 +457,7 @@ inline std::vector<OpCase> losses() {
 inline const std::vector<OpCase>& op_cases() {
     static const std::vector<OpCase> all = [] {
         std::vector<OpCase> v;
-        for (auto family : {cases::elementwise, cases::linalg, cases::engine, cases::math, cases::activations,
+        for (auto family : {cases::elementwise, cases::elementwise_nd, cases::linalg, cases::engine, cases::math, cases::activations,
                             cases::structure, cases::losses}) {
             auto f = family();
             v.insert(v.end(), f.begin(), f.end());

@@ -472,7 +472,7 @@ struct Gen {
     std::pair<Sym, Val> leaf(Shape sh) {
         std::string name = "X";
         name += std::to_string(names.size());
-        Val v = matrix(sh.rows, sh.cols);
+        Val v = matrix(sh.rows(), sh.cols());
         std::uniform_real_distribution<double> u(-1, 1);
         for (double& x : v.v) x = u(rng);
         names[name] = v;
@@ -529,8 +529,8 @@ struct Gen {
             case 10: {  // a product, possibly with transpose flags (the patterns of matmul)
                 const std::size_t k = dim();
                 const bool ta = pick(2) != 0, tb = pick(2) != 0;
-                auto [a, va] = make(ta ? Shape{k, sh.rows} : Shape{sh.rows, k}, depth - 1, false);
-                auto [b, vb] = make(tb ? Shape{sh.cols, k} : Shape{k, sh.cols}, depth - 1, false);
+                auto [a, va] = make(ta ? Shape{k, sh.rows()} : Shape{sh.rows(), k}, depth - 1, false);
+                auto [b, vb] = make(tb ? Shape{sh.cols(), k} : Shape{k, sh.cols()}, depth - 1, false);
                 static constexpr tg::Notation flags[4] = {{"{0} · {1}", "{0} . {1}", tg::Prec::Product},
                                                           {"{0}ᵀ · {1}", "{0}^T . {1}", tg::Prec::Product},
                                                           {"{0} · {1}ᵀ", "{0} . {1}^T", tg::Prec::Product},
@@ -544,13 +544,13 @@ struct Gen {
                 return {tg::render(flags[(ta ? 1 : 0) + (tb ? 2 : 0)], {hold(a), hold(b)}, sh), p};
             }
             case 11: {
-                auto [x, v] = make({sh.cols, sh.rows}, depth - 1, false);
+                auto [x, v] = make({sh.cols(), sh.rows()}, depth - 1, false);
                 return {tg::sym::transpose(x, sh), transpose(v)};
             }
             case 12: {  // Σ, 1ᵀ·X, X·1 where the shape allows
-                if (sh.rows != 1 && sh.cols != 1) return make(sh, depth, constants);
-                const int axis = sh.rows == 1 && sh.cols == 1 && pick(2) == 0 ? -1 : sh.rows == 1 ? 0 : 1;
-                const Shape from = axis < 0 ? Shape{dim(), dim()} : axis == 0 ? Shape{dim(), sh.cols} : Shape{sh.rows, dim()};
+                if (sh.rows() != 1 && sh.cols() != 1) return make(sh, depth, constants);
+                const int axis = sh.rows() == 1 && sh.cols() == 1 && pick(2) == 0 ? -1 : sh.rows() == 1 ? 0 : 1;
+                const Shape from = axis < 0 ? Shape{dim(), dim()} : axis == 0 ? Shape{dim(), sh.cols()} : Shape{sh.rows(), dim()};
                 auto [x, v] = make(from, depth - 1, false);
                 std::vector<int> axes;
                 if (axis >= 0) axes.push_back(axis);
@@ -595,7 +595,7 @@ TEST_CASE("every rendering of a random expression tree parses back to the same v
         const Shape sh{gen.dim(), gen.dim()};
         INFO("seed ", seed);  // rerun one tree: set the loop's bounds to it
         auto [tree, want] = gen.make(sh, depth, true);
-        if (want.tag == Val::Tag::Matrix && (want.r != sh.rows || want.c != sh.cols)) FAIL("generator shape");
+        if (want.tag == Val::Tag::Matrix && (want.r != sh.rows() || want.c != sh.cols())) FAIL("generator shape");
         for (const bool ascii : {false, true}) {
             const std::string& text = tree.str(ascii);
             const std::string shown = (ascii ? std::string("ascii: ") : std::string("unicode: ")).append(text);
@@ -606,10 +606,10 @@ TEST_CASE("every rendering of a random expression tree parses back to the same v
             } catch (const std::exception& e) {
                 FAIL(std::string(e.what()));
             }
-            const Val full = want.tag == Val::Tag::Matrix ? want : matrix(sh.rows, sh.cols, want.at(0, 0));
+            const Val full = want.tag == Val::Tag::Matrix ? want : matrix(sh.rows(), sh.cols(), want.at(0, 0));
             double scale = 1;
             for (double x : full.v) scale = std::max(scale, std::abs(x));
-            if (got.tag == Val::Tag::Matrix) REQUIRE((got.r == sh.rows && got.c == sh.cols));
+            if (got.tag == Val::Tag::Matrix) REQUIRE((got.r == sh.rows() && got.c == sh.cols()));
             REQUIRE(max_diff(got, full) <= 1e-12 * scale);
             ++checked;
         }

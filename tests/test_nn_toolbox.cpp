@@ -199,7 +199,7 @@ TEST_CASE("checkpoints keep frozen parameters: their values and their flags") {
             old.put_string(name, a.get_string(name));
         else if (e.kind == nn::Archive::Kind::u64)
             old.put_u64(name, a.get_u64(name));
-        else if (e.kind == nn::Archive::Kind::f64 && e.shape.rows == 1 && !name.starts_with("param/"))
+        else if (e.kind == nn::Archive::Kind::f64 && e.shape.rows() == 1 && !name.starts_with("param/"))
             old.put_f64(name, a.get_f64(name));
         else {
             Tensor<double> t(e.shape);

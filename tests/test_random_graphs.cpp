@@ -88,9 +88,9 @@ struct Program {
 };
 
 bool broadcastable(Shape a, Shape b) {
-    return (a.rows == b.rows || a.rows == 1 || b.rows == 1) && (a.cols == b.cols || a.cols == 1 || b.cols == 1);
+    return (a.rows() == b.rows() || a.rows() == 1 || b.rows() == 1) && (a.cols() == b.cols() || a.cols() == 1 || b.cols() == 1);
 }
-Shape broadcast(Shape a, Shape b) { return {std::max(a.rows, b.rows), std::max(a.cols, b.cols)}; }
+Shape broadcast(Shape a, Shape b) { return {std::max(a.rows(), b.rows()), std::max(a.cols(), b.cols())}; }
 
 class Generator {
 public:
@@ -160,7 +160,7 @@ private:
                 return;
             }
             case 9: emit({Op::neg, a}, {s, ma, false}); return;
-            case 10: emit({Op::transpose, a}, {{s.cols, s.rows}, ma, at(a).nonneg}); return;
+            case 10: emit({Op::transpose, a}, {{s.cols(), s.rows()}, ma, at(a).nonneg}); return;
             case 11: emit({Op::relu, a}, {s, ma, true}); return;
             case 12: {
                 Instr in{Op::leaky_relu, a};
@@ -174,17 +174,17 @@ private:
             case 16: emit({Op::sigmoid_grad, a}, {s, 0.25, true}); return;
             case 17: emit({Op::sum, a}, {{1, 1}, ma * double(s.size()), at(a).nonneg}); return;
             case 18: emit({Op::mean, a}, {{1, 1}, ma, at(a).nonneg}); return;
-            case 19: emit({Op::sum_rows, a}, {{1, s.cols}, ma * double(s.rows), at(a).nonneg}); return;
-            case 20: emit({Op::sum_cols, a}, {{s.rows, 1}, ma * double(s.cols), at(a).nonneg}); return;
+            case 19: emit({Op::sum_rows, a}, {{1, s.cols()}, ma * double(s.rows()), at(a).nonneg}); return;
+            case 20: emit({Op::sum_cols, a}, {{s.rows(), 1}, ma * double(s.cols()), at(a).nonneg}); return;
             case 21:
             case 22: {
                 const bool rows = pick(0, 1) == 0;
-                const std::size_t len = rows ? s.rows : s.cols;
+                const std::size_t len = rows ? s.rows() : s.cols();
                 if (len < 2) return step();
                 Instr in{rows ? Op::slice_rows : Op::slice_cols, a};
                 in.i0 = pick(0, len - 1);
                 in.i1 = pick(in.i0 + 1, len);
-                const Shape o = rows ? Shape{in.i1 - in.i0, s.cols} : Shape{s.rows, in.i1 - in.i0};
+                const Shape o = rows ? Shape{in.i1 - in.i0, s.cols()} : Shape{s.rows(), in.i1 - in.i0};
                 emit(in, {o, ma, at(a).nonneg});
                 return;
             }
@@ -235,25 +235,25 @@ private:
                 Instr in{Op::matmul, a};
                 in.ta = pick(0, 1);
                 in.tb = pick(0, 1);
-                const std::size_t k = in.ta ? s.rows : s.cols;
+                const std::size_t k = in.ta ? s.rows() : s.cols();
                 std::vector<int> c;
                 for (int i = 0; i < static_cast<int>(p_.info.size()); ++i) {
                     const Shape t = at(i).shape;
-                    if ((in.tb ? t.cols : t.rows) == k) c.push_back(i);
+                    if ((in.tb ? t.cols() : t.rows()) == k) c.push_back(i);
                 }
                 if (c.empty()) return;
                 in.b = tame(c[pick(0, c.size() - 1)]);
                 const Shape t = at(in.b).shape;
-                const Shape o{in.ta ? s.cols : s.rows, in.tb ? t.rows : t.cols};
+                const Shape o{in.ta ? s.cols() : s.rows(), in.tb ? t.rows() : t.cols()};
                 emit(in, {o, ma * at(in.b).mag * double(k), false});
                 return;
             }
             case 7: {
                 const bool cols = pick(0, 1) == 0;
-                const int b = cols ? partner(a, [](Shape x, Shape y) { return x.rows == y.rows; })
-                                   : partner(a, [](Shape x, Shape y) { return x.cols == y.cols; });
+                const int b = cols ? partner(a, [](Shape x, Shape y) { return x.rows() == y.rows(); })
+                                   : partner(a, [](Shape x, Shape y) { return x.cols() == y.cols(); });
                 const Shape t = at(b).shape;
-                const Shape o = cols ? Shape{s.rows, s.cols + t.cols} : Shape{s.rows + t.rows, s.cols};
+                const Shape o = cols ? Shape{s.rows(), s.cols() + t.cols()} : Shape{s.rows() + t.rows(), s.cols()};
                 emit({cols ? Op::concat_cols : Op::concat_rows, a, b},
                      {o, std::max(ma, at(b).mag), at(a).nonneg && at(b).nonneg});
                 return;
@@ -277,7 +277,7 @@ private:
             }
             case 11: {  // softmax cross-entropy with integer labels (a constant)
                 Instr in{Op::sce_labels, a};
-                for (std::size_t r = 0; r < s.rows; ++r) in.labels.push_back(double(pick(0, s.cols - 1)));
+                for (std::size_t r = 0; r < s.rows(); ++r) in.labels.push_back(double(pick(0, s.cols() - 1)));
                 emit(in, {{1, 1}, 2 * ma + 2, true});
                 return;
             }

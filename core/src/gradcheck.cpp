@@ -34,7 +34,10 @@ struct Evaluator {
         tape.check(y, "gradcheck");
         return y;
     }
-    Tensor<double> value(const std::vector<Tensor<double>>& x) { return Tensor<double>(run(x).value()); }
+    // A contiguous heap copy (the output may be a strided view of an input).
+    Tensor<double> value(const std::vector<Tensor<double>>& x) {
+        return run(x).value().clone(std::pmr::get_default_resource());
+    }
 };
 
 }  // namespace
@@ -45,7 +48,7 @@ GradcheckReport gradcheck(const GradFn& f, const std::vector<Tensor<double>>& in
     Evaluator ev(f);
     Var<double> y = ev.run(inputs);
     const Shape ys = y.shape();
-    const Tensor<double> y0(y.value());
+    const Tensor<double> y0 = y.value().clone(std::pmr::get_default_resource());
     GradcheckReport rep;
     rep.output = ys;
 

@@ -83,8 +83,8 @@ std::vector<std::uint8_t> Archive::serialize() const {
     for (const auto& [name, e] : entries_) {
         put_le<std::uint32_t>(out, static_cast<std::uint32_t>(name.size()));
         put_le<std::uint32_t>(out, static_cast<std::uint32_t>(e.kind));
-        put_le<std::uint64_t>(out, e.shape.rows);
-        put_le<std::uint64_t>(out, e.shape.cols);
+        put_le<std::uint64_t>(out, e.shape.rows());
+        put_le<std::uint64_t>(out, e.shape.cols());
         out.insert(out.end(), name.begin(), name.end());
         out.insert(out.end(), e.data.begin(), e.data.end());
     }

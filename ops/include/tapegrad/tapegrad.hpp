@@ -3,6 +3,7 @@
 
 #include <tapegrad/core/dot.hpp>
 #include <tapegrad/core/error.hpp>
+#include <tapegrad/core/shape.hpp>
 #include <tapegrad/core/gradcheck.hpp>
 #include <tapegrad/core/hessian.hpp>
 #include <tapegrad/core/op.hpp>

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include <tapegrad/core/error.hpp>
+#include <tapegrad/core/shape.hpp>
 #include <tapegrad/core/tensor.hpp>
 
 namespace tapegrad {

@@ -48,6 +48,7 @@ struct Inner {
     static constexpr std::string_view name = "inner";
     static constexpr std::size_t arity = 2;
     static constexpr Notation notation{"⟨{0}, {1}⟩", "<{0}, {1}>", Prec::Atom};
+    static constexpr bool any_rank = true;
     Shape shape(Shape a, Shape b) const {
         if (a != b) fail("inner: shapes differ: {} and {}", a, b);
         return {1, 1};
@@ -70,8 +71,9 @@ struct ScalarTimes {
     static constexpr std::string_view name = "scalar_times";
     static constexpr std::size_t arity = 2;
     static constexpr Notation notation{"{0}·{1}", "{0}*{1}", Prec::Product};
+    static constexpr bool any_rank = true;
     Shape shape(Shape s, Shape x) const {
-        if (s != Shape{1, 1}) fail("scalar_times: the factor has shape {}, not (1×1); operand {}", s, x);
+        if (s.numel() != 1) fail("scalar_times: the factor has shape {}, not (1×1); operand {}", s, x);
         return x;
     }
     std::optional<Sym> simplify(const Sym& s, const Sym& x) const {

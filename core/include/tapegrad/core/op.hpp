@@ -30,6 +30,13 @@
 // vjp_into must agree with vjp (tests/test_grad_buffer.cpp checks the library's), which stays
 // the definition every reading uses.
 //
+// Rank: an op whose shape rule and kernel hold at every rank says so,
+//
+//   static constexpr bool any_rank = true;
+//
+// (elementwise ops, the broadcasting engine ops, full reductions). Any other op is a 2-D op:
+// an input of rank ≥ 3 is an Error naming the op and the shape, never a silently wrong result
+// from a kernel that reads rows() × cols(). Inputs of rank 0 and 1 read as 1×1 and 1×n.
 // A member named `vjp` that no call of the expected form reaches (`y` left out, the member not
 // const, parameters taken by non-const reference) is a compile-time error naming the expected
 // signature where the op is recorded, not a silent "no VJP" (check_vjp_signatures below).
@@ -97,6 +104,22 @@ constexpr Notation notation_of(const Op& op) {
 // Whether op Op has a VJP for input I (on values of type V).
 template <class Op, class V, std::size_t I>
 inline constexpr bool has_vjp_v = detail::has_vjp<Op, V, I>(std::make_index_sequence<Op::arity>{});
+
+// Whether Op takes inputs of every rank (see above).
+template <class Op>
+inline constexpr bool any_rank_v = requires { requires Op::any_rank; };
+
+// Error for a 2-D op given an input of rank ≥ 3.
+[[noreturn, gnu::cold]] inline void rank_error(std::string_view op, std::size_t input, const Shape& s) {
+    fail("{}: input {} has shape {} of rank {}; this op takes tensors of rank ≤ 2", op, input, s, s.rank());
+}
+template <class Op, class... S>
+void check_rank(const S&... s) {
+    if constexpr (!any_rank_v<Op>) {
+        std::size_t i = 0;
+        ((s.rank() > 2 ? rank_error(Op::name, i, s.shape()) : void(++i)), ...);
+    }
+}
 
 namespace detail {
 // Whether Op declares a member named `vjp` of any kind or signature: in a class derived from
@@ -167,11 +190,23 @@ Sym apply_symbolic(const Op& op, const S&... a) {
         return render_call(Op::name, {&a...}, out);
 }
 
+namespace detail {
+// A contiguous tensor with x's values: a view of x itself, or a gathered copy of a strided view.
+template <class T>
+Tensor<T> dense(const Tensor<T>& x) {
+    if (x.is_contiguous()) return Tensor<T>::view(const_cast<T*>(x.data()), x.shape(), x.resource());
+    return x.clone(x.resource());
+}
+}  // namespace detail
+
 // The numeric reading: run the kernel, allocating the result where the first operand lives.
 template <OpType Op, class T, class... Ts>
 Tensor<T> apply(const Op& op, const Tensor<T>& a, const Ts&... rest) {
     static_assert(sizeof...(Ts) + 1 == Op::arity, "wrong number of operands for this op");
     static_assert((std::same_as<Ts, Tensor<T>> && ...), "operands of one op share one tensor type");
+    check_rank<Op>(a, rest...);
+    if (!(a.is_contiguous() && (rest.is_contiguous() && ...))) [[unlikely]]  // kernels read flat
+        return apply(op, detail::dense(a), detail::dense(rest)...);
     Shape s = op.shape(a.shape(), rest.shape()...);
     Tensor<T> out = Tensor<T>::uninit_like(s, a);
     op.forward(out, a, rest...);

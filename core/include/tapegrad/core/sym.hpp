@@ -16,6 +16,7 @@
 #include <vector>
 
 #include <tapegrad/core/error.hpp>
+#include <tapegrad/core/shape.hpp>
 
 namespace tapegrad {
 
@@ -81,8 +82,8 @@ struct Sym {
     bool is_one() const noexcept { return kind == Kind::One; }
     bool is_zero() const noexcept { return kind == Kind::Zero; }
     Shape shape() const noexcept { return dims; }
-    std::size_t rows() const noexcept { return dims.rows; }
-    std::size_t cols() const noexcept { return dims.cols; }
+    std::size_t rows() const noexcept { return dims.rows(); }
+    std::size_t cols() const noexcept { return dims.cols(); }
     const std::string& str(bool use_ascii) const noexcept { return use_ascii ? ascii : text; }
     Prec precedence(bool use_ascii) const noexcept { return use_ascii ? prec_ascii : prec; }
 };

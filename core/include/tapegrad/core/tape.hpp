@@ -69,8 +69,8 @@ public:
     Tape<T>* tape_ptr() const noexcept { return tape_; }  // unchecked; may be null
     bool valid() const noexcept;     // false when default-constructed or its tape was reset
     Shape shape() const;
-    std::size_t rows() const { return shape().rows; }
-    std::size_t cols() const { return shape().cols; }
+    std::size_t rows() const { return shape().rows(); }
+    std::size_t cols() const { return shape().cols(); }
     const Tensor<T>& value() const;  // the forward value (owned by the tape's arena)
     T item() const { return value().item(); }
     // Names the node (used by explain() and to_dot()); returns the same Var.
@@ -219,13 +219,10 @@ private:
         // Views: a VJP that returns g (or an input) hands back a view, never a heap copy.
         const Node<T>& n = tape.node(id);
         auto& arena = tape.arena();
-        const Tensor<T> g = Tensor<T>::view(const_cast<T*>(n.adj.data()), n.adj.shape(), &arena);
-        const Tensor<T> y = Tensor<T>::view(const_cast<T*>(n.value.data()), n.value.shape(), &arena);
+        const Tensor<T> g = Tensor<T>::view_of(n.adj, &arena);
+        const Tensor<T> y = Tensor<T>::view_of(n.value, &arena);
         std::array<Tensor<T>, Op::arity> x;
-        for (std::size_t k = 0; k < Op::arity; ++k) {
-            const Tensor<T>& v = tape.node(n.in[k]).value;
-            x[k] = Tensor<T>::view(const_cast<T*>(v.data()), v.shape(), &arena);
-        }
+        for (std::size_t k = 0; k < Op::arity; ++k) x[k] = Tensor<T>::view_of(tape.node(n.in[k]).value, &arena);
         (numeric_one<I>(tape, n.in[I], g, y, x, is), ...);
     }
     template <std::size_t I, std::size_t... J>
@@ -376,6 +373,7 @@ public:
             if (anomaly_) [[unlikely]]
                 check_thread(Op::name);
             (check(x, Op::name), ...);
+            check_rank<Op>(nodes_[x.id_].value...);
             Shape s = op.shape(nodes_[x.id_].value.shape()...);
             out = Tensor<T>::uninit(s, &arena_);
             op.forward(out, nodes_[x.id_].value...);
@@ -431,10 +429,11 @@ public:
             if (anomaly_) [[unlikely]]
                 check_thread("backward");
             check(loss, "backward");
-            if (nodes_[loss.id_].value.shape() != Shape{1, 1})
+            // A one-element loss of any rank: (1×1), or () from a full reduction.
+            if (nodes_[loss.id_].value.size() != 1)
                 fail("backward: the loss has shape {}, not (1×1); pass a seed adjoint of that shape",
                      nodes_[loss.id_].value.shape());
-            Tensor<T> seed = Tensor<T>::uninit({1, 1}, &arena_);
+            Tensor<T> seed = Tensor<T>::uninit(nodes_[loss.id_].value.shape(), &arena_);
             seed[0] = T(1);
             sweep(loss.id_, std::move(seed), opt);
         } catch (const Error& e) {
@@ -596,7 +595,13 @@ public:
 private:
     friend class Var<T>;
 
-    Tensor<T> view_of(const Tensor<T>& v) { return Tensor<T>::view(const_cast<T*>(v.data()), v.shape(), &arena_); }
+    // A leaf that refers to the caller's storage; a strided view is gathered into the arena, so
+    // that every node value a kernel reads is contiguous.
+    Tensor<T> view_of(const Tensor<T>& v) {
+        if (!v.is_contiguous()) [[unlikely]]
+            return v.clone(&arena_);
+        return Tensor<T>::view_of(v, &arena_);
+    }
 
     // Storage for the first contribution to node n's adjoint, to be overwritten in full: the
     // leaf's GradBuffer when it was cleared (nothing to add to), else arena memory.
@@ -780,12 +785,11 @@ void Tape<T>::accumulate(std::uint32_t target, Tensor<T>&& contrib, std::size_t 
 template <class T>
 void Tape<T>::accumulate_unchecked(std::uint32_t target, Tensor<T>&& contrib, std::size_t input) {
     Node<T>& n = nodes_[target];
-    const Shape s = n.value.shape();
-    const bool same = contrib.shape() == s;
-    if (!same && !broadcastable(s, contrib.shape())) [[unlikely]]
+    const bool same = contrib.same_shape(n.value);  // (cheaper than comparing shape()s)
+    if (!same && !broadcastable(n.value.shape(), contrib.shape())) [[unlikely]]
         wrong_vjp_shape(target, input, contrib.shape());
     if (n.adj.empty()) {
-        if (same && contrib.resource() == &arena_ && !claims_sink(n)) {
+        if (same && contrib.resource() == &arena_ && contrib.is_contiguous() && !claims_sink(n)) {
             // An arena tensor, or a view of one (an adjoint passed through, as Add's VJP
             // does): adopted without a copy. A view is copied on the next write, below.
             n.adj = std::move(contrib);
@@ -799,7 +803,7 @@ void Tape<T>::accumulate_unchecked(std::uint32_t target, Tensor<T>&& contrib, st
     if (same) {
         for (std::size_t i = 0, e = n.adj.size(); i < e; ++i) a[i] += c[i];
     } else {
-        Tensor<T> r = Tensor<T>::uninit(s, &arena_);
+        Tensor<T> r = Tensor<T>::uninit(n.value.shape(), &arena_);
         sum_to(r, contrib);
         for (std::size_t i = 0, e = n.adj.size(); i < e; ++i) a[i] += r[i];
     }
@@ -1001,7 +1005,17 @@ template <class T>
 std::string non_finite_at(const Tensor<T>& t, std::size_t i) {
     const T v = t.data()[i];
     const char* what = std::isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf";
-    return fmt::format("{} at ({}, {})", what, i / t.cols(), i % t.cols());
+    // The flat index as a multi-index of t's shape (row-major), e.g. (1, 0, 2).
+    const Shape s = t.shape();
+    if (s.rank() == 0) return fmt::format("{} at ()", what);
+    std::array<std::size_t, kMaxRank> idx{};
+    for (std::size_t k = s.rank(), rest = i; k-- > 0;) {
+        idx[k] = rest % s[k];
+        rest /= s[k];
+    }
+    std::string at;
+    for (std::size_t k = 0; k < s.rank(); ++k) at += fmt::format("{}{}", k ? ", " : "", idx[k]);
+    return fmt::format("{} at ({})", what, at);
 }
 }  // namespace detail
 

@@ -57,6 +57,7 @@ struct Sigmoid {
     static constexpr std::string_view name = "sigmoid";
     static constexpr std::size_t arity = 1;
     static constexpr Notation notation{"σ({0})", "sigmoid({0})", Prec::Atom};
+    static constexpr bool any_rank = true;  // elementwise: every rank
     Shape shape(Shape x) const { return x; }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& x) const {
@@ -76,6 +77,7 @@ struct SigmoidGrad {
     static constexpr std::string_view name = "sigmoid_grad";
     static constexpr std::size_t arity = 1;
     static constexpr Notation notation{"σ′({0})", "sigmoid'({0})", Prec::Atom};
+    static constexpr bool any_rank = true;  // elementwise: every rank
     Shape shape(Shape x) const { return x; }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& x) const {
@@ -102,6 +104,7 @@ struct Tanh {
     static constexpr std::string_view name = "tanh";
     static constexpr std::size_t arity = 1;
     static constexpr Notation notation{"tanh({0})", "tanh({0})", Prec::Atom};
+    static constexpr bool any_rank = true;  // elementwise: every rank
     Shape shape(Shape x) const { return x; }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& x) const {
@@ -120,6 +123,7 @@ struct TanhGrad {
     static constexpr std::string_view name = "tanh_grad";
     static constexpr std::size_t arity = 1;
     static constexpr Notation notation{"tanh′({0})", "tanh'({0})", Prec::Atom};
+    static constexpr bool any_rank = true;  // elementwise: every rank
     Shape shape(Shape x) const { return x; }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& x) const {
@@ -141,6 +145,7 @@ struct ReluGrad {
     static constexpr std::string_view name = "relu_grad";
     static constexpr std::size_t arity = 1;
     static constexpr Notation notation{"relu′({0})", "relu'({0})", Prec::Atom};
+    static constexpr bool any_rank = true;  // elementwise: every rank
     Shape shape(Shape x) const { return x; }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& x) const {
@@ -159,6 +164,7 @@ struct ReluGrad {
 struct ReluBackward {
     static constexpr std::string_view name = "relu_backward";
     static constexpr std::size_t arity = 2;
+    static constexpr bool any_rank = true;  // elementwise: every rank
     Shape shape(Shape g, Shape x) const {
         if (g != x) fail("relu_backward: shapes differ: {} and {}", g, x);
         return g;
@@ -192,6 +198,7 @@ struct Relu {
     static constexpr std::string_view name = "relu";
     static constexpr std::size_t arity = 1;
     static constexpr Notation notation{"relu({0})", "relu({0})", Prec::Atom};
+    static constexpr bool any_rank = true;  // elementwise: every rank
     Shape shape(Shape x) const { return x; }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& x) const {
@@ -209,6 +216,7 @@ struct LeakyReluGrad {
     static constexpr std::size_t arity = 1;
     static constexpr Notation notation{"leaky_relu′({0})", "leaky_relu'({0})", Prec::Atom};
     double slope = 0.01;
+    static constexpr bool any_rank = true;  // elementwise: every rank
     Shape shape(Shape x) const { return x; }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& x) const {
@@ -227,6 +235,7 @@ struct LeakyRelu {
     static constexpr std::size_t arity = 1;
     static constexpr Notation notation{"leaky_relu({0})", "leaky_relu({0})", Prec::Atom};
     double slope = 0.01;
+    static constexpr bool any_rank = true;  // elementwise: every rank
     Shape shape(Shape x) const { return x; }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& x) const {
@@ -249,6 +258,7 @@ struct Softplus {
     static constexpr std::string_view name = "softplus";
     static constexpr std::size_t arity = 1;
     static constexpr Notation notation{"softplus({0})", "softplus({0})", Prec::Atom};
+    static constexpr bool any_rank = true;  // elementwise: every rank
     Shape shape(Shape x) const { return x; }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& x) const {
@@ -271,7 +281,7 @@ struct Softmax {
     static constexpr std::size_t arity = 1;
     static constexpr Notation notation{"softmax({0})", "softmax({0})", Prec::Atom};
     Shape shape(Shape x) const {
-        if (x.cols == 0) fail("softmax: input {} has no columns", x);
+        if (x.cols() == 0) fail("softmax: input {} has no columns", x);
         return x;
     }
     template <class T>
@@ -289,7 +299,7 @@ struct Softmax {
     }
     template <class V>
     V vjp(In<0>, const V& g, const V& y, const V&) const {
-        V rowsum = apply(SumTo{{y.shape().rows, 1}}, apply(Mul{}, g, y));
+        V rowsum = apply(SumTo{{y.shape().rows(), 1}}, apply(Mul{}, g, y));
         return apply(Mul{}, y, apply(Sub{}, g, rowsum));
     }
 };
@@ -301,7 +311,7 @@ struct LogSoftmax {
     static constexpr std::size_t arity = 1;
     static constexpr Notation notation{"log_softmax({0})", "log_softmax({0})", Prec::Atom};
     Shape shape(Shape x) const {
-        if (x.cols == 0) fail("log_softmax: input {} has no columns", x);
+        if (x.cols() == 0) fail("log_softmax: input {} has no columns", x);
         return x;
     }
     template <class T>
@@ -319,7 +329,7 @@ struct LogSoftmax {
     }
     template <class V>
     V vjp(In<0>, const V& g, const V&, const V& x) const {
-        V rowsum = apply(SumTo{{x.shape().rows, 1}}, g);
+        V rowsum = apply(SumTo{{x.shape().rows(), 1}}, g);
         return apply(Sub{}, g, apply(Mul{}, apply(Softmax{}, x), rowsum));
     }
 };

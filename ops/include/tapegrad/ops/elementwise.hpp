@@ -20,6 +20,7 @@ struct Neg {
     static constexpr std::string_view name = "neg";
     static constexpr std::size_t arity = 1;
     static constexpr Notation notation{"−{0}", "-{0}", Prec::Prefix};
+    static constexpr bool any_rank = true;  // elementwise: every rank
     Shape shape(Shape x) const { return x; }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& x) const {
@@ -36,6 +37,7 @@ struct Sub {
     static constexpr std::string_view name = "sub";
     static constexpr std::size_t arity = 2;
     static constexpr Notation notation{"{0} − {1}", "{0} - {1}", Prec::Sum, true};
+    static constexpr bool any_rank = true;  // elementwise: every rank
     Shape shape(Shape a, Shape b) const { return broadcast_shape(name, a, b); }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& a, const Tensor<T>& b) const {
@@ -62,6 +64,7 @@ struct Mul {
     static constexpr std::string_view name = "mul";
     static constexpr std::size_t arity = 2;
     static constexpr Notation notation{"{0} ⊙ {1}", "{0} * {1}", Prec::Product};
+    static constexpr bool any_rank = true;  // elementwise: every rank
     Shape shape(Shape a, Shape b) const { return broadcast_shape(name, a, b); }
     // 1 ⊙ X = X (the seed of a scalar loss is 1; it should not clutter explain()).
     std::optional<Sym> simplify(const Sym& a, const Sym& b) const {
@@ -99,6 +102,7 @@ struct Div {
     static constexpr std::string_view name = "div";
     static constexpr std::size_t arity = 2;
     static constexpr Notation notation{"{0} ⊘ {1}", "{0} / {1}", Prec::Product, true};
+    static constexpr bool any_rank = true;  // elementwise: every rank
     Shape shape(Shape a, Shape b) const { return broadcast_shape(name, a, b); }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& a, const Tensor<T>& b) const {
@@ -124,6 +128,7 @@ struct Scale {
     static constexpr std::string_view name = "scale";
     static constexpr std::size_t arity = 1;
     double c = 1;
+    static constexpr bool any_rank = true;  // elementwise: every rank
     Shape shape(Shape x) const { return x; }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& x) const {
@@ -142,6 +147,7 @@ struct Shift {
     static constexpr std::string_view name = "shift";
     static constexpr std::size_t arity = 1;
     double c = 0;
+    static constexpr bool any_rank = true;  // elementwise: every rank
     Shape shape(Shape x) const { return x; }
     std::optional<Sym> simplify(const Sym& x) const {
         bool neg = c < 0;

@@ -28,13 +28,13 @@ struct MatMul {
     bool tb = false;
 
     Shape shape(Shape a, Shape b) const {
-        Shape oa = ta ? Shape{a.cols, a.rows} : a;
-        Shape ob = tb ? Shape{b.cols, b.rows} : b;
-        if (oa.cols != ob.rows)
+        Shape oa = ta ? Shape{a.cols(), a.rows()} : a;
+        Shape ob = tb ? Shape{b.cols(), b.rows()} : b;
+        if (oa.cols() != ob.rows())
             fail("matmul: inner dimensions differ: {}{}·{}{}", a, ta ? "ᵀ" : "", b, tb ? "ᵀ" : "");
-        if ((a.rows | a.cols | b.rows | b.cols) > kMaxBlasExtent) [[unlikely]]
+        if ((a.rows() | a.cols() | b.rows() | b.cols()) > kMaxBlasExtent) [[unlikely]]
             fail("matmul: {}·{} has an extent above 2³¹ − 1, BLAS's int", a, b);
-        return {oa.rows, ob.cols};
+        return {oa.rows(), ob.cols()};
     }
     Notation notation() const {
         static constexpr Notation k[4] = {{"{0} · {1}", "{0} . {1}", Prec::Product},
@@ -92,7 +92,7 @@ struct Transpose {
     static constexpr std::size_t arity = 1;
     static constexpr Notation notation{"{0}ᵀ", "{0}^T", Prec::Postfix};
 
-    Shape shape(Shape x) const { return {x.cols, x.rows}; }
+    Shape shape(Shape x) const { return {x.cols(), x.rows()}; }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& x) const {
         for (std::size_t i = 0; i < x.rows(); ++i)
@@ -115,12 +115,12 @@ struct Affine {
     static constexpr Notation notation{"{0} · {1} + {2}", "{0} . {1} + {2}", Prec::Sum};
 
     Shape shape(Shape x, Shape w, Shape b) const {
-        if (x.cols != w.rows) fail("affine: inner dimensions differ: {}·{}", x, w);
-        if ((x.rows | x.cols | w.cols) > kMaxBlasExtent) [[unlikely]]
+        if (x.cols() != w.rows()) fail("affine: inner dimensions differ: {}·{}", x, w);
+        if ((x.rows() | x.cols() | w.cols()) > kMaxBlasExtent) [[unlikely]]
             fail("affine: {}·{} has an extent above 2³¹ − 1, BLAS's int", x, w);
-        if (b.rows != 1 || b.cols != w.cols)
-            fail("affine: the bias has shape {}; {}·{} needs a bias of shape (1×{})", b, x, w, w.cols);
-        return {x.rows, w.cols};
+        if (b.rows() != 1 || b.cols() != w.cols())
+            fail("affine: the bias has shape {}; {}·{} needs a bias of shape (1×{})", b, x, w, w.cols());
+        return {x.rows(), w.cols()};
     }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& x, const Tensor<T>& w, const Tensor<T>& b) const {

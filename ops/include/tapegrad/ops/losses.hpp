@@ -46,7 +46,7 @@ template <class V, class... Args>
 }
 
 inline void check_labels_shape(std::string_view op, Shape labels, std::size_t rows) {
-    if (labels.cols != 1 || labels.rows != rows)
+    if (labels.cols() != 1 || labels.rows() != rows)
         fail("{}: labels must be a ({}×1) column of class indices, got {}", op, rows, labels);
 }
 
@@ -60,11 +60,11 @@ struct OneHot {
     static constexpr Notation notation{"onehot({0})", "onehot({0})", Prec::Atom};
     std::size_t classes = 0;
     Shape shape(Shape labels) const {
-        if (labels.cols != 1) fail("one_hot: labels must be a column (m×1), got {}", labels);
+        if (labels.cols() != 1) fail("one_hot: labels must be a column (m×1), got {}", labels);
         if (classes == 0) fail("one_hot: zero classes for labels {}", labels);
         if (classes > 0xffffffffu)
             fail("one_hot: {} classes for labels {}: above a tensor's 2³² − 1 columns", classes, labels);
-        return {labels.rows, classes};
+        return {labels.rows(), classes};
     }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& labels) const {
@@ -81,12 +81,12 @@ struct SoftmaxCrossEntropy {
     static constexpr std::size_t arity = 2;
     static constexpr Notation notation{"CE({0}, {1})", "CE({0}, {1})", Prec::Atom};
     Shape shape(Shape z, Shape labels) const {
-        if (z.rows == 0 || z.cols == 0) fail("softmax_cross_entropy: empty logits {}", z);
-        if (labels.cols != 1 || labels.rows != z.rows)
+        if (z.rows() == 0 || z.cols() == 0) fail("softmax_cross_entropy: empty logits {}", z);
+        if (labels.cols() != 1 || labels.rows() != z.rows())
             fail(
                 "softmax_cross_entropy: labels must be a ({}×1) column of class indices for logits {}, got "
                 "{}",
-                z.rows, z, labels);
+                z.rows(), z, labels);
         return {1, 1};
     }
     template <class T>
@@ -105,8 +105,8 @@ struct SoftmaxCrossEntropy {
     }
     template <class V>
     V vjp(In<0>, const V& g, const V&, const V& z, const V& labels) const {
-        V diff = apply(Sub{}, apply(Softmax{}, z), apply(OneHot{z.shape().cols}, labels));
-        return apply(Scale{1.0 / static_cast<double>(z.shape().rows)}, apply(Mul{}, diff, g));
+        V diff = apply(Sub{}, apply(Softmax{}, z), apply(OneHot{z.shape().cols()}, labels));
+        return apply(Scale{1.0 / static_cast<double>(z.shape().rows())}, apply(Mul{}, diff, g));
     }
 };
 
@@ -152,7 +152,7 @@ V softmax_cross_entropy_probs(const V& logits, const V& targets, SourceLocation 
     if (logits.shape() != targets.shape())
         detail::fail_at_call<V>("softmax_cross_entropy_probs: logits {} and targets {} differ in shape",
                                 logits.shape(), targets.shape());
-    return apply(Scale{-1.0 / static_cast<double>(logits.shape().rows)},
+    return apply(Scale{-1.0 / static_cast<double>(logits.shape().rows())},
                  sum(apply(Mul{}, targets, apply(LogSoftmax{}, logits))));
 }
 

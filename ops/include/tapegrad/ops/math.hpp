@@ -22,6 +22,7 @@ struct Square {
     static constexpr std::string_view name = "square";
     static constexpr std::size_t arity = 1;
     static constexpr Notation notation{"{0}²", "{0}^2", Prec::Postfix};
+    static constexpr bool any_rank = true;  // elementwise: every rank
     Shape shape(Shape x) const { return x; }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& x) const {
@@ -42,6 +43,7 @@ struct Sqrt {
     static constexpr std::string_view name = "sqrt";
     static constexpr std::size_t arity = 1;
     static constexpr Notation notation{"√{0}", "sqrt({0})", Prec::Prefix};
+    static constexpr bool any_rank = true;  // elementwise: every rank
     Shape shape(Shape x) const { return x; }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& x) const {
@@ -62,6 +64,7 @@ struct Exp {
     static constexpr std::string_view name = "exp";
     static constexpr std::size_t arity = 1;
     static constexpr Notation notation{"exp({0})", "exp({0})", Prec::Atom};
+    static constexpr bool any_rank = true;  // elementwise: every rank
     Shape shape(Shape x) const { return x; }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& x) const {
@@ -78,6 +81,7 @@ struct Log {
     static constexpr std::string_view name = "log";
     static constexpr std::size_t arity = 1;
     static constexpr Notation notation{"log({0})", "log({0})", Prec::Atom};
+    static constexpr bool any_rank = true;  // elementwise: every rank
     Shape shape(Shape x) const { return x; }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& x) const {
@@ -94,6 +98,7 @@ struct Pow {
     static constexpr std::string_view name = "pow";
     static constexpr std::size_t arity = 1;
     double p = 1;
+    static constexpr bool any_rank = true;  // elementwise: every rank
     Shape shape(Shape x) const { return x; }
     std::optional<Sym> simplify(const Sym& x) const {
         bool paren = static_cast<int>(x.prec) < static_cast<int>(Prec::Postfix);
@@ -119,6 +124,7 @@ struct Sign {
     static constexpr std::string_view name = "sign";
     static constexpr std::size_t arity = 1;
     static constexpr Notation notation{"sign({0})", "sign({0})", Prec::Atom};
+    static constexpr bool any_rank = true;  // elementwise: every rank
     Shape shape(Shape x) const { return x; }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& x) const {
@@ -135,6 +141,7 @@ struct Abs {
     static constexpr std::string_view name = "abs";
     static constexpr std::size_t arity = 1;
     static constexpr Notation notation{"|{0}|", "abs({0})", Prec::Atom};
+    static constexpr bool any_rank = true;  // elementwise: every rank
     Shape shape(Shape x) const { return x; }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& x) const {

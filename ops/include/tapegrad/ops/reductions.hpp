@@ -19,6 +19,7 @@ struct ZerosLike {
     static constexpr std::string_view name = "zeros_like";
     static constexpr std::size_t arity = 1;
     static constexpr Notation notation{"0", "0", Prec::Atom};
+    static constexpr bool any_rank = true;  // elementwise: every rank
     Shape shape(Shape x) const { return x; }
     std::optional<Sym> simplify(const Sym& x) const {
         Sym z("0", "0", Prec::Atom, x.shape());
@@ -41,8 +42,9 @@ struct Mean {
     static constexpr std::string_view name = "mean";
     static constexpr std::size_t arity = 1;
     static constexpr Notation notation{"mean({0})", "mean({0})", Prec::Atom};
+    static constexpr bool any_rank = true;  // the mean of every element, at any rank
     Shape shape(Shape x) const {
-        if (x.rows == 0 || x.cols == 0) fail("mean: empty input {}", x);  // not x.size(): it may wrap
+        if (x.empty()) fail("mean: empty input {}", x);  // not x.size() == 0: it may wrap
         return {1, 1};
     }
     template <class T>
@@ -67,13 +69,13 @@ V sum(const V& x, SourceLocation loc = SourceLocation::current()) {
 template <Value V>
 V sum_rows(const V& x, SourceLocation loc = SourceLocation::current()) {
     CallSite at(loc);
-    return apply(SumTo{{1, x.shape().cols}}, x);
+    return apply(SumTo{{1, x.shape().cols()}}, x);
 }
 // Σ over the columns (a row sum, X·1): m×n → m×1.
 template <Value V>
 V sum_cols(const V& x, SourceLocation loc = SourceLocation::current()) {
     CallSite at(loc);
-    return apply(SumTo{{x.shape().rows, 1}}, x);
+    return apply(SumTo{{x.shape().rows(), 1}}, x);
 }
 // Mean of every element: m×n → 1×1.
 template <Value V>

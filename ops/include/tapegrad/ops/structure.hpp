@@ -30,7 +30,7 @@ struct Slice {
 
     Shape shape(Shape x) const {
         // Comparisons only (no sums), so no bound near SIZE_MAX can wrap into range.
-        if (r0 >= r1 || r1 > x.rows || c0 >= c1 || c1 > x.cols)
+        if (r0 >= r1 || r1 > x.rows() || c0 >= c1 || c1 > x.cols())
             fail("slice: range [{}:{}, {}:{}] is empty or outside {}", r0, r1, c0, c1, x);
         return {r1 - r0, c1 - c0};
     }
@@ -63,26 +63,26 @@ struct Pad {
     std::size_t r0 = 0, c0 = 0;
 
     Shape shape(Shape x) const {
-        // r0 + x.rows ≤ to.rows, written so that it cannot wrap (likewise for the columns).
-        if (x.rows > to.rows || r0 > to.rows - x.rows || x.cols > to.cols || c0 > to.cols - x.cols)
+        // r0 + x.rows() ≤ to.rows(), written so that it cannot wrap (likewise for the columns).
+        if (x.rows() > to.rows() || r0 > to.rows() - x.rows() || x.cols() > to.cols() || c0 > to.cols() - x.cols())
             fail("pad: {} placed at ({}, {}) does not fit in {}", x, r0, c0, to);
         return to;
     }
     std::optional<Sym> simplify(const Sym& x) const {
         if (x.shape() == to) return x;  // nothing to pad
         std::string u = fmt::format("pad({}, {}, ({}, {}))", x.text, to, r0, c0);
-        std::string a = fmt::format("pad({}, {}x{}, ({}, {}))", x.ascii, to.rows, to.cols, r0, c0);
+        std::string a = fmt::format("pad({}, {}x{}, ({}, {}))", x.ascii, to.rows(), to.cols(), r0, c0);
         return Sym(u, a, Prec::Atom, to);
     }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& x) const {
         out.fill(T(0));
         for (std::size_t i = 0; i < x.rows(); ++i)
-            std::copy_n(x.data() + i * x.cols(), x.cols(), out.data() + (i + r0) * to.cols + c0);
+            std::copy_n(x.data() + i * x.cols(), x.cols(), out.data() + (i + r0) * to.cols() + c0);
     }
     template <class V>
     V vjp(In<0>, const V& g, const V&, const V& x) const {
-        return apply(Slice{r0, r0 + x.shape().rows, c0, c0 + x.shape().cols}, g);
+        return apply(Slice{r0, r0 + x.shape().rows(), c0, c0 + x.shape().cols()}, g);
     }
 };
 
@@ -98,9 +98,9 @@ struct ConcatCols {
     static constexpr std::size_t arity = 2;
     static constexpr Notation notation{"[{0}, {1}]", "[{0}, {1}]", Prec::Atom};
     Shape shape(Shape a, Shape b) const {
-        if (a.rows != b.rows) fail("concat_cols: row counts differ: {} and {}", a, b);
-        if (b.cols > SIZE_MAX - a.cols) fail("concat_cols: the column counts of {} and {} overflow", a, b);
-        return {a.rows, a.cols + b.cols};
+        if (a.rows() != b.rows()) fail("concat_cols: row counts differ: {} and {}", a, b);
+        if (b.cols() > kMaxExtent - a.cols()) fail("concat_cols: the column counts of {} and {} overflow", a, b);
+        return {a.rows(), a.cols() + b.cols()};
     }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& a, const Tensor<T>& b) const {
@@ -112,11 +112,11 @@ struct ConcatCols {
     }
     template <class V>
     V vjp(In<0>, const V& g, const V&, const V& a, const V&) const {
-        return apply(Slice{0, g.shape().rows, 0, a.shape().cols}, g);
+        return apply(Slice{0, g.shape().rows(), 0, a.shape().cols()}, g);
     }
     template <class V>
     V vjp(In<1>, const V& g, const V&, const V& a, const V& b) const {
-        return apply(Slice{0, g.shape().rows, a.shape().cols, a.shape().cols + b.shape().cols}, g);
+        return apply(Slice{0, g.shape().rows(), a.shape().cols(), a.shape().cols() + b.shape().cols()}, g);
     }
 };
 
@@ -127,9 +127,9 @@ struct ConcatRows {
     static constexpr std::size_t arity = 2;
     static constexpr Notation notation{"[{0}; {1}]", "[{0}; {1}]", Prec::Atom};
     Shape shape(Shape a, Shape b) const {
-        if (a.cols != b.cols) fail("concat_rows: column counts differ: {} and {}", a, b);
-        if (b.rows > SIZE_MAX - a.rows) fail("concat_rows: the row counts of {} and {} overflow", a, b);
-        return {a.rows + b.rows, a.cols};
+        if (a.cols() != b.cols()) fail("concat_rows: column counts differ: {} and {}", a, b);
+        if (b.rows() > kMaxExtent - a.rows()) fail("concat_rows: the row counts of {} and {} overflow", a, b);
+        return {a.rows() + b.rows(), a.cols()};
     }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& a, const Tensor<T>& b) const {
@@ -138,11 +138,11 @@ struct ConcatRows {
     }
     template <class V>
     V vjp(In<0>, const V& g, const V&, const V& a, const V&) const {
-        return apply(Slice{0, a.shape().rows, 0, g.shape().cols}, g);
+        return apply(Slice{0, a.shape().rows(), 0, g.shape().cols()}, g);
     }
     template <class V>
     V vjp(In<1>, const V& g, const V&, const V& a, const V& b) const {
-        return apply(Slice{a.shape().rows, a.shape().rows + b.shape().rows, 0, g.shape().cols}, g);
+        return apply(Slice{a.shape().rows(), a.shape().rows() + b.shape().rows(), 0, g.shape().cols()}, g);
     }
 };
 
@@ -168,13 +168,13 @@ V slice(const V& x, std::size_t r0, std::size_t r1, std::size_t c0, std::size_t 
 template <Value V>
 V slice_rows(const V& x, std::size_t r0, std::size_t r1, SourceLocation loc = SourceLocation::current()) {
     CallSite at(loc);
-    return apply(Slice{r0, r1, 0, x.shape().cols}, x);
+    return apply(Slice{r0, r1, 0, x.shape().cols()}, x);
 }
 // Columns c0 … c1−1 of X.
 template <Value V>
 V slice_cols(const V& x, std::size_t c0, std::size_t c1, SourceLocation loc = SourceLocation::current()) {
     CallSite at(loc);
-    return apply(Slice{0, x.shape().rows, c0, c1}, x);
+    return apply(Slice{0, x.shape().rows(), c0, c1}, x);
 }
 // X placed at (r0, c0) in zeros of shape `to`.
 template <Value V>
