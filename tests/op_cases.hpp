@@ -211,6 +211,71 @@ inline std::vector<OpCase> elementwise_nd() {
     return v;
 }
 
+// Views: each a row, and the strided results fed to ordinary (contiguous-input) ops.
+// An input of random rank lo–hi whose leading axis has extent 4–5 (for slices with a step).
+inline ShapeGen long_first(std::size_t lo, std::size_t hi) {
+    return [lo, hi](std::mt19937_64& r) {
+        auto d = random_dims(r, lo, hi);
+        d[0] = dim(r, 4, 5);
+        return std::vector<Shape>{Shape::from_range(d.begin(), d.end())};
+    };
+}
+inline Shape reversed(Shape x) {
+    std::vector<std::size_t> d(x.dims().rbegin(), x.dims().rend());
+    return Shape::from_range(d.begin(), d.end());
+}
+inline std::vector<OpCase> views() {
+    std::vector<OpCase> v;
+    v.push_back({"reshape", "reshape to the reversed dims (a view)", one_nd(0, 5), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return reshape(x[0], reversed(x[0].shape())); }});
+    v.push_back({"reshape", "reshape of a transposed view (a copy), with −1", one_nd(2, 5), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return reshape(transpose(x[0], 0, -1), {-1}); }});
+    v.push_back({"reshape", "flatten, unsqueeze and squeeze", one_nd(1, 4), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return squeeze(unsqueeze(flatten(x[0]), 0), 0) * 2.0; }});
+    v.push_back({"permute", "permute, axes rotated", one_nd(1, 5), {Domain::Real}, [](Tape<double>&, Vars x) {
+                     const std::size_t r = x[0].shape().rank();
+                     std::vector<std::ptrdiff_t> p;
+                     for (std::size_t k = 1; k <= r; ++k) p.push_back(static_cast<std::ptrdiff_t>(k % r));
+                     return apply(Permute::of(p, r, x[0].shape()), x[0]);
+                 }});
+    v.push_back({"permute", "transpose(0, −1) then tanh (a strided operand gathered)", one_nd(1, 5), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return tanh(transpose(x[0], 0, -1)); }});
+    v.push_back({"permute", "transposed views multiplied", one_nd(2, 4), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return transpose(x[0], 0, 1) * transpose(x[0], 1, 0); }});
+    v.push_back({"expand", "expand unit and new axes (stride 0)", one_nd(0, 4), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return expand(x[0], stretched_pattern(x[0].shape())); }});
+    v.push_back({"expand", "an expanded view times itself", one_nd(0, 4), {Domain::Real}, [](Tape<double>&, Vars x) {
+                     auto e = expand(x[0], stretched_pattern(x[0].shape()));
+                     return e * e;
+                 }});
+    v.push_back({"slice_axis", "slice 1::2 along axis 0", long_first(1, 4), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return slice_axis(x[0], 0, 1, x[0].shape()[0], 2); }});
+    v.push_back({"slice_axis", "narrow the last axis, then sigmoid", long_first(1, 4), {Domain::Real},
+                 [](Tape<double>&, Vars x) {
+                     const std::size_t n = x[0].shape().dim(-1);
+                     return sigmoid(narrow(x[0], -1, n > 1 ? 1 : 0, n > 1 ? n - 1 : 1));
+                 }});
+    v.push_back({"slice_backward", "slice_backward into zeros", one_nd(1, 4), {Domain::Real},
+                 [](Tape<double>&, Vars x) {
+                     const Shape s = x[0].shape();
+                     return apply(SliceBackward{0, 1, 2 * s[0] + 1, 2, s.with(0, 2 * s[0] + 1)}, x[0]);
+                 }});
+    v.push_back({"select", "select index 1 of axis 0", long_first(1, 4), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return select(x[0], 0, 1); }});
+    v.push_back({"select", "select the last index of the last axis, squared", one_nd(1, 5), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return square(select(x[0], -1, x[0].shape().dim(-1) - 1)); }});
+    v.push_back({"select_backward", "select_backward into zeros", one_nd(0, 4), {Domain::Real},
+                 [](Tape<double>&, Vars x) {
+                     const Shape s = x[0].shape();
+                     std::vector<std::size_t> d{3};
+                     d.insert(d.end(), s.dims().begin(), s.dims().end());
+                     return apply(SelectBackward{0, 1, Shape::from_range(d.begin(), d.end())}, x[0]);
+                 }});
+    v.push_back({"contiguous", "contiguous of a permuted view", one_nd(2, 5), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return contiguous(transpose(x[0], 0, -1)); }});
+    return v;
+}
+
 inline std::vector<OpCase> elementwise() {
     std::vector<OpCase> v;
     // Every broadcasting pattern on either side (mn with each of 1n, m1, 11; and both ways).
@@ -458,7 +523,7 @@ inline const std::vector<OpCase>& op_cases() {
     static const std::vector<OpCase> all = [] {
         std::vector<OpCase> v;
         for (auto family : {cases::elementwise, cases::elementwise_nd, cases::linalg, cases::engine, cases::math, cases::activations,
-                            cases::structure, cases::losses}) {
+                            cases::structure, cases::losses, cases::views}) {
             auto f = family();
             v.insert(v.end(), f.begin(), f.end());
         }

@@ -17,5 +17,6 @@
 #include <tapegrad/ops/math.hpp>
 #include <tapegrad/ops/activations.hpp>
 #include <tapegrad/ops/structure.hpp>
+#include <tapegrad/ops/views.hpp>
 #include <tapegrad/ops/losses.hpp>
 #include <tapegrad/ops/detach.hpp>

@@ -20,6 +20,10 @@
 // explain()). An input with no vjp is not differentiable. A VJP may return the adjoint in the
 // output's broadcast shape; the engine sums it back to the input's shape.
 //
+// A view op declares `Tensor<T> view(const Tensor<T>& x…) const` instead of forward: it returns
+// a tensor aliasing its input (ops/views.hpp), and `static constexpr bool strided = true;` says
+// that it takes strided inputs. Every other op's forward and VJPs receive contiguous tensors.
+//
 // Optionally, an op may also write a VJP into storage it is given, for the numeric sweep:
 //
 //   template <class T> void vjp_into(In<i>, Tensor<T>& dst, bool add, g, y, x…) const;
@@ -104,6 +108,10 @@ constexpr Notation notation_of(const Op& op) {
 // Whether op Op has a VJP for input I (on values of type V).
 template <class Op, class V, std::size_t I>
 inline constexpr bool has_vjp_v = detail::has_vjp<Op, V, I>(std::make_index_sequence<Op::arity>{});
+
+// Whether Op's kernel takes strided inputs as they are (view ops); others get contiguous ones.
+template <class Op>
+inline constexpr bool strided_v = requires { requires Op::strided; };
 
 // Whether Op takes inputs of every rank (see above).
 template <class Op>
@@ -205,12 +213,18 @@ Tensor<T> apply(const Op& op, const Tensor<T>& a, const Ts&... rest) {
     static_assert(sizeof...(Ts) + 1 == Op::arity, "wrong number of operands for this op");
     static_assert((std::same_as<Ts, Tensor<T>> && ...), "operands of one op share one tensor type");
     check_rank<Op>(a, rest...);
-    if (!(a.is_contiguous() && (rest.is_contiguous() && ...))) [[unlikely]]  // kernels read flat
-        return apply(op, detail::dense(a), detail::dense(rest)...);
-    Shape s = op.shape(a.shape(), rest.shape()...);
-    Tensor<T> out = Tensor<T>::uninit_like(s, a);
-    op.forward(out, a, rest...);
-    return out;
+    if constexpr (requires { op.view(a, rest...); }) {  // a view op: its result aliases a
+        (void)op.shape(a.shape(), rest.shape()...);
+        return op.view(a, rest...);
+    } else {
+        if constexpr (!strided_v<Op>)
+            if (!(a.is_contiguous() && (rest.is_contiguous() && ...))) [[unlikely]]  // kernels read flat
+                return apply(op, detail::dense(a), detail::dense(rest)...);
+        Shape s = op.shape(a.shape(), rest.shape()...);
+        Tensor<T> out = Tensor<T>::uninit_like(s, a);
+        op.forward(out, a, rest...);
+        return out;
+    }
 }
 
 template <OpType Op, class... S>

@@ -219,10 +219,17 @@ private:
         // Views: a VJP that returns g (or an input) hands back a view, never a heap copy.
         const Node<T>& n = tape.node(id);
         auto& arena = tape.arena();
+        // Adjoints are contiguous; values may be strided views, which a VJP that does not take
+        // strides reads as gathered copies.
+        auto operand = [&](const Tensor<T>& v) {
+            if (!strided_v<Op> && !v.is_contiguous()) [[unlikely]]
+                return v.clone(&arena);
+            return Tensor<T>::view_of(v, &arena);
+        };
         const Tensor<T> g = Tensor<T>::view_of(n.adj, &arena);
-        const Tensor<T> y = Tensor<T>::view_of(n.value, &arena);
+        const Tensor<T> y = operand(n.value);
         std::array<Tensor<T>, Op::arity> x;
-        for (std::size_t k = 0; k < Op::arity; ++k) x[k] = Tensor<T>::view_of(tape.node(n.in[k]).value, &arena);
+        for (std::size_t k = 0; k < Op::arity; ++k) x[k] = operand(tape.node(n.in[k]).value);
         (numeric_one<I>(tape, n.in[I], g, y, x, is), ...);
     }
     template <std::size_t I, std::size_t... J>
@@ -375,8 +382,15 @@ public:
             (check(x, Op::name), ...);
             check_rank<Op>(nodes_[x.id_].value...);
             Shape s = op.shape(nodes_[x.id_].value.shape()...);
-            out = Tensor<T>::uninit(s, &arena_);
-            op.forward(out, nodes_[x.id_].value...);
+            if constexpr (requires { op.view(nodes_[x.id_].value...); }) {
+                out = op.view(nodes_[x.id_].value...);  // aliases the input: no arena bytes for data
+            } else {
+                out = Tensor<T>::uninit(s, &arena_);
+                if (strided_v<Op> || (nodes_[x.id_].value.is_contiguous() && ...)) [[likely]]
+                    op.forward(out, nodes_[x.id_].value...);
+                else  // a strided view among the operands: the kernel reads a gathered copy
+                    op.forward(out, dense(nodes_[x.id_].value)...);
+            }
             rg = (nodes_[x.id_].requires_grad || ...);
             // (under no-grad, no input wants a gradient: the loads vanish for ops whose inputs are all differentiable)
             if (rg) check_differentiable<Op>(std::array<bool, Op::arity>{(nodes_[x.id_].requires_grad && !no_grad_)...});
@@ -597,6 +611,11 @@ private:
 
     // A leaf that refers to the caller's storage; a strided view is gathered into the arena, so
     // that every node value a kernel reads is contiguous.
+    // v, or (a strided view) a contiguous copy of it in the arena.
+    Tensor<T> dense(const Tensor<T>& v) {
+        if (!v.is_contiguous()) return v.clone(&arena_);
+        return Tensor<T>::view_of(v, &arena_);
+    }
     Tensor<T> view_of(const Tensor<T>& v) {
         if (!v.is_contiguous()) [[unlikely]]
             return v.clone(&arena_);
@@ -784,6 +803,8 @@ void Tape<T>::accumulate(std::uint32_t target, Tensor<T>&& contrib, std::size_t 
 // error, never summed into a wrong place.
 template <class T>
 void Tape<T>::accumulate_unchecked(std::uint32_t target, Tensor<T>&& contrib, std::size_t input) {
+    if (!contrib.is_contiguous()) [[unlikely]]  // a VJP returned a view: adjoints are dense
+        contrib = contrib.clone(&arena_);
     Node<T>& n = nodes_[target];
     const bool same = contrib.same_shape(n.value);  // (cheaper than comparing shape()s)
     if (!same && !broadcastable(n.value.shape(), contrib.shape())) [[unlikely]]
@@ -1021,6 +1042,7 @@ std::string non_finite_at(const Tensor<T>& t, std::size_t i) {
 
 template <class T>
 void Tape<T>::anomaly_forward(std::string_view op, const Tensor<T>& out, std::initializer_list<Shape> inputs) const {
+    if (!out.is_contiguous()) return;  // a view: its elements were checked where they were made
     const std::size_t i = detail::first_non_finite(out);
     if (i == out.size()) return;
     std::string shapes;

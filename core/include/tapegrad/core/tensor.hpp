@@ -271,6 +271,10 @@ public:
     bool empty() const noexcept { return data_ == nullptr; }
     bool owns() const noexcept { return (flags_ & kOwns) != 0; }
     bool is_contiguous() const noexcept { return (flags_ & kStrided) == 0; }
+    // Whether results go to a tape's arena (bump allocation).
+    bool in_arena() const noexcept { return (flags_ & kArena) != 0; }
+    // Writes the elements in row-major order to out (size() of them): a strided view gathered.
+    void gather_into(T* out) const { copy_to_contiguous(out); }
     // Element strides (0 beyond the rank).
     Strides strides() const noexcept {
         if (flags_ & kStrided) return geom_->stride;
@@ -294,24 +298,28 @@ public:
     [[gnu::always_inline]] T& operator()(std::size_t r, std::size_t c) TAPEGRAD_ACCESS_NOEXCEPT {
 #ifdef TAPEGRAD_CHECKED_ACCESS
         if (r >= rows_ || c >= cols_) [[unlikely]] index_error(r, c);
+        if (!is_contiguous()) [[unlikely]] strided_flat_error();
 #endif
         return data_[r * std::size_t(cols_) + c];
     }
     [[gnu::always_inline]] T operator()(std::size_t r, std::size_t c) const TAPEGRAD_ACCESS_NOEXCEPT {
 #ifdef TAPEGRAD_CHECKED_ACCESS
         if (r >= rows_ || c >= cols_) [[unlikely]] index_error(r, c);
+        if (!is_contiguous()) [[unlikely]] strided_flat_error();
 #endif
         return data_[r * std::size_t(cols_) + c];
     }
     [[gnu::always_inline]] T& operator[](std::size_t i) TAPEGRAD_ACCESS_NOEXCEPT {
 #ifdef TAPEGRAD_CHECKED_ACCESS
         if (i >= size()) [[unlikely]] flat_index_error(i);
+        if (!is_contiguous()) [[unlikely]] strided_flat_error();
 #endif
         return data_[i];
     }
     [[gnu::always_inline]] T operator[](std::size_t i) const TAPEGRAD_ACCESS_NOEXCEPT {
 #ifdef TAPEGRAD_CHECKED_ACCESS
         if (i >= size()) [[unlikely]] flat_index_error(i);
+        if (!is_contiguous()) [[unlikely]] strided_flat_error();
 #endif
         return data_[i];
     }
@@ -506,6 +514,10 @@ private:
     }
     [[noreturn, gnu::cold, gnu::noinline]] void index_error(std::size_t r, std::size_t c) const {
         fail("tensor: index ({}, {}) outside {}", r, c, shape());
+    }
+    [[noreturn, gnu::cold, gnu::noinline]] void strided_flat_error() const {
+        fail("tensor: flat element access to a strided view of shape {}; use at({{…}}) or a contiguous copy",
+             shape());
     }
     [[noreturn, gnu::cold, gnu::noinline]] void flat_index_error(std::size_t i) const {
         fail("tensor: flat index {} outside {}", i, shape());
