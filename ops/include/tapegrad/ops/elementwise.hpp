@@ -166,6 +166,31 @@ struct Shift {
     }
 };
 
+// Y = c ⊘ X (a plain number over a tensor, elementwise: `c / x`).
+// dX = −dY ⊙ Y ⊘ X   (= −c·dY ⊘ X², reusing the output as Div's divisor rule does)
+struct RDiv {
+    static constexpr std::string_view name = "rdiv";
+    static constexpr std::size_t arity = 1;
+    static constexpr bool any_rank = true;  // elementwise: every rank
+    double c = 1;
+    Shape shape(Shape x) const { return x; }
+    std::optional<Sym> simplify(const Sym& x) const {
+        const bool paren = static_cast<int>(x.prec) <= static_cast<int>(Prec::Product);
+        auto wrap = [&](const std::string& t) { return paren ? "(" + t + ")" : t; };
+        const std::string k = fmt::format("{:g}", c);
+        return Sym(k + " ⊘ " + wrap(x.text), k + " / " + wrap(x.ascii), Prec::Product, x.shape());
+    }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& x) const {
+        const T k = static_cast<T>(c);
+        for (std::size_t i = 0; i < x.size(); ++i) out[i] = k / x[i];
+    }
+    template <class V>
+    V vjp(In<0>, const V& g, const V& y, const V& x) const {
+        return apply(Neg{}, apply(Div{}, apply(Mul{}, g, y), x));
+    }
+};
+
 template <Value V>
 V add(const V& a, const V& b, SourceLocation loc = SourceLocation::current()) {
     CallSite at(loc);
