@@ -320,6 +320,11 @@ inline std::vector<OpCase> elementwise() {
     v.push_back({"shift", "constant minus x", one(), {Domain::Real}, [](Tape<double>&, Vars x) {
                      return 1.0 - x[0];
                  }});
+    v.push_back({"rdiv", "constant over x", one(), {Domain::AwayFromZero}, [](Tape<double>&, Vars x) {
+                     return 10.0 / x[0];
+                 }});
+    v.push_back({"rdiv", "negative constant over x", one(), {Domain::AwayFromZero},
+                 [](Tape<double>&, Vars x) { return -0.5 / x[0]; }});
     return v;
 }
 

@@ -202,3 +202,20 @@ TEST_CASE("softmax_cross_entropy equals the composed probabilities form on ordin
     }
     CHECK(fused == doctest::Approx(naive / 3).epsilon(1e-14));
 }
+
+TEST_CASE("a plain number works on either side of every arithmetic operator") {
+    Tensor<double> xv(1, 3, {0.5, -2.0, 4.0});
+    tg::Tape<double> tape;
+    auto x = tape.variable(xv, "x");
+    auto y = tg::sum(10.0 / x + (3.0 - x) + 2.0 * x + (1.0 + x));
+    // y = Σ 10/x + 3 − x + 2x + 1 + x = Σ 10/x + 2x + 4
+    double want = 0;
+    for (std::size_t i = 0; i < 3; ++i) want += 10.0 / xv[i] + 2.0 * xv[i] + 4.0;
+    CHECK(y.item() == doctest::Approx(want).epsilon(1e-15));
+    tape.backward(y);
+    const Tensor<double> g = tape.grad(x);
+    for (std::size_t i = 0; i < 3; ++i) CHECK(g[i] == doctest::Approx(-10.0 / (xv[i] * xv[i]) + 2.0).epsilon(1e-15));
+    CHECK(tape.explain(x).find("10 ⊘ x") != std::string::npos);
+    const Tensor<double> direct = 10.0 / xv;  // on plain tensors too
+    CHECK(direct[1] == -5.0);
+}

@@ -47,6 +47,7 @@ V stop(const V& x) {
         if (x.tape_ptr() == nullptr) fail("{}: the Var is empty (default-constructed)", Op::name);
         return x.tape_ptr()->record_alias(Op{}, x);
     } else if constexpr (is_tensor<V>::value) {
+        if (!x.is_contiguous()) return x.clone(x.resource());  // a strided view: its value, gathered
         return V::view(const_cast<typename V::value_type*>(x.data()), x.shape(), x.resource());
     } else {
         return apply_symbolic(Op{}, x);

@@ -276,5 +276,9 @@ template <Value V>
 V operator-(double c, const V& x) {
     return apply(Shift{c}, apply(Neg{}, x));
 }
+template <Value V>
+V operator/(double c, const V& x) {
+    return apply(RDiv{c}, x);
+}
 
 }  // namespace tapegrad
