@@ -521,6 +521,86 @@ inline std::vector<OpCase> losses() {
     return v;
 }
 
+
+// ---- reduce: reductions over axes, softmax over an axis, N-D cross-entropy ----
+// Every other axis of x (0, 2, 4, …): the axes a row reduces over.
+inline detail::AxisSet alternate_axes(const Shape& x, bool keepdim) {
+    std::uint8_t m = 0;
+    for (std::size_t k = 0; k < x.rank(); k += 2) m = static_cast<std::uint8_t>(m | (1u << k));
+    return {m, keepdim};
+}
+// Class indices for logits z (class axis 1, or 0 at rank 1): position p gets (3p + 1) mod C, and
+// every fourth position (p ≡ 2 mod 4) the ignore_index −100 when `ignore`.
+inline Tensor<double> nd_labels(const Shape& z, bool ignore) {
+    const std::size_t a = z.rank() >= 2 ? 1 : 0, c = z[a];
+    std::vector<std::size_t> d;
+    for (std::size_t k = 0; k < z.rank(); ++k)
+        if (k != a) d.push_back(z[k]);
+    Tensor<double> l(Shape::from_range(d.begin(), d.end()));
+    for (std::size_t p = 0; p < l.size(); ++p)
+        l[p] = ignore && p % 4 == 2 ? -100.0 : static_cast<double>((3 * p + 1) % c);
+    return l;
+}
+inline std::vector<OpCase> reduce_axes() {
+    std::vector<OpCase> v;
+    v.push_back({"sum_axes", "sum over every other axis (ranks 0–5)", one_nd(0, 5), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return apply(SumAxes{alternate_axes(x[0].shape(), false)}, x[0]); }});
+    v.push_back({"sum_axes", "sum over the last axis, keepdim, times x (ranks 1–5)", one_nd(1, 5), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return sum(x[0], {-1}, true) * x[0]; }});
+    v.push_back({"mean_axes", "mean over every other axis, keepdim (ranks 0–5)", one_nd(0, 5), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return apply(MeanAxes{alternate_axes(x[0].shape(), true)}, x[0]); }});
+    v.push_back({"mean_axes", "mean over axes 0 and −1, squared (ranks 2–5)", one_nd(2, 5), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return square(mean(x[0], {0, -1})); }});
+    v.push_back({"amax", "amax over every other axis (ranks 0–5)", one_nd(0, 5), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return apply(Amax{alternate_axes(x[0].shape(), false)}, x[0]); }});
+    v.push_back({"amax", "amax of everything times x (ranks 0–5)", one_nd(0, 5), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return amax(x[0]) * x[0]; }});
+    v.push_back({"amin", "amin over the last axis, keepdim, times x (ranks 1–5)", one_nd(1, 5), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return amin(x[0], {-1}, true) * x[0]; }});
+    v.push_back({"max_along", "max(x, −1).values (ranks 1–5)", one_nd(1, 5), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return max(x[0], -1).values; }});
+    v.push_back({"max_along", "min(x, 0, keepdim).values times x (ranks 1–5)", one_nd(1, 5), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return min(x[0], 0, true).values * x[0]; }});
+    // argmax and the weights are piecewise constant: their (zero) VJPs are checked through a
+    // product with x, as sign's.
+    v.push_back({"argmax", "argmax(x, 0, keepdim) times x (ranks 1–5)", one_nd(1, 5), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return argmax(x[0], 0, true) * x[0]; }});
+    v.push_back({"extremum_weights", "[x = amax(x)] times x (ranks 0–5)", one_nd(0, 5), {Domain::Real},
+                 [](Tape<double>&, Vars x) {
+                     const auto a = alternate_axes(x[0].shape(), false);
+                     return apply(ExtremumWeights{a, false}, x[0], apply(Amax{a}, x[0])) * x[0];
+                 }});
+    v.push_back({"logsumexp", "logsumexp over every other axis (ranks 0–5)", one_nd(0, 5), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return apply(LogSumExp{alternate_axes(x[0].shape(), false)}, x[0]); }});
+    v.push_back({"logsumexp", "logsumexp over the last axis, keepdim, times x (ranks 1–5)", one_nd(1, 5), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return logsumexp(x[0], {-1}, true) * x[0]; }});
+    v.push_back({"sum_axes", "var over axis 0, unbiased (ranks 1–4)", long_first(1, 4), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return var(x[0], {0}); }});
+    v.push_back({"sum_axes", "std over axis 0, population, keepdim (ranks 1–4)", long_first(1, 4), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return std(x[0], {0}, 0.0, true); }});
+    v.push_back({"softmax", "softmax over the last axis (ranks 0–5)", one_nd(0, 5), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return softmax(x[0]); }});
+    v.push_back({"softmax", "softmax over axis 0 (ranks 1–5)", one_nd(1, 5), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return softmax(x[0], 0); }});
+    v.push_back({"log_softmax", "log_softmax over axis −2 (ranks 2–5)", one_nd(2, 5), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return log_softmax(x[0], -2); }});
+    v.push_back({"log_softmax", "log_softmax over the last axis (ranks 0–5)", one_nd(0, 5), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return log_softmax(x[0]); }});
+    for (Reduction red : {Reduction::mean, Reduction::sum, Reduction::none})
+        v.push_back({"softmax_cross_entropy_nd",
+                     red == Reduction::mean ? "cross-entropy (N, C, d…), ignore_index, mean (ranks 1–5)"
+                     : red == Reduction::sum ? "cross-entropy (N, C, d…), ignore_index, sum (ranks 1–5)"
+                                             : "cross-entropy (N, C, d…), ignore_index, none (ranks 1–5)",
+                     one_nd(1, 5), {Domain::Real}, [red](Tape<double>& t, Vars x) {
+                         const Tensor<double> l = nd_labels(x[0].shape(), true);
+                         return softmax_cross_entropy(x[0], t.constant(l, "labels"), {.reduction = red});
+                     }});
+    v.push_back({"softmax_cross_entropy_nd", "cross-entropy (N, C) with labels (N), default options", one(),
+                 {Domain::Real}, [](Tape<double>& t, Vars x) {
+                     return softmax_cross_entropy(x[0], t.constant(nd_labels(x[0].shape(), false), "labels"));
+                 }});
+    return v;
+}
 }  // namespace cases
 
 // Every row, in family order.
@@ -528,7 +608,7 @@ inline const std::vector<OpCase>& op_cases() {
     static const std::vector<OpCase> all = [] {
         std::vector<OpCase> v;
         for (auto family : {cases::elementwise, cases::elementwise_nd, cases::linalg, cases::engine, cases::math, cases::activations,
-                            cases::structure, cases::losses, cases::views}) {
+                            cases::structure, cases::losses, cases::views, cases::reduce_axes}) {
             auto f = family();
             v.insert(v.end(), f.begin(), f.end());
         }
@@ -541,7 +621,10 @@ inline const std::vector<OpCase>& op_cases() {
 inline const std::vector<std::string_view>& ops_without_cases() {
     // detach and stop_gradient cut the gradient on purpose (finite differences see through them):
     // tests/test_toolbox.cpp checks them against their definition instead.
-    static const std::vector<std::string_view> v{"one_hot", "detach", "stop_gradient"};
+    // cross_entropy_weights and one_hot_axis are data ops on labels (inside the N-D
+    // cross-entropy's VJP), as one_hot.
+    static const std::vector<std::string_view> v{"one_hot", "detach", "stop_gradient", "cross_entropy_weights",
+                                                 "one_hot_axis"};
     return v;
 }
 

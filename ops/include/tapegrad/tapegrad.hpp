@@ -15,6 +15,7 @@
 #include <tapegrad/ops/elementwise.hpp>
 #include <tapegrad/ops/linalg.hpp>
 #include <tapegrad/ops/reductions.hpp>
+#include <tapegrad/ops/reduce_axes.hpp>
 #include <tapegrad/ops/math.hpp>
 #include <tapegrad/ops/activations.hpp>
 #include <tapegrad/ops/structure.hpp>

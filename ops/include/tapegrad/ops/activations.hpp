@@ -9,13 +9,18 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string_view>
+
+#include <fmt/format.h>
 #include <tapegrad/core/engine_ops.hpp>
 #include <tapegrad/core/op.hpp>
 #include <tapegrad/core/site.hpp>
 #include <tapegrad/core/tape.hpp>
 #include <tapegrad/ops/elementwise.hpp>
+#include <tapegrad/ops/reduce_axes.hpp>
 #include <tapegrad/ops/reductions.hpp>
 
 namespace tapegrad {
@@ -274,63 +279,135 @@ struct Softplus {
     }
 };
 
-// Row-wise softmax: Yᵢⱼ = exp(Xᵢⱼ − maxⱼ Xᵢⱼ) / Σⱼ exp(Xᵢⱼ − maxⱼ Xᵢⱼ)     X, Y: m×n.
-// dX = Y ⊙ (dY − (dY ⊙ Y)·1)     ((dY ⊙ Y)·1: m×1, stretched over the columns).
+namespace detail {
+// The geometry of a softmax along one axis of a contiguous x: `outer` blocks of `n` × `inner`
+// elements, the axis of extent n at stride `inner`. A rank-0 input is one element (axis 0 or −1).
+struct SoftmaxAxis {
+    std::size_t axis = 0, outer = 1, n = 1, inner = 1;
+    bool last = true;  // the last axis (or rank ≤ 1): the rows of today's 2-D kernel
+};
+inline SoftmaxAxis softmax_axis(std::string_view op, std::ptrdiff_t axis, const Shape& x) {
+    const std::size_t r = x.rank();
+    SoftmaxAxis a;
+    a.axis = detail::axis_of(op, axis, r == 0 ? 1 : r, x);
+    if (r == 0) return a;
+    a.n = x[a.axis];
+    for (std::size_t k = a.axis + 1; k < r; ++k) a.inner *= x[k];
+    for (std::size_t k = 0; k < a.axis; ++k) a.outer *= x[k];
+    a.last = a.axis + 1 == r;
+    return a;
+}
+// Shape rule of softmax / log_softmax: the last axis keeps today's message.
+inline Shape softmax_shape(std::string_view op, std::ptrdiff_t axis, const Shape& x) {
+    const SoftmaxAxis a = softmax_axis(op, axis, x);
+    if (a.last && x.cols() == 0) fail("{}: input {} has no columns", op, x);
+    if (a.n == 0) fail("{}: input {} has no elements along axis {}", op, x, a.axis);
+    return x;
+}
+// Σ over the softmax axis, kept as a unit axis: X·1 (SumTo to m×1) for today's 2-D rows, else
+// Σ_{axis k}.
+template <class V>
+V softmax_axis_sum(const V& v, std::ptrdiff_t axis, const Shape& x) {
+    const SoftmaxAxis a = softmax_axis("softmax", axis, x);
+    if (a.last && x.rank() <= 2) return apply(SumTo{{x.rows(), 1}}, v);
+    if (x.rank() == 0) return v;
+    return apply(SumAxes{AxisSet{static_cast<std::uint8_t>(1u << a.axis), true}}, v);
+}
+// Writes softmax (log_softmax with Log) of each of x's lines along the axis into out.
+template <bool Log, class T>
+void softmax_kernel(const SoftmaxAxis& a, T* out, const T* x) {
+    const std::size_t n = a.n;
+    if (a.inner == 1) {  // contiguous lines: today's row-wise loop
+        for (std::size_t i = 0; i < a.outer; ++i) {
+            const T* r = x + i * n;
+            T* o = out + i * n;
+            const T mx = *std::max_element(r, r + n);
+            T s = 0;
+            if constexpr (Log) {
+                for (std::size_t j = 0; j < n; ++j) s += std::exp(r[j] - mx);
+                const T ls = std::log(s);
+                for (std::size_t j = 0; j < n; ++j) o[j] = (r[j] - mx) - ls;
+            } else {
+                for (std::size_t j = 0; j < n; ++j) s += (o[j] = std::exp(r[j] - mx));
+                const T inv = T(1) / s;
+                for (std::size_t j = 0; j < n; ++j) o[j] *= inv;
+            }
+        }
+        return;
+    }
+    const std::size_t st = a.inner;
+    for (std::size_t i = 0; i < a.outer; ++i)
+        for (std::size_t c = 0; c < st; ++c) {
+            const T* r = x + i * n * st + c;
+            T* o = out + i * n * st + c;
+            T mx = r[0];
+            for (std::size_t j = 1; j < n; ++j) mx = std::max(mx, r[j * st]);
+            T s = 0;
+            if constexpr (Log) {
+                for (std::size_t j = 0; j < n; ++j) s += std::exp(r[j * st] - mx);
+                const T ls = std::log(s);
+                for (std::size_t j = 0; j < n; ++j) o[j * st] = (r[j * st] - mx) - ls;
+            } else {
+                for (std::size_t j = 0; j < n; ++j) s += (o[j * st] = std::exp(r[j * st] - mx));
+                const T inv = T(1) / s;
+                for (std::size_t j = 0; j < n; ++j) o[j * st] *= inv;
+            }
+        }
+}
+}  // namespace detail
+
+// Softmax along `axis` (default: the last, i.e. each row of a matrix):
+// Yᵢ = exp(Xᵢ − max X) / Σ exp(X − max X) along the axis     X, Y: any shape.
+// dX = Y ⊙ (dY − Σ_axis(dY ⊙ Y))     (the sum kept as a unit axis, stretched back; X·1 in 2-D).
 struct Softmax {
     static constexpr std::string_view name = "softmax";
     static constexpr std::size_t arity = 1;
+    static constexpr bool any_rank = true;
     static constexpr Notation notation{"softmax({0})", "softmax({0})", Prec::Atom};
-    Shape shape(Shape x) const {
-        if (x.cols() == 0) fail("softmax: input {} has no columns", x);
-        return x;
+    std::ptrdiff_t axis = -1;
+
+    Shape shape(Shape x) const { return detail::softmax_shape(name, axis, x); }
+    std::optional<Sym> simplify(const Sym& x) const {
+        const detail::SoftmaxAxis a = detail::softmax_axis(name, axis, x.shape());
+        if (a.last) return std::nullopt;
+        return Sym(fmt::format("softmax_{{axis {}}}({})", a.axis, x.str(false)),
+                   fmt::format("softmax_{{axis {}}}({})", a.axis, x.str(true)), Prec::Atom, x.shape());
     }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& x) const {
-        const std::size_t n = x.cols();
-        for (std::size_t i = 0; i < x.rows(); ++i) {
-            const T* r = x.data() + i * n;
-            T* o = out.data() + i * n;
-            const T mx = *std::max_element(r, r + n);
-            T s = 0;
-            for (std::size_t j = 0; j < n; ++j) s += (o[j] = std::exp(r[j] - mx));
-            const T inv = T(1) / s;
-            for (std::size_t j = 0; j < n; ++j) o[j] *= inv;
-        }
+        detail::softmax_kernel<false>(detail::softmax_axis(name, axis, x.shape()), out.data(), x.data());
     }
     template <class V>
     V vjp(In<0>, const V& g, const V& y, const V&) const {
-        V rowsum = apply(SumTo{{y.shape().rows(), 1}}, apply(Mul{}, g, y));
-        return apply(Mul{}, y, apply(Sub{}, g, rowsum));
+        V s = detail::softmax_axis_sum(apply(Mul{}, g, y), axis, y.shape());
+        return apply(Mul{}, y, apply(Sub{}, g, s));
     }
 };
 
-// Row-wise log-softmax: Yᵢⱼ = (Xᵢⱼ − maxᵢ) − log Σⱼ exp(Xᵢⱼ − maxᵢ)     X, Y: m×n.
-// dX = dY − softmax(X) ⊙ (dY·1)     (dY·1: m×1, stretched over the columns).
+// Log-softmax along `axis` (default the last): Y = (X − max) − log Σ exp(X − max) along the axis.
+// dX = dY − softmax(X) ⊙ Σ_axis dY     (the sum kept as a unit axis, stretched back; dY·1 in 2-D).
 struct LogSoftmax {
     static constexpr std::string_view name = "log_softmax";
     static constexpr std::size_t arity = 1;
+    static constexpr bool any_rank = true;
     static constexpr Notation notation{"log_softmax({0})", "log_softmax({0})", Prec::Atom};
-    Shape shape(Shape x) const {
-        if (x.cols() == 0) fail("log_softmax: input {} has no columns", x);
-        return x;
+    std::ptrdiff_t axis = -1;
+
+    Shape shape(Shape x) const { return detail::softmax_shape(name, axis, x); }
+    std::optional<Sym> simplify(const Sym& x) const {
+        const detail::SoftmaxAxis a = detail::softmax_axis(name, axis, x.shape());
+        if (a.last) return std::nullopt;
+        return Sym(fmt::format("log_softmax_{{axis {}}}({})", a.axis, x.str(false)),
+                   fmt::format("log_softmax_{{axis {}}}({})", a.axis, x.str(true)), Prec::Atom, x.shape());
     }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& x) const {
-        const std::size_t n = x.cols();
-        for (std::size_t i = 0; i < x.rows(); ++i) {
-            const T* r = x.data() + i * n;
-            T* o = out.data() + i * n;
-            const T mx = *std::max_element(r, r + n);
-            T s = 0;
-            for (std::size_t j = 0; j < n; ++j) s += std::exp(r[j] - mx);
-            const T ls = std::log(s);
-            for (std::size_t j = 0; j < n; ++j) o[j] = (r[j] - mx) - ls;
-        }
+        detail::softmax_kernel<true>(detail::softmax_axis(name, axis, x.shape()), out.data(), x.data());
     }
     template <class V>
     V vjp(In<0>, const V& g, const V&, const V& x) const {
-        V rowsum = apply(SumTo{{x.shape().rows(), 1}}, g);
-        return apply(Sub{}, g, apply(Mul{}, apply(Softmax{}, x), rowsum));
+        V s = detail::softmax_axis_sum(g, axis, x.shape());
+        return apply(Sub{}, g, apply(Mul{}, apply(Softmax{axis}, x), s));
     }
 };
 
@@ -394,17 +471,25 @@ V log_sigmoid(const V& x, SourceLocation loc = SourceLocation::current()) {
     CallSite at(loc);
     return apply(Neg{}, apply(Softplus{}, apply(Neg{}, x)));
 }
-// Softmax of each row.
+// Softmax along `axis` (default the last: each row of a matrix).
 template <Value V>
-V softmax(const V& x, SourceLocation loc = SourceLocation::current()) {
+V softmax(const V& x, std::ptrdiff_t axis = -1, SourceLocation loc = SourceLocation::current()) {
     CallSite at(loc);
-    return apply(Softmax{}, x);
+    return apply(Softmax{axis}, x);
 }
-// Log-softmax of each row.
 template <Value V>
-V log_softmax(const V& x, SourceLocation loc = SourceLocation::current()) {
+V softmax(const V& x, SourceLocation loc) {
+    return softmax(x, -1, loc);
+}
+// Log-softmax along `axis` (default the last).
+template <Value V>
+V log_softmax(const V& x, std::ptrdiff_t axis = -1, SourceLocation loc = SourceLocation::current()) {
     CallSite at(loc);
-    return apply(LogSoftmax{}, x);
+    return apply(LogSoftmax{axis}, x);
+}
+template <Value V>
+V log_softmax(const V& x, SourceLocation loc) {
+    return log_softmax(x, -1, loc);
 }
 
 }  // namespace tapegrad

@@ -4,7 +4,10 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <cmath>
+#include <cstdint>
+#include <span>
 #include <string>
 #include <utility>
 #include <string_view>
@@ -16,6 +19,7 @@
 #include <tapegrad/ops/elementwise.hpp>
 #include <tapegrad/ops/math.hpp>
 #include <tapegrad/ops/reductions.hpp>
+#include <tapegrad/ops/views.hpp>
 
 namespace tapegrad {
 
@@ -110,6 +114,149 @@ struct SoftmaxCrossEntropy {
     }
 };
 
+// ---- cross-entropy at N-D, with ignore_index and a reduction (torch.nn.functional.cross_entropy) --
+
+enum class Reduction { mean, sum, none };
+
+struct CrossEntropyOptions {
+    std::int64_t ignore_index = -100;  // positions with this label contribute nothing
+    Reduction reduction = Reduction::mean;  // mean divides by the number of positions kept
+};
+
+namespace detail {
+// The class axis of logits: 1 (N, C, d1, …, dk), or 0 for a single vector of C logits.
+inline std::size_t class_axis(const Shape& z) { return z.rank() >= 2 ? 1 : 0; }
+// The labels' shape for logits z: z without its class axis. (For (N, C) logits, the column
+// (N×1) of the 2-D call is accepted too.)
+inline void check_nd_labels(const Shape& z, const Shape& labels) {
+    if (z.rank() == 0) fail("softmax_cross_entropy: logits {} have no class axis", z);
+    const std::size_t a = class_axis(z);
+    if (z[a] == 0) fail("softmax_cross_entropy: logits {} have no classes", z);
+    std::array<std::size_t, kMaxRank> d{};
+    std::size_t r = 0;
+    for (std::size_t k = 0; k < z.rank(); ++k)
+        if (k != a) d[r++] = z[k];
+    const Shape want(std::span<const std::size_t>(d.data(), r));
+    const bool column = z.rank() == 2 && labels == Shape{z[0], 1};
+    if (labels != want && !column)
+        fail("softmax_cross_entropy: labels must have shape {} (the logits {} without axis {}), got {}", want, z, a,
+             labels);
+}
+// The label at flat position p (as T), or −1 for ignore_index.
+template <class T>
+std::ptrdiff_t label_at(const Tensor<T>& labels, std::size_t p, std::size_t classes, std::int64_t ignore) {
+    if (labels[p] == static_cast<T>(ignore)) return -1;
+    return static_cast<std::ptrdiff_t>(class_index("softmax_cross_entropy", labels, p, classes));
+}
+}  // namespace detail
+
+// L_p = log Σ_c exp(Z[n, c, …]) − Z[n, label_p, …] at each position p = (n, …) whose label is not
+// ignore_index; reduced as mean over the positions kept, sum, or none (L in the labels' shape).
+// Z: (N, C, d1, …, dk) or (C); labels: (N, d1, …, dk) or () of class indices stored as T.
+// dZ = (softmax_C(Z) − onehot_C(labels)) ⊙ (w ⊙ dL)   (stretched over C), w_p = [label_p kept],
+// divided by the number kept for mean.   labels: none.
+struct SoftmaxCrossEntropyNd {
+    static constexpr std::string_view name = "softmax_cross_entropy_nd";
+    static constexpr std::size_t arity = 2;
+    static constexpr bool any_rank = true;
+    static constexpr Notation notation{"CE({0}, {1})", "CE({0}, {1})", Prec::Atom};
+    CrossEntropyOptions opt;
+
+    Shape shape(Shape z, Shape labels) const {
+        detail::check_nd_labels(z, labels);
+        return opt.reduction == Reduction::none ? labels : Shape{};
+    }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& z, const Tensor<T>& labels) const {
+        const Shape zs = z.shape();
+        const std::size_t a = detail::class_axis(zs), c = zs[a];
+        const std::size_t outer = a == 1 ? zs[0] : 1, inner = zs.numel() / (outer * c);
+        const T* pz = z.data();
+        T total = 0;
+        std::size_t kept = 0;
+        for (std::size_t o = 0; o < outer; ++o)
+            for (std::size_t i = 0; i < inner; ++i) {
+                const std::size_t p = o * inner + i;
+                const std::ptrdiff_t k = detail::label_at(labels, p, c, opt.ignore_index);
+                T loss = 0;
+                if (k >= 0) {
+                    const T* r = pz + o * c * inner + i;
+                    T mx = r[0];
+                    for (std::size_t j = 1; j < c; ++j) mx = std::max(mx, r[j * inner]);
+                    T s = 0;
+                    for (std::size_t j = 0; j < c; ++j) s += std::exp(r[j * inner] - mx);
+                    loss = std::log(s) - (r[static_cast<std::size_t>(k) * inner] - mx);
+                    ++kept;
+                }
+                if (opt.reduction == Reduction::none)
+                    out[p] = loss;
+                else
+                    total += loss;
+            }
+        if (opt.reduction == Reduction::sum) out[0] = total;
+        if (opt.reduction == Reduction::mean) out[0] = total / static_cast<T>(kept);  // 0/0: NaN, as torch
+    }
+    template <class V>
+    V vjp(In<0>, const V& g, const V&, const V& z, const V& labels) const;
+};
+
+// w_p = [label_p ≠ ignore_index], divided by Σ w for the mean: the weights of a cross-entropy's
+// positions. Data (labels), not differentiable.
+struct CrossEntropyWeights {
+    static constexpr std::string_view name = "cross_entropy_weights";
+    static constexpr std::size_t arity = 1;
+    static constexpr bool any_rank = true;
+    static constexpr Notation notation{"w({0})", "w({0})", Prec::Atom};
+    CrossEntropyOptions opt;
+    Shape shape(Shape labels) const { return labels; }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& labels) const {
+        std::size_t kept = 0;
+        for (std::size_t p = 0; p < labels.size(); ++p) {
+            const bool k = labels[p] != static_cast<T>(opt.ignore_index);
+            out[p] = k ? T(1) : T(0);
+            kept += k;
+        }
+        if (opt.reduction == Reduction::mean)
+            for (std::size_t p = 0; p < out.size(); ++p) out[p] /= static_cast<T>(kept);
+    }
+};
+
+// onehot along the class axis: Y of the logits' shape `to` with Y[n, label_p, …] = 1 (a zero
+// line where the label is ignore_index). Data, not differentiable.
+struct OneHotAxis {
+    static constexpr std::string_view name = "one_hot_axis";
+    static constexpr std::size_t arity = 1;
+    static constexpr bool any_rank = true;
+    static constexpr Notation notation{"onehot({0})", "onehot({0})", Prec::Atom};
+    Shape to;
+    std::int64_t ignore_index = -100;
+    Shape shape(Shape labels) const {
+        detail::check_nd_labels(to, labels);
+        return to;
+    }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& labels) const {
+        out.fill(T(0));
+        const std::size_t a = detail::class_axis(to), c = to[a];
+        const std::size_t outer = a == 1 ? to[0] : 1, inner = to.numel() / (outer * c);
+        for (std::size_t o = 0; o < outer; ++o)
+            for (std::size_t i = 0; i < inner; ++i) {
+                const std::ptrdiff_t k = detail::label_at(labels, o * inner + i, c, ignore_index);
+                if (k >= 0) out[o * c * inner + static_cast<std::size_t>(k) * inner + i] = T(1);
+            }
+    }
+};
+
+template <class V>
+V SoftmaxCrossEntropyNd::vjp(In<0>, const V& g, const V&, const V& z, const V& labels) const {
+    const Shape zs = z.shape();
+    const std::size_t a = detail::class_axis(zs);
+    V gw = apply(Mul{}, apply(CrossEntropyWeights{opt}, labels), g);
+    V diff = apply(Sub{}, apply(Softmax{static_cast<std::ptrdiff_t>(a)}, z), apply(OneHotAxis{zs, opt.ignore_index}, labels));
+    return apply(Mul{}, diff, apply(Reshape{zs.with(a, 1)}, gw));
+}
+
 // ½‖P − T‖² = ½·Σ (P − T)²  → 1×1.
 template <Value V>
 V sse_half(const V& pred, const V& target, SourceLocation loc = SourceLocation::current()) {
@@ -139,10 +286,21 @@ V binary_cross_entropy_with_logits(const V& z, const V& y, SourceLocation loc = 
 }
 
 // Mean over rows of −log softmax(Z)ᵢ,ₗᵢ; labels: m×1 constant of class indices (as T) → 1×1.
+// Other shapes, as torch's cross_entropy: logits (N, C) with labels (N), (N, C, d1, …, dk)
+// with labels (N, d1, …, dk), or (C) with a rank-0 label → a rank-0 mean.
 template <Value V>
 V softmax_cross_entropy(const V& logits, const V& labels, SourceLocation loc = SourceLocation::current()) {
     CallSite at(loc);
-    return apply(SoftmaxCrossEntropy{}, logits, labels);
+    if (logits.shape().rank() == 2 && labels.shape().rank() == 2) return apply(SoftmaxCrossEntropy{}, logits, labels);
+    return apply(SoftmaxCrossEntropyNd{}, logits, labels);
+}
+// torch.nn.functional.cross_entropy(logits, labels, ignore_index, reduction): mean and sum give
+// rank 0, none the labels' shape. (N, C) logits take labels (N) or the 2-D call's (N×1) column.
+template <Value V>
+V softmax_cross_entropy(const V& logits, const V& labels, CrossEntropyOptions opt,
+                        SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
+    return apply(SoftmaxCrossEntropyNd{opt}, logits, labels);
 }
 
 // −(1/m)·Σᵢⱼ Tᵢⱼ log softmax(Z)ᵢⱼ for probability (or one-hot) targets T: m×n → 1×1.
