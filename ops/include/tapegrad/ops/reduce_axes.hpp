@@ -49,8 +49,11 @@ struct AxisSet {
     bool has(std::size_t k) const noexcept { return (mask >> k) & 1u; }
     // Checks that every axis exists in x (the op's shape rule re-checks what the caller built).
     void check(std::string_view op, const Shape& x) const {
-        if ((mask >> x.rank()) != 0)
-            fail("{}: axes {} out of range for {} (rank {})", op, label(), x, x.rank());
+        if ((mask >> x.rank()) != 0) {
+            std::size_t k = x.rank();
+            while (!has(k)) ++k;
+            fail("{}: axis {} out of range for {} (rank {})", op, k, x, x.rank());
+        }
     }
     // x with every reduced axis set to 1.
     Shape keep(const Shape& x) const {
