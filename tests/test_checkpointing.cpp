@@ -204,3 +204,28 @@ TEST_CASE("the memory comes back: the caller's arena keeps segment boundaries, t
     tg::release_checkpoint_scratch<double>();
     CHECK(tg::checkpoint_scratch_bytes<double>() == 0);
 }
+
+TEST_CASE("a segment whose inputs are constants still gives the parameters it records their gradients") {
+    std::mt19937_64 rng(16);
+    Stack s(6, 4, rng);
+    const Tensor<double> x = randn({3, 4}, rng);
+    std::vector<Tensor<double>> gw;
+    for (std::size_t seg : {0u, 2u, 6u}) {
+        CAPTURE(seg);
+        s.clear();
+        tg::Tape<double> tape;
+        Var<double> y = run(s, tape.constant(x), seg);
+        CHECK(tape.node(y.id()).requires_grad);
+        tape.backward(tg::sum(tg::square(y)));
+        for (std::size_t l = 0; l < 6; ++l) {
+            if (seg == 0)
+                gw.push_back(s.gw[l].tensor().clone(std::pmr::get_default_resource()));
+            else
+                CHECK(max_rel_diff(s.gw[l].tensor(), gw[l]) < 1e-14);
+        }
+    }
+    // A segment of constants only, with nothing differentiable inside: a constant node.
+    tg::Tape<double> tape;
+    Var<double> c = tg::checkpoint([](const Var<double>& a) { return tg::tanh(a); }, tape.constant(x));
+    CHECK_FALSE(tape.node(c.id()).requires_grad);
+}

@@ -11,6 +11,11 @@
 // adjoints), not the sum of all segments. checkpoint_scratch_bytes<T>() reports what the scratch
 // regions hold; release_checkpoint_scratch<T>() frees it.
 //
+// The node requires a gradient when an input does, or when f records a differentiable leaf of
+// its own (a parameter it captures: found by the forward run), so that a segment whose input is
+// a constant — the first layers of a network — still gives its parameters their gradients (what
+// torch's use_reentrant=True checkpoint misses).
+//
 // Backward (numeric reading): the node's VJP records f again on the scratch tape, with its
 // inputs as variables (copies) and grad mode on, sweeps it seeded with the node's adjoint, adds
 // the inputs' gradients into the caller's tape, and resets the scratch tape. Parameters that f
@@ -151,20 +156,25 @@ Var<T> checkpoint(const F& f, const Var<T>& x0, const Vs&... xs) {
     Tape<T>& tape = x0.tape();
     const std::array<Var<T>, N> in{x0, xs...};
     Tensor<T> value;
+    bool uses_leaves = false;
     {
         detail::ckpt::Region<T> region;  // f's intermediates live here, until the end of the block
         Tape<T>& s = region.tape();
-        NoGradGuard<T> off(s);
+        // Recorded with grad mode on (the values cost the same) and the inputs as constants: the
+        // output then requires a gradient exactly when f uses a differentiable leaf of its own —
+        // a parameter it captures — which the node must then carry to its backward too.
+        GradModeGuard<T> on(s, true);
         std::array<Var<T>, N> sx;
         for (std::size_t k = 0; k < N; ++k) sx[k] = s.constant_ref(in[k].value());
         Var<T> out = detail::ckpt::call<T>(f, sx);
         s.check(out, "checkpoint");
         value = out.value().clone(&tape.arena());
+        uses_leaves = s.node(out.id()).requires_grad;
     }
     using Rule = detail::ckpt::CheckpointRule<T, F, N>;
     void* mem = tape.arena().allocate(sizeof(Rule), alignof(Rule));
     const Rule* rule = ::new (mem) Rule(f);
-    return tape.record_rule(rule, std::move(value), std::span<const Var<T>>(in));
+    return tape.record_rule(rule, std::move(value), std::span<const Var<T>>(in), uses_leaves);
 }
 
 // Bytes the calling thread's scratch regions hold (reserved, kept for reuse), for element type T.

@@ -425,10 +425,11 @@ public:
 
     // A node of a rule that is not an op declaration (a checkpointed segment, checkpoint_op.hpp):
     // `rule` (alive until reset()) does the reverse step; `value` is the node's value. Requires a
-    // gradient when an input does (and recording is on).
-    Var<T> record_rule(const OpRule<T>* rule, Tensor<T>&& value, std::span<const Var<T>> inputs) {
+    // gradient when an input does, or `requires_grad` says so (recording on).
+    Var<T> record_rule(const OpRule<T>* rule, Tensor<T>&& value, std::span<const Var<T>> inputs,
+                       bool requires_grad = false) {
         if (inputs.size() > kMaxArity) fail("{}: at most {} inputs, not {}", rule->name(), kMaxArity, inputs.size());
-        bool rg = false;
+        bool rg = requires_grad;
         for (const Var<T>& x : inputs) {
             check(x, rule->name());
             rg = rg || nodes_[x.id_].requires_grad;
