@@ -76,6 +76,61 @@ Args<T> fresh_args(Tape<T>& tp, std::span<const Var<T>> xs) {
     return a;
 }
 
+// A private tape for a transform of tensors, from a per-thread pool (one per nesting depth:
+// f may itself call a transform of tensors), reset on exit and kept: its arena's memory is
+// reused by the next call instead of being allocated and faulted in again.
+template <class T>
+class PoolTape {
+public:
+    PoolTape() {
+        Pool& p = pool();
+        if (p.tapes.size() <= p.depth) p.tapes.push_back(std::make_unique<Tape<T>>());
+        tape_ = p.tapes[p.depth++].get();
+    }
+    ~PoolTape() {
+        tape_->reset();
+        --pool().depth;
+    }
+    PoolTape(const PoolTape&) = delete;
+    PoolTape& operator=(const PoolTape&) = delete;
+    Tape<T>& operator*() noexcept { return *tape_; }
+
+private:
+    struct Pool {
+        std::vector<std::unique_ptr<Tape<T>>> tapes;
+        std::size_t depth = 0;
+    };
+    static Pool& pool() {
+        thread_local Pool p;
+        return p;
+    }
+    Tape<T>* tape_;
+};
+
+// Marks nodes [from, to) as requiring no gradient for one numeric sweep (restored on exit), so
+// that the VJPs of the nodes after `to` compute no adjoint for them: the second sweep of a jvp
+// needs only the adjoint of the cotangent u, not those of the forward values.
+template <class T>
+class NoAdjointBelow {
+public:
+    NoAdjointBelow(Tape<T>& t, std::uint32_t from, std::uint32_t to) : t_(t), from_(from) {
+        for (std::uint32_t i = from; i < to; ++i) {
+            flags_.push_back(t.node(i).requires_grad);
+            t.node(i).requires_grad = false;
+        }
+    }
+    ~NoAdjointBelow() {
+        for (std::size_t k = 0; k < flags_.size(); ++k) t_.node(from_ + std::uint32_t(k)).requires_grad = flags_[k];
+    }
+    NoAdjointBelow(const NoAdjointBelow&) = delete;
+    NoAdjointBelow& operator=(const NoAdjointBelow&) = delete;
+
+private:
+    Tape<T>& t_;
+    std::uint32_t from_;
+    std::vector<bool> flags_;
+};
+
 template <class T>
 void check_scalar(std::string_view who, const Var<T>& y) {
     if (y.value().size() != 1)
@@ -116,8 +171,14 @@ std::pair<Var<T>, Var<T>> jvp_on(Tape<T>& tp, F& f, const Args<T>& a, std::span<
     for (const Var<T>& x : a.x) g.push_back(tp.grad_var(x));
     // d/du ⟨Jᵀu, v⟩ = J·v: the second sweep covers the recorded VJP nodes only (from u on).
     Var<T> s = sum_inner<T>(g, v);
-    tp.backward(s, BackwardOptions{.create_graph = recorded, .first_node = u.id()});
-    if (recorded) return {y, tp.grad_var(u)};
+    if (recorded) {
+        tp.backward(s, BackwardOptions{.create_graph = true, .first_node = u.id()});
+        return {y, tp.grad_var(u)};
+    }
+    {
+        NoAdjointBelow<T> only_u(tp, a.first, u.id());
+        tp.backward(s, BackwardOptions{.first_node = u.id()});
+    }
     return {y, tp.constant_ref(tp.grad(u))};
 }
 
@@ -172,7 +233,8 @@ auto value_and_grad(F f) {
         using X = std::remove_cvref_t<decltype(x)>;
         using T = typename X::value_type;
         if constexpr (is_tensor<X>::value) {
-            Tape<T> tp;
+            detail::fn::PoolTape<T> pooled;
+            Tape<T>& tp = *pooled;
             Var<T> xv = tp.variable(x);
             Var<T> y = f(xv);
             tp.check(y, "grad");
@@ -206,7 +268,8 @@ auto grad(F f) {
 // std::span<const Var<T>>.
 template <class F, class T>
 std::pair<Tensor<T>, Tensor<T>> jvp(F f, const std::vector<Tensor<T>>& x, const std::vector<Tensor<T>>& v) {
-    Tape<T> tp;
+    detail::fn::PoolTape<T> pooled;
+    Tape<T>& tp = *pooled;
     auto a = detail::fn::fresh_args<T>(tp, std::span<const Tensor<T>>(x));
     std::vector<Var<T>> vs;
     for (const Tensor<T>& vi : v) vs.push_back(tp.constant_ref(vi));
@@ -240,7 +303,8 @@ enum class JacMode { Auto, Reverse, Forward };
 namespace detail::fn {
 template <class T, class F>
 Tensor<T> jacobian_impl(F& f, const Tensor<T>& x, JacMode mode, std::string_view who) {
-    Tape<T> tp;
+    PoolTape<T> pooled;
+    Tape<T>& tp = *pooled;
     Var<T> xv = tp.variable(x);
     Var<T> y = f(xv);
     tp.check(y, who);
@@ -273,7 +337,10 @@ Tensor<T> jacobian_impl(F& f, const Tensor<T>& x, JacMode mode, std::string_view
             e[j] = T(1);
             Var<T> s = tapegrad::apply(Inner{}, g, tp.constant(e));
             e[j] = T(0);
-            tp.backward(s, BackwardOptions{.first_node = u.id()});
+            {
+                NoAdjointBelow<T> only_u(tp, 0, u.id());
+                tp.backward(s, BackwardOptions{.first_node = u.id()});
+            }
             const Tensor<T>& col = tp.grad(u);
             for (std::size_t i = 0; i < m; ++i) J[i * n + j] = col[i];
         }
