@@ -41,7 +41,7 @@
 #include "data.hpp"
 #include "handwritten.hpp"
 #include "tapegrad_side.hpp"
-#include "toolbox_bench.hpp"  // toolbox: jvp and checkpointing rows
+#include "toolbox_rows.hpp"  // toolbox: jvp and checkpointing rows
 
 namespace {
 

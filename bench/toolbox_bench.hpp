@@ -8,7 +8,8 @@
 //                          and, as a second measure, peak RSS growth of a forked process
 //   checkpoint_time_ratio  step time with ÷ without
 //
-// Medians of interleaved rounds of process CPU time (see now_s), one BLAS thread, float.
+// Medians of interleaved rounds of process CPU time (see now_s), one BLAS thread, float. Included
+// by one translation unit per program (toolbox_rows.cpp, toolbox_bench.cpp).
 #pragma once
 
 #include <sys/wait.h>
@@ -27,6 +28,8 @@
 #include <tapegrad/core/checkpoint_op.hpp>
 #include <tapegrad/core/functional.hpp>
 #include <tapegrad/tapegrad.hpp>
+
+#include "toolbox_rows.hpp"
 
 namespace bench::toolbox {
 
@@ -53,11 +56,8 @@ inline tg::Tensor<float> randn(tg::Shape s, std::mt19937_64& rng, float scale) {
     return t;
 }
 
-struct JvpTimes {
-    double forward_ms = 0, jvp_ms = 0;
-};
 // f(x) = tanh(tanh(x·W₁ + b₁)·W₂ + b₂)·W₃ + b₃ with constant weights, differentiated w.r.t. x.
-inline JvpTimes time_jvp(int rounds) {
+JvpTimes time_jvp(int rounds) {
     tg::set_blas_threads(1);
     std::mt19937_64 rng(3);
     const std::vector<std::size_t> sz = {784, 256, 128, 10};
@@ -174,15 +174,8 @@ inline double step_rss_mb(DeepMlp& m, std::size_t seg) {
     return mb;
 }
 
-struct CheckpointFigures {
-    std::size_t layers = 0, width = 0, batch = 0, seg = 0;
-    double bytes_plain = 0, bytes_ckpt = 0;  // arena bytes of a step
-    double rss_plain_mb = -1, rss_ckpt_mb = -1;
-    double ms_plain = 0, ms_ckpt = 0;
-    float loss_plain = 0, loss_ckpt = 0;
-};
-inline CheckpointFigures measure_checkpoint(std::size_t layers, std::size_t width, std::size_t batch, std::size_t seg,
-                                            int rounds) {
+CheckpointFigures measure_checkpoint(std::size_t layers, std::size_t width, std::size_t batch, std::size_t seg,
+                                     int rounds) {
     tg::set_blas_threads(1);
     CheckpointFigures r{layers, width, batch, seg};
     DeepMlp m(layers, width, batch);
