@@ -251,3 +251,29 @@ TEST_CASE("jvp of a gradient is a Hessian-vector product (forward-over-reverse)"
     CHECK(max_rel_diff(hv, want) < 1e-12);
     CHECK(max_rel_diff(g, tg::grad(f)(x)) < 1e-14);
 }
+
+TEST_CASE("BackwardOptions::first_node: nodes before it are not swept: nothing passes through them to their inputs or buffers") {
+    std::mt19937_64 rng(6);
+    const Tensor<double> p = randn({2, 2}, rng), x = randn({2, 2}, rng);
+    tg::GradBuffer<double> gp;
+    tg::Tape<double> tape;
+    Var<double> pv = tape.external(p, &gp);
+    Var<double> h = tg::tanh(pv);
+    Var<double> xv = tape.variable(x);
+    Var<double> y = tg::sum(h * xv);
+    tape.backward(y, tg::BackwardOptions{.first_node = xv.id()});
+    for (std::size_t i = 0; i < x.size(); ++i) CHECK(tape.grad(xv)[i] == doctest::Approx(std::tanh(p[i])));
+    // h (before the first node) receives its adjoint from the product, but passes nothing on.
+    for (std::size_t i = 0; i < x.size(); ++i) CHECK(tape.grad(h)[i] == x[i]);
+    CHECK(tape.node(pv.id()).adj.empty());
+    for (std::size_t i = 0; i < p.size(); ++i) CHECK(gp.tensor()[i] == 0.0);
+    // The same in the recorded reading.
+    tape.backward(y, tg::BackwardOptions{.create_graph = true, .first_node = xv.id()});
+    CHECK(tape.node(pv.id()).adj_var == tg::kNoNode);
+    CHECK(tape.grad_var(xv).value()[3] == doctest::Approx(std::tanh(p[3])));
+    for (std::size_t i = 0; i < p.size(); ++i) CHECK(gp.tensor()[i] == 0.0);
+    // And from 0, the whole tape: the buffer gets 1 − tanh²(p) ⊙ x.
+    tape.backward(y);
+    for (std::size_t i = 0; i < p.size(); ++i)
+        CHECK(gp.tensor()[i] == doctest::Approx((1 - std::pow(std::tanh(p[i]), 2)) * x[i]));
+}

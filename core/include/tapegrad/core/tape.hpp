@@ -168,10 +168,10 @@ struct BackwardOptions {
     // Record the backward pass on the tape (the recorded reading), so that gradients are Vars
     // that can be differentiated again: grad_var(x).
     bool create_graph = false;
-    // Nodes recorded before this one are not swept: their adjoints stay empty and nothing flows
-    // into them (or into their GradBuffers). A sweep that needs only the adjoints of nodes from
-    // here on (the functional transforms of functional.hpp: the gradient with respect to a node
-    // recorded late) skips the rest of the tape. 0: the whole tape.
+    // Nodes recorded before this one are not swept: they may receive adjoints from later nodes but
+    // pass nothing on (no VJP of theirs runs, no GradBuffer of theirs is written). For sweeps that
+    // need only the adjoints of nodes from here on (functional.hpp: the gradient with respect to a
+    // node recorded late), the rest of the tape is skipped. 0: the whole tape.
     std::uint32_t first_node = 0;
 };
 
