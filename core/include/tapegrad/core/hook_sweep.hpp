@@ -133,7 +133,7 @@ void Tape<T>::sweep_hooked(std::uint32_t root, Tensor<T>&& seed, BackwardOptions
     };
     if (!opt.create_graph) {
         nodes_[root].adj = std::move(seed);
-        for (std::uint32_t i = root + 1; i-- > 0;) {
+        for (std::uint32_t i = root + 1; i-- > opt.first_node;) {
             if (nodes_[i].adj.empty() || !nodes_[i].requires_grad) continue;
             if (nodes_[i].extra != nullptr && nodes_[i].extra->hooked) run_var_hooks(i, false);
             Node<T>& n = nodes_[i];  // (after the hooks: they may record nodes)
@@ -154,7 +154,7 @@ void Tape<T>::sweep_hooked(std::uint32_t root, Tensor<T>&& seed, BackwardOptions
 
     Var<T> s = constant(seed);
     nodes_[root].adj_var = s.id_;
-    for (std::uint32_t i = root + 1; i-- > 0;) {
+    for (std::uint32_t i = root + 1; i-- > opt.first_node;) {
         if (nodes_[i].adj_var == kNoNode || !nodes_[i].requires_grad) continue;
         if (nodes_[i].extra != nullptr && nodes_[i].extra->hooked) run_var_hooks(i, true);
         if (nodes_[i].op) {
@@ -162,7 +162,7 @@ void Tape<T>::sweep_hooked(std::uint32_t root, Tensor<T>&& seed, BackwardOptions
             nodes_[i].op->vjp_recorded(*this, i);
         }
     }
-    for (std::uint32_t i = 0; i <= root; ++i) {
+    for (std::uint32_t i = opt.first_node; i <= root; ++i) {
         Node<T>& n = nodes_[i];
         if (n.adj_var == kNoNode || !n.requires_grad) continue;
         n.adj = nodes_[n.adj_var].value.clone(&arena_);

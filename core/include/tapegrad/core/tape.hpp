@@ -18,6 +18,7 @@
 #include <new>
 #include <optional>
 #include <source_location>
+#include <span>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -167,6 +168,11 @@ struct BackwardOptions {
     // Record the backward pass on the tape (the recorded reading), so that gradients are Vars
     // that can be differentiated again: grad_var(x).
     bool create_graph = false;
+    // Nodes recorded before this one are not swept: they may receive adjoints from later nodes but
+    // pass nothing on (no VJP of theirs runs, no GradBuffer of theirs is written). For sweeps that
+    // need only the adjoints of nodes from here on (functional.hpp: the gradient with respect to a
+    // node recorded late), the rest of the tape is skipped. 0: the whole tape.
+    std::uint32_t first_node = 0;
 };
 
 struct ExplainOptions {
@@ -414,6 +420,26 @@ public:
             check_thread(Op::name);
         Node<T>& n = push(rule_for(op), view_of(nodes_[x.id_].value), LeafKind::Op, false);
         n.in.push_back(x.id_);
+        return Var<T>(this, static_cast<std::uint32_t>(nodes_.size() - 1), generation_);
+    }
+
+    // A node of a rule that is not an op declaration (a checkpointed segment, checkpoint_op.hpp):
+    // `rule` (alive until reset()) does the reverse step; `value` is the node's value. Requires a
+    // gradient when an input does, or `requires_grad` says so (recording on).
+    Var<T> record_rule(const OpRule<T>* rule, Tensor<T>&& value, std::span<const Var<T>> inputs,
+                       bool requires_grad = false) {
+        if (inputs.size() > kMaxArity) fail("{}: at most {} inputs, not {}", rule->name(), kMaxArity, inputs.size());
+        bool rg = requires_grad;
+        for (const Var<T>& x : inputs) {
+            check(x, rule->name());
+            rg = rg || nodes_[x.id_].requires_grad;
+        }
+        if (anomaly_) [[unlikely]] {
+            check_thread(rule->name());
+            anomaly_forward(rule->name(), value, {});
+        }
+        Node<T>& n = push(rule, std::move(value), LeafKind::Op, rg & !no_grad_);
+        for (const Var<T>& x : inputs) n.in.push_back(x.id_);
         return Var<T>(this, static_cast<std::uint32_t>(nodes_.size() - 1), generation_);
     }
 
@@ -889,7 +915,7 @@ void Tape<T>::sweep(std::uint32_t root, Tensor<T>&& seed, BackwardOptions opt) {
 
     if (!opt.create_graph) {
         nodes_[root].adj = std::move(seed);
-        for (std::uint32_t i = root + 1; i-- > 0;) {
+        for (std::uint32_t i = root + 1; i-- > opt.first_node;) {
             Node<T>& n = nodes_[i];
             if (n.adj.empty() || !n.requires_grad) continue;
             if (n.op) {
@@ -906,14 +932,14 @@ void Tape<T>::sweep(std::uint32_t root, Tensor<T>&& seed, BackwardOptions opt) {
     // Recorded reading: the same rules on Vars; new nodes land after `root` and are not swept.
     Var<T> s = constant(seed);
     nodes_[root].adj_var = s.id_;
-    for (std::uint32_t i = root + 1; i-- > 0;) {
+    for (std::uint32_t i = root + 1; i-- > opt.first_node;) {
         if (nodes_[i].adj_var == kNoNode || !nodes_[i].requires_grad) continue;
         if (nodes_[i].op) {
             sweeping_ = i;
             nodes_[i].op->vjp_recorded(*this, i);
         }
     }
-    for (std::uint32_t i = 0; i <= root; ++i) {
+    for (std::uint32_t i = opt.first_node; i <= root; ++i) {
         Node<T>& n = nodes_[i];
         if (n.adj_var == kNoNode || !n.requires_grad) continue;
         n.adj = nodes_[n.adj_var].value.clone(&arena_);
