@@ -21,3 +21,5 @@
 #include <tapegrad/ops/views.hpp>
 #include <tapegrad/ops/losses.hpp>
 #include <tapegrad/ops/detach.hpp>
+#include <tapegrad/ops/conv.hpp>
+#include <tapegrad/ops/pool.hpp>
