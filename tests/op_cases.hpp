@@ -645,6 +645,27 @@ inline std::vector<OpCase> conv() {
                  }});
     v.push_back({"adaptive_avg_pool2d", "adaptive_avg_pool2d to 1×1 (composed)", pool_shapes({{1, 1}}), {Domain::Real},
                  [](Tape<double>&, Vars x) { return square(adaptive_avg_pool2d(x[0])); }});
+    // Batch norm and dropout.
+    v.push_back({"batch_norm_normalize", "batch_norm_normalize N×C×H×W", [](std::mt19937_64& r) {
+                     return std::vector<Shape>{{dim(r, 1, 3), dim(r, 1, 3), dim(r, 2, 3), dim(r, 1, 3)}};
+                 }, {Domain::Real}, [](Tape<double>&, Vars x) { return apply(BatchNormNormalize{1e-5}, x[0]); }});
+    v.push_back({"batch_norm", "batch_norm N×C with weight and bias, training (composed)", [](std::mt19937_64& r) {
+                     const std::size_t c = dim(r, 1, 4);
+                     return std::vector<Shape>{{dim(r, 2, 5), c}, {c}, {c}};
+                 }, {Domain::Real}, [](Tape<double>&, Vars x) { return square(batch_norm(x[0], x[1], x[2])); }});
+    v.push_back({"batch_norm", "batch_norm N×C×H×W, eval with running statistics (composed)", [](std::mt19937_64& r) {
+                     const std::size_t c = dim(r, 1, 3);
+                     return std::vector<Shape>{{dim(r, 1, 2), c, dim(r, 1, 3), dim(r, 1, 3)}, {c}, {c}};
+                 }, {Domain::Real}, [](Tape<double>&, Vars x) {
+                     const std::size_t c = x[1].shape().numel();
+                     Tensor<double> rm(Shape{c}), rv(Shape{c});  // read (copied) while building
+                     for (std::size_t i = 0; i < c; ++i) rm[i] = 0.1 * double(i), rv[i] = 0.5 + double(i);
+                     BatchNormOptions<double> o;
+                     o.running_mean = &rm, o.running_var = &rv, o.training = false;
+                     return batch_norm(x[0], x[1], x[2], o);
+                 }});
+    v.push_back({"dropout", "dropout p = 0.3", one_nd(1, 4), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return dropout(x[0], 0.3, true, 7, 2); }});
     return v;
 }
 

@@ -5,9 +5,8 @@
 
 #include <random>
 #include <string>
-#include <vector>
-
 #include <tapegrad/tapegrad.hpp>
+#include <vector>
 
 namespace tg = tapegrad;
 using tg::Shape;
@@ -22,14 +21,18 @@ Tensor<double> random(Shape s, std::mt19937_64& rng) {
     return t;
 }
 
-// y[n, o, oy, ox] = b[o] + Σ_{c in o's group, i, j} x[n, c, oy·s − p + i·d, ox·s − p + j·d] · w[o, c − c0, i, j]
+// y[n, o, oy, ox] = b[o] + Σ_{c in o's group, i, j} x[n, c, oy·s − p + i·d, ox·s − p + j·d] · w[o, c − c0, i,
+// j]
 Tensor<double> conv_reference(const Tensor<double>& x, const Tensor<double>& w, const Tensor<double>* b,
                               tg::Conv2dParams p) {
     const Shape xs = x.shape(), ws = w.shape();
-    const std::size_t N = xs[0], C = xs[1], H = xs[2], W = xs[3], O = ws[0], Cg = ws[1], KH = ws[2], KW = ws[3];
+    const std::size_t N = xs[0], C = xs[1], H = xs[2], W = xs[3], O = ws[0], Cg = ws[1], KH = ws[2],
+                      KW = ws[3];
     const std::size_t G = p.groups, Og = O / G;
-    const long OH = (long(H) + 2 * long(p.padding[0]) - long(p.dilation[0]) * (long(KH) - 1) - 1) / long(p.stride[0]) + 1;
-    const long OW = (long(W) + 2 * long(p.padding[1]) - long(p.dilation[1]) * (long(KW) - 1) - 1) / long(p.stride[1]) + 1;
+    const long OH =
+        (long(H) + 2 * long(p.padding[0]) - long(p.dilation[0]) * (long(KH) - 1) - 1) / long(p.stride[0]) + 1;
+    const long OW =
+        (long(W) + 2 * long(p.padding[1]) - long(p.dilation[1]) * (long(KW) - 1) - 1) / long(p.stride[1]) + 1;
     Tensor<double> y(Shape{N, O, std::size_t(OH), std::size_t(OW)});
     (void)C;
     for (std::size_t n = 0; n < N; ++n)
@@ -41,10 +44,13 @@ Tensor<double> conv_reference(const Tensor<double>& x, const Tensor<double>& w, 
                     for (std::size_t c = 0; c < Cg; ++c)
                         for (std::size_t i = 0; i < KH; ++i)
                             for (std::size_t j = 0; j < KW; ++j) {
-                                const long iy = oy * long(p.stride[0]) - long(p.padding[0]) + long(i * p.dilation[0]);
-                                const long ix = ox * long(p.stride[1]) - long(p.padding[1]) + long(j * p.dilation[1]);
+                                const long iy =
+                                    oy * long(p.stride[0]) - long(p.padding[0]) + long(i * p.dilation[0]);
+                                const long ix =
+                                    ox * long(p.stride[1]) - long(p.padding[1]) + long(j * p.dilation[1]);
                                 if (iy < 0 || ix < 0 || iy >= long(H) || ix >= long(W)) continue;
-                                s += x.at({n, g * Cg + c, std::size_t(iy), std::size_t(ix)}) * w.at({o, c, i, j});
+                                s += x.at({n, g * Cg + c, std::size_t(iy), std::size_t(ix)}) *
+                                     w.at({o, c, i, j});
                             }
                     y.at({n, o, std::size_t(oy), std::size_t(ox)}) = s;
                 }
@@ -70,7 +76,9 @@ struct Config {
     tg::Conv2dParams p;
 };
 Config random_config(std::mt19937_64& rng) {
-    auto d = [&](std::size_t lo, std::size_t hi) { return std::uniform_int_distribution<std::size_t>(lo, hi)(rng); };
+    auto d = [&](std::size_t lo, std::size_t hi) {
+        return std::uniform_int_distribution<std::size_t>(lo, hi)(rng);
+    };
     Config c;
     const std::size_t groups = std::array<std::size_t, 4>{1, 1, 2, 3}[d(0, 3)];
     const bool depthwise = d(0, 3) == 0;
@@ -81,8 +89,10 @@ Config random_config(std::mt19937_64& rng) {
     c.p.padding = {d(0, 2), d(0, 2)};
     c.p.groups = groups;
     const std::size_t eh = c.p.dilation[0] * (kh - 1) + 1, ew = c.p.dilation[1] * (kw - 1) + 1;
-    const std::size_t h = std::max<std::size_t>(1, eh > 2 * c.p.padding[0] ? eh - 2 * c.p.padding[0] : 1) + d(0, 6);
-    const std::size_t w = std::max<std::size_t>(1, ew > 2 * c.p.padding[1] ? ew - 2 * c.p.padding[1] : 1) + d(0, 6);
+    const std::size_t h =
+        std::max<std::size_t>(1, eh > 2 * c.p.padding[0] ? eh - 2 * c.p.padding[0] : 1) + d(0, 6);
+    const std::size_t w =
+        std::max<std::size_t>(1, ew > 2 * c.p.padding[1] ? ew - 2 * c.p.padding[1] : 1) + d(0, 6);
     c.x = Shape{d(1, 3), cg * groups, h, w};
     c.w = Shape{og * groups, cg, kh, kw};
     return c;
@@ -125,7 +135,9 @@ TEST_CASE("conv2d's pointwise path (1×1, stride 1, no padding) matches the dire
     }
 }
 
-TEST_CASE("conv2d's input and weight adjoints satisfy ⟨conv(x, w), g⟩ = ⟨x, conv_input_grad(g, w)⟩ = ⟨w, conv_weight_grad(x, g)⟩") {
+TEST_CASE(
+    "conv2d's input and weight adjoints satisfy ⟨conv(x, w), g⟩ = ⟨x, conv_input_grad(g, w)⟩ = ⟨w, "
+    "conv_weight_grad(x, g)⟩") {
     std::mt19937_64 rng(7);
     for (int trial = 0; trial < 100; ++trial) {
         const Config c = random_config(rng);
@@ -165,7 +177,8 @@ TEST_CASE("im2col against a direct loop, and col2im is its adjoint") {
     }
 }
 
-TEST_CASE("conv2d refuses bad shapes and parameters with an Error naming the op, the shapes and the parameter") {
+TEST_CASE(
+    "conv2d refuses bad shapes and parameters with an Error naming the op, the shapes and the parameter") {
     tg::Tape<double> tape;
     auto x = tape.variable(Tensor<double>(Shape{2, 4, 5, 5}));
     auto w = tape.variable(Tensor<double>(Shape{6, 4, 3, 3}));

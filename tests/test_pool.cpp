@@ -6,7 +6,6 @@
 #include <cmath>
 #include <random>
 #include <string>
-
 #include <tapegrad/tapegrad.hpp>
 
 namespace tg = tapegrad;
@@ -50,7 +49,8 @@ Ref max_reference(const Tensor<double>& x, const tg::Pool2dParams& q) {
     const long H = long(s[2]), W = long(s[3]);
     const long kh = long(q.kernel[0]), kw = long(q.kernel[1]);
     const long sh = q.stride[0] ? long(q.stride[0]) : kh, sw = q.stride[1] ? long(q.stride[1]) : kw;
-    const long ph = long(q.padding[0]), pw = long(q.padding[1]), dh = long(q.dilation[0]), dw = long(q.dilation[1]);
+    const long ph = long(q.padding[0]), pw = long(q.padding[1]), dh = long(q.dilation[0]),
+               dw = long(q.dilation[1]);
     const long OH = out_size(H, kh, sh, ph, dh, q.ceil_mode), OW = out_size(W, kw, sw, pw, dw, q.ceil_mode);
     Ref r{Tensor<double>(Shape{s[0], s[1], std::size_t(OH), std::size_t(OW)}), Tensor<double>(s)};
     for (std::size_t n = 0; n < s[0]; ++n)
@@ -94,13 +94,16 @@ Tensor<double> avg_reference(const Tensor<double>& x, const tg::Pool2dParams& q,
                             sum += x.at({n, c, std::size_t(iy), std::size_t(ix)});
                             ++inside;
                         }
-                    y.at({n, c, std::size_t(oy), std::size_t(ox)}) = sum / double(include_pad ? padded : inside);
+                    y.at({n, c, std::size_t(oy), std::size_t(ox)}) =
+                        sum / double(include_pad ? padded : inside);
                 }
     return y;
 }
 
 tg::Pool2dParams random_params(std::mt19937_64& rng, bool dilated) {
-    auto d = [&](std::size_t lo, std::size_t hi) { return std::uniform_int_distribution<std::size_t>(lo, hi)(rng); };
+    auto d = [&](std::size_t lo, std::size_t hi) {
+        return std::uniform_int_distribution<std::size_t>(lo, hi)(rng);
+    };
     tg::Pool2dParams q;
     q.kernel = {d(1, 4), d(1, 4)};
     q.stride = {d(0, 3), d(0, 3)};  // 0: the kernel
@@ -110,14 +113,18 @@ tg::Pool2dParams random_params(std::mt19937_64& rng, bool dilated) {
     return q;
 }
 Shape random_input(std::mt19937_64& rng, const tg::Pool2dParams& q) {
-    auto d = [&](std::size_t lo, std::size_t hi) { return std::uniform_int_distribution<std::size_t>(lo, hi)(rng); };
+    auto d = [&](std::size_t lo, std::size_t hi) {
+        return std::uniform_int_distribution<std::size_t>(lo, hi)(rng);
+    };
     const std::size_t eh = q.dilation[0] * (q.kernel[0] - 1) + 1, ew = q.dilation[1] * (q.kernel[1] - 1) + 1;
     return Shape{d(1, 2), d(1, 3), eh + d(0, 7), ew + d(0, 7)};
 }
 
 }  // namespace
 
-TEST_CASE("max_pool2d and its VJP agree with a direct loop over random kernels, strides, paddings, dilations and ceil_mode") {
+TEST_CASE(
+    "max_pool2d and its VJP agree with a direct loop over random kernels, strides, paddings, dilations and "
+    "ceil_mode") {
     std::mt19937_64 rng(21);
     int ceil_trials = 0;
     for (int trial = 0; trial < 300; ++trial) {
@@ -153,7 +160,8 @@ TEST_CASE("max_pool2d's adjoint goes to the first maximum of a window on ties, a
     CHECK(g[6] == 0);
 }
 
-TEST_CASE("avg_pool2d agrees with a direct loop, with and without count_include_pad, and its VJP is its adjoint") {
+TEST_CASE(
+    "avg_pool2d agrees with a direct loop, with and without count_include_pad, and its VJP is its adjoint") {
     std::mt19937_64 rng(22);
     for (int trial = 0; trial < 300; ++trial) {
         const tg::Pool2dParams q = random_params(rng, false);

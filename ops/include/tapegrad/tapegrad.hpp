@@ -23,3 +23,4 @@
 #include <tapegrad/ops/detach.hpp>
 #include <tapegrad/ops/conv.hpp>
 #include <tapegrad/ops/pool.hpp>
+#include <tapegrad/ops/norm.hpp>

@@ -28,14 +28,13 @@
 #include <array>
 #include <cstddef>
 #include <string_view>
-#include <vector>
-
 #include <tapegrad/core/engine_ops.hpp>
 #include <tapegrad/core/op.hpp>
 #include <tapegrad/core/site.hpp>
 #include <tapegrad/core/tape.hpp>
 #include <tapegrad/ops/elementwise.hpp>
 #include <tapegrad/ops/views.hpp>
+#include <vector>
 
 namespace tapegrad {
 
@@ -51,10 +50,10 @@ namespace detail {
 
 // Every extent of one convolution, checked.
 struct ConvGeom {
-    std::size_t n, c, h, w;    // input
-    std::size_t o, kh, kw;     // weight (O × C/G × kh × kw)
-    std::size_t oh, ow;        // output spatial extents
-    std::size_t g, cg, og;     // groups, channels per group in and out
+    std::size_t n, c, h, w;  // input
+    std::size_t o, kh, kw;   // weight (O × C/G × kh × kw)
+    std::size_t oh, ow;      // output spatial extents
+    std::size_t g, cg, og;   // groups, channels per group in and out
     std::size_t k() const noexcept { return cg * kh * kw; }
     std::size_t p() const noexcept { return oh * ow; }
 };
@@ -73,19 +72,22 @@ inline ConvGeom conv_geom(std::string_view op, const Shape& xs, const Shape& ws,
     g.n = xs[0], g.c = xs[1], g.h = xs[2], g.w = xs[3];
     g.o = ws[0], g.kh = ws[2], g.kw = ws[3];
     g.g = p.groups;
-    if (g.c % g.g != 0) fail("{}: groups = {} does not divide the input's {} channels (input {})", op, g.g, g.c, xs);
+    if (g.c % g.g != 0)
+        fail("{}: groups = {} does not divide the input's {} channels (input {})", op, g.g, g.c, xs);
     if (g.o % g.g != 0)
         fail("{}: groups = {} does not divide the weight's {} output channels (weight {})", op, g.g, g.o, ws);
     g.cg = g.c / g.g, g.og = g.o / g.g;
     if (ws[1] != g.cg)
-        fail("{}: input {} has {} channels; weight {} with groups = {} expects {} (= {}·{})", op, xs, g.c, ws, g.g,
-             ws[1] * g.g, ws[1], g.g);
+        fail("{}: input {} has {} channels; weight {} with groups = {} expects {} (= {}·{})", op, xs, g.c, ws,
+             g.g, ws[1] * g.g, ws[1], g.g);
     if (g.kh == 0 || g.kw == 0) fail("{}: empty kernel in weight {}", op, ws);
     const std::size_t eh = dh * (g.kh - 1) + 1, ew = dw * (g.kw - 1) + 1;
     if (eh > g.h + 2 * ph || ew > g.w + 2 * pw)
-        fail("{}: dilated kernel extent {}×{} (dilation·(k−1)+1) exceeds the padded input {}×{} (input {}, weight "
-             "{}, padding {}×{}, dilation {}×{})",
-             op, eh, ew, g.h + 2 * ph, g.w + 2 * pw, xs, ws, ph, pw, dh, dw);
+        fail(
+            "{}: dilated kernel extent {}×{} (dilation·(k−1)+1) exceeds the padded input {}×{} (input {}, "
+            "weight "
+            "{}, padding {}×{}, dilation {}×{})",
+            op, eh, ew, g.h + 2 * ph, g.w + 2 * pw, xs, ws, ph, pw, dh, dw);
     g.oh = (g.h + 2 * ph - eh) / sh + 1;
     g.ow = (g.w + 2 * pw - ew) / sw + 1;
     return g;
@@ -208,8 +210,8 @@ struct Conv2d {
                     c = cols;
                 }
                 Tensor<T> yi = detail::mat(out.data() + (n * g.o + gi * g.og) * P, g.og, P);
-                gemm(false, false, T(1), detail::mat(w.data() + gi * g.og * K, g.og, K), detail::mat(c, K, P), T(0),
-                     yi);
+                gemm(false, false, T(1), detail::mat(w.data() + gi * g.og * K, g.og, K), detail::mat(c, K, P),
+                     T(0), yi);
             }
     }
     template <class V>
@@ -231,8 +233,8 @@ struct Conv2dInputGrad {
     Shape shape(Shape gs, Shape w) const {
         const detail::ConvGeom g = detail::conv_geom(name, in, w, p);
         if (gs != Shape{g.n, g.o, g.oh, g.ow})
-            fail("{}: adjoint {} does not match conv2d({}, {})'s output ({}×{}×{}×{})", name, gs, in, w, g.n, g.o,
-                 g.oh, g.ow);
+            fail("{}: adjoint {} does not match conv2d({}, {})'s output ({}×{}×{}×{})", name, gs, in, w, g.n,
+                 g.o, g.oh, g.ow);
         return in;
     }
     template <class T>
@@ -272,8 +274,8 @@ struct Conv2dWeightGrad {
     Shape shape(Shape x, Shape gs) const {
         const detail::ConvGeom g = detail::conv_geom(name, x, wshape, p);
         if (gs != Shape{g.n, g.o, g.oh, g.ow})
-            fail("{}: adjoint {} does not match conv2d({}, {})'s output ({}×{}×{}×{})", name, gs, x, wshape, g.n,
-                 g.o, g.oh, g.ow);
+            fail("{}: adjoint {} does not match conv2d({}, {})'s output ({}×{}×{}×{})", name, gs, x, wshape,
+                 g.n, g.o, g.oh, g.ow);
         return wshape;
     }
     template <class T>
@@ -373,7 +375,8 @@ struct Col2Im {
         const detail::ConvGeom g = Im2Col{kernel, p}.geom(in);
         out.fill(T(0));
         for (std::size_t n = 0; n < g.n; ++n)
-            detail::col2im_image_add(y.data() + n * g.k() * g.p(), g, p, g.c, out.data() + n * g.c * g.h * g.w);
+            detail::col2im_image_add(y.data() + n * g.k() * g.p(), g, p, g.c,
+                                     out.data() + n * g.c * g.h * g.w);
     }
     template <class V>
     V vjp(In<0>, const V& g, const V&, const V&) const {
@@ -395,12 +398,14 @@ V conv2d(const V& x, const V& w, Conv2dParams p = {}, SourceLocation loc = Sourc
     return apply(Conv2d{p}, x, w);
 }
 template <Value V>
-V conv2d(const V& x, const V& w, const V& b, Conv2dParams p = {}, SourceLocation loc = SourceLocation::current()) {
+V conv2d(const V& x, const V& w, const V& b, Conv2dParams p = {},
+         SourceLocation loc = SourceLocation::current()) {
     CallSite at(loc);
     const V y = apply(Conv2d{p}, x, w);
     const std::size_t o = y.shape()[1];
-    if (b.shape().numel() != o) fail("conv2d: bias {} has {} elements; weight {} has {} output channels", b.shape(),
-                                     b.shape().numel(), w.shape(), o);
+    if (b.shape().numel() != o)
+        fail("conv2d: bias {} has {} elements; weight {} has {} output channels", b.shape(),
+             b.shape().numel(), w.shape(), o);
     return y + apply(Reshape{Shape{1, o, 1, 1}}, b);
 }
 template <Value V>

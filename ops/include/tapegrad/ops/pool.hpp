@@ -23,7 +23,6 @@
 #include <cmath>
 #include <cstddef>
 #include <string_view>
-
 #include <tapegrad/core/engine_ops.hpp>
 #include <tapegrad/core/op.hpp>
 #include <tapegrad/core/site.hpp>
@@ -49,7 +48,8 @@ struct PoolGeom {
     std::size_t kh, kw, sh, sw, ph, pw, dh, dw;
 };
 
-inline std::size_t pool_out(std::size_t in, std::size_t k, std::size_t s, std::size_t p, std::size_t d, bool ceil) {
+inline std::size_t pool_out(std::size_t in, std::size_t k, std::size_t s, std::size_t p, std::size_t d,
+                            bool ceil) {
     const std::size_t span = in + 2 * p - d * (k - 1) - 1;  // ≥ 0, checked by the caller
     std::size_t out = (span + (ceil ? s - 1 : 0)) / s + 1;
     if (ceil && (out - 1) * s >= in + p) --out;
@@ -67,12 +67,15 @@ inline PoolGeom pool_geom(std::string_view op, const Shape& x, const Pool2dParam
     if (g.kh == 0 || g.kw == 0) fail("{}: kernel {}×{} has a 0 (input {})", op, g.kh, g.kw, x);
     if (g.dh == 0 || g.dw == 0) fail("{}: dilation {}×{} has a 0 (input {})", op, g.dh, g.dw, x);
     if (g.ph > g.kh / 2 || g.pw > g.kw / 2)
-        fail("{}: padding {}×{} should be at most half the kernel {}×{} (input {})", op, g.ph, g.pw, g.kh, g.kw, x);
+        fail("{}: padding {}×{} should be at most half the kernel {}×{} (input {})", op, g.ph, g.pw, g.kh,
+             g.kw, x);
     const std::size_t eh = g.dh * (g.kh - 1) + 1, ew = g.dw * (g.kw - 1) + 1;
     if (eh > g.h + 2 * g.ph || ew > g.w + 2 * g.pw)
-        fail("{}: dilated kernel extent {}×{} exceeds the padded input {}×{} (input {}, padding {}×{}, dilation "
-             "{}×{})",
-             op, eh, ew, g.h + 2 * g.ph, g.w + 2 * g.pw, x, g.ph, g.pw, g.dh, g.dw);
+        fail(
+            "{}: dilated kernel extent {}×{} exceeds the padded input {}×{} (input {}, padding {}×{}, "
+            "dilation "
+            "{}×{})",
+            op, eh, ew, g.h + 2 * g.ph, g.w + 2 * g.pw, x, g.ph, g.pw, g.dh, g.dw);
     g.oh = pool_out(g.h, g.kh, g.sh, g.ph, g.dh, q.ceil_mode);
     g.ow = pool_out(g.w, g.kw, g.sw, g.pw, g.dw, q.ceil_mode);
     return g;
@@ -171,8 +174,8 @@ struct MaxPool2dBackward {
     Shape shape(Shape gs, Shape x) const {
         const detail::PoolGeom g = detail::pool_geom(name, x, q);
         if (gs != Shape{g.n, g.c, g.oh, g.ow})
-            fail("{}: adjoint {} does not match max_pool2d({})'s output ({}×{}×{}×{})", name, gs, x, g.n, g.c, g.oh,
-                 g.ow);
+            fail("{}: adjoint {} does not match max_pool2d({})'s output ({}×{}×{}×{})", name, gs, x, g.n, g.c,
+                 g.oh, g.ow);
         return x;
     }
     template <class T>
@@ -185,7 +188,8 @@ struct MaxPool2dBackward {
             const T* gp = gy.data() + nc * oplane;
             T* op = out.data() + nc * plane;
             for (std::size_t oy = 0; oy < g.oh; ++oy)
-                for (std::size_t ox = 0; ox < g.ow; ++ox) op[detail::pool_argmax(xp, g, oy, ox)] += gp[oy * g.ow + ox];
+                for (std::size_t ox = 0; ox < g.ow; ++ox)
+                    op[detail::pool_argmax(xp, g, oy, ox)] += gp[oy * g.ow + ox];
         }
     }
     template <class V>
@@ -247,7 +251,8 @@ struct AvgPool2d {
 
     detail::PoolGeom geom(const Shape& x) const {
         if (q.dilation[0] != 1 || q.dilation[1] != 1)
-            fail("avg_pool2d: dilation {}×{} (avg_pool2d has none; input {})", q.dilation[0], q.dilation[1], x);
+            fail("avg_pool2d: dilation {}×{} (avg_pool2d has none; input {})", q.dilation[0], q.dilation[1],
+                 x);
         return detail::pool_geom(name, x, q);
     }
     Shape shape(Shape x) const {
