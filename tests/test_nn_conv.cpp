@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "conv_fixtures.hpp"
+#include "count_new.hpp"
 
 namespace tg = tapegrad;
 namespace nn = tapegrad::nn;
@@ -251,4 +252,37 @@ TEST_CASE("checkpoints keep batch norm's running statistics and counter") {
     nn::Sequential<float> c;
     c.emplace<nn::BatchNorm2d<float>>(4);
     CHECK_THROWS_AS(nn::get_buffers(back, c), tg::Error);
+}
+
+TEST_CASE(
+    "a CNN training step (conv, batch norm, max pool, dropout, flatten, linear) allocates nothing on the "
+    "heap once warm") {
+    nn::Dataset d;
+    d.features = 64;
+    d.images.resize(1000 * 64);
+    d.labels.resize(1000);
+    nn::Rng rng(1);
+    for (auto& v : d.images) v = static_cast<std::uint8_t>(rng.below(256));
+    for (auto& l : d.labels) l = static_cast<std::uint8_t>(rng.below(10));
+    nn::Sequential<float> net;
+    net.emplace<nn::Unflatten<float>>(Shape{1, 8, 8});
+    net.emplace<nn::Conv2d<float>>(1, 4, 3, rng, nn::Conv2dOptions{.padding = {1, 1}});
+    net.emplace<nn::BatchNorm2d<float>>(4);
+    net.emplace<nn::ActivationLayer<float>>(nn::Activation::relu);
+    net.emplace<nn::MaxPool2d<float>>(2);
+    net.emplace<nn::Dropout<float>>(0.25, 9);
+    net.emplace<nn::Flatten<float>>();
+    net.emplace<nn::Linear<float>>(64, 10, rng);
+    nn::Adam<float> opt(net.parameters(), nn::AdamOptions{});
+    tg::Tape<float> tape;
+    nn::BatchBuffers<float> buf(100, d.features);
+    nn::TrainState st;
+    long before = 0, during = 0;
+    nn::train_epoch(net, opt, tape, d, 100, st, buf, [&](const nn::BatchReport& r) {
+        if (r.batch == 2) before = tg::test::g_news.load();
+        if (r.batch == 9) during = tg::test::g_news.load() - before;
+        return true;
+    });
+    CHECK(during == 0);
+    CHECK(st.epoch == 1);
 }

@@ -81,25 +81,39 @@ inline PoolGeom pool_geom(std::string_view op, const Shape& x, const Pool2dParam
     return g;
 }
 
+// The first tap index t ≥ 0 with o + t·d ≥ 0, and one past the last with o + t·d < n (t < k).
+inline void tap_range(std::ptrdiff_t o, std::size_t d, std::size_t k, std::size_t n, std::size_t& lo,
+                      std::size_t& hi) {
+    const std::ptrdiff_t dd = std::ptrdiff_t(d);
+    lo = o < 0 ? std::size_t((-o + dd - 1) / dd) : 0;
+    const std::ptrdiff_t last = std::ptrdiff_t(n) - 1 - o;  // largest t·d allowed
+    hi = last < 0 ? 0 : std::min(k, std::size_t(last / dd) + 1);
+    if (hi < lo) hi = lo;
+}
+
 // Flat index (within one H×W plane) of the first maximum of window (oy, ox) of plane x.
 template <class T>
 std::size_t pool_argmax(const T* x, const PoolGeom& g, std::size_t oy, std::size_t ox) {
     const std::ptrdiff_t y0 = std::ptrdiff_t(oy * g.sh) - std::ptrdiff_t(g.ph);
     const std::ptrdiff_t x0 = std::ptrdiff_t(ox * g.sw) - std::ptrdiff_t(g.pw);
-    std::size_t best = 0;
-    bool found = false;
-    T m = T(0);
-    for (std::size_t i = 0; i < g.kh; ++i) {
-        const std::ptrdiff_t iy = y0 + std::ptrdiff_t(i * g.dh);
-        if (iy < 0 || iy >= std::ptrdiff_t(g.h)) continue;
-        for (std::size_t j = 0; j < g.kw; ++j) {
-            const std::ptrdiff_t ix = x0 + std::ptrdiff_t(j * g.dw);
-            if (ix < 0 || ix >= std::ptrdiff_t(g.w)) continue;
-            const std::size_t at = std::size_t(iy) * g.w + std::size_t(ix);
-            const T v = x[at];
-            if (!found || v > m || std::isnan(v)) {  // torch: a NaN wins, then the first maximum
-                best = at, m = v, found = true;
-                if (std::isnan(v)) return best;
+    std::size_t i0, i1, j0, j1;
+    tap_range(y0, g.dh, g.kh, g.h, i0, i1);
+    tap_range(x0, g.dw, g.kw, g.w, j0, j1);
+    if (i0 >= i1 || j0 >= j1) [[unlikely]]
+        return 0;  // not reached: the shape checks leave an input element in every window
+    std::size_t best =
+        std::size_t(y0 + std::ptrdiff_t(i0 * g.dh)) * g.w + std::size_t(x0 + std::ptrdiff_t(j0 * g.dw));
+    T m = x[best];
+    if (m != m) return best;  // torch: a NaN wins
+    for (std::size_t i = i0; i < i1; ++i) {
+        const T* row = x + std::size_t(y0 + std::ptrdiff_t(i * g.dh)) * g.w;
+        for (std::size_t j = j0; j < j1; ++j) {
+            const std::size_t ix = std::size_t(x0 + std::ptrdiff_t(j * g.dw));
+            const T v = row[ix];
+            if (!(v <= m)) {  // v > m, or v is NaN: the first maximum stays otherwise
+                m = v;
+                best = std::size_t(row - x) + ix;
+                if (v != v) return best;
             }
         }
     }
