@@ -8,7 +8,11 @@ default. Not a dependency of the build or the tests:  apt-get install -y python3
 
     /usr/bin/python3 scripts/pytorch_fashion.py [--epochs 5] [--batch 128] [--lr 1e-3]
         [--optimizer adam|adamw|sgd|momentum] [--hidden 256,128] [--seed 42] [--threads 1]
-        [--precision float|double] [--data /usr/share/datasets/fashion-mnist]
+        [--precision float|double] [--data /usr/share/datasets/fashion-mnist] [--model mlp|cnn]
+
+--model cnn is examples/fashion_cnn.cpp's network (issue 12): conv(1→32, 3×3, pad 1)–ReLU–maxpool 2
+→ conv(32→64, 3×3, pad 1)–ReLU–maxpool 2 → flatten → linear 3136→128–ReLU → linear 128→10;
+it also prints the mean training-step time per epoch.
 """
 import argparse
 import gzip
@@ -58,6 +62,7 @@ def main():
     ap.add_argument("--precision", default="float", choices=["float", "double"])
     ap.add_argument("--schedule", default="cosine", choices=["none", "cosine"],
                     help="cosine: CosineAnnealingLR(T_max=epochs) stepped after each epoch, as the demo's default")
+    ap.add_argument("--model", default="mlp", choices=["mlp", "cnn"])
     ap.add_argument("--data", default=os.environ.get("TAPEGRAD_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
     a = ap.parse_args()
 
@@ -74,6 +79,12 @@ def main():
         layers.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
         if i + 2 < len(sizes):
             layers.append(torch.nn.ReLU())
+    if a.model == "cnn":
+        sizes = ["cnn"]
+        layers = [torch.nn.Unflatten(1, (1, 28, 28)),
+                  torch.nn.Conv2d(1, 32, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                  torch.nn.Conv2d(32, 64, 3, padding=1), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+                  torch.nn.Flatten(), torch.nn.Linear(3136, 128), torch.nn.ReLU(), torch.nn.Linear(128, 10)]
     net = torch.nn.Sequential(*layers).to(dtype)
     params = net.parameters()
     if a.optimizer == "sgd":
@@ -88,7 +99,7 @@ def main():
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=a.epochs) if a.schedule == "cosine" else None
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), network {'-'.join(map(str, sizes))} relu, "
-          f"{a.optimizer} lr {opt.param_groups[0]['lr']} ({a.schedule} schedule), batch {a.batch}, seed {a.seed}, {a.precision}")
+          f"({sum(p.numel() for p in net.parameters())} parameters), {a.optimizer} lr {opt.param_groups[0]['lr']} ({a.schedule} schedule), batch {a.batch}, seed {a.seed}, {a.precision}")
     n = xtr.shape[0]
     total = 0.0
     for epoch in range(1, a.epochs + 1):
@@ -111,12 +122,14 @@ def main():
         total += dt
         if sched is not None:
             sched.step()
+        net.eval()
         with torch.no_grad():
             logits = net(xte_f)
             test_loss = loss_fn(logits, yte).item()
             test_acc = (logits.argmax(1) == yte).float().mean().item()
         print(f"epoch {epoch}/{a.epochs}  train loss {loss_sum / n:.4f}  train acc {100 * correct / n:.2f}%  "
-              f"test loss {test_loss:.4f}  test acc {100 * test_acc:.2f}%  {dt:.1f}s ({n / dt:.0f} samples/s)")
+              f"test loss {test_loss:.4f}  test acc {100 * test_acc:.2f}%  {dt:.1f}s ({n / dt:.0f} samples/s, "
+              f"{1000 * dt / ((n + a.batch - 1) // a.batch):.1f} ms/step)")
     print(f"summary: final test accuracy {100 * test_acc:.2f}%, training time {total:.1f}s")
 
 

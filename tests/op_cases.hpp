@@ -601,6 +601,154 @@ inline std::vector<OpCase> reduce_axes() {
                  }});
     return v;
 }
+// ---- conv: conv2d, im2col/col2im, pooling, batch norm, dropout ----
+// Shapes drawn small (gradcheck differences every element) within each row's fixed parameters.
+inline ShapeGen conv_shapes(Conv2dParams p, std::size_t kh, std::size_t kw, std::size_t cg_max, bool bias,
+                            bool depthwise = false) {
+    return [=](std::mt19937_64& r) {
+        const std::size_t g = p.groups;
+        const std::size_t cg = depthwise ? 1 : dim(r, 1, cg_max);
+        const std::size_t og = depthwise ? dim(r, 1, 2) : dim(r, 1, 3);
+        const std::size_t eh = p.dilation[0] * (kh - 1) + 1, ew = p.dilation[1] * (kw - 1) + 1;
+        const std::size_t lo_h = eh > 2 * p.padding[0] ? eh - 2 * p.padding[0] : 1;
+        const std::size_t lo_w = ew > 2 * p.padding[1] ? ew - 2 * p.padding[1] : 1;
+        Shape x{dim(r, 1, 2), cg * g, dim(r, lo_h, lo_h + 3), dim(r, lo_w, lo_w + 3)};
+        Shape w{og * g, cg, kh, kw};
+        std::vector<Shape> v{x, w};
+        if (bias) v.push_back(Shape{og * g});
+        return v;
+    };
+}
+// conv2d's output shape for x, w under p (the shape check gives it).
+inline Shape conv_out(const Shape& x, const Shape& w, Conv2dParams p) { return Conv2d{p}.shape(x, w); }
+// (adjoint, weight) operands of conv2d_input_grad, and the input shape they belong to.
+inline ShapeGen conv_input_grad_shapes(Conv2dParams p, std::size_t kh, std::size_t kw) {
+    return [=](std::mt19937_64& r) {
+        auto xw = conv_shapes(p, kh, kw, 2, false)(r);
+        return std::vector<Shape>{conv_out(xw[0], xw[1], p), xw[1]};
+    };
+}
+// The input height/width that gives output extent `out` exactly (no rows dropped by the stride).
+inline std::size_t conv_in_extent(std::size_t out, std::size_t k, std::size_t s, std::size_t pad, std::size_t d) {
+    return (out - 1) * s + d * (k - 1) + 1 - 2 * pad;
+}
+inline ShapeGen pool_shapes(Pool2dParams q) {
+    return [=](std::mt19937_64& r) {
+        const std::size_t eh = q.dilation[0] * (q.kernel[0] - 1) + 1, ew = q.dilation[1] * (q.kernel[1] - 1) + 1;
+        return std::vector<Shape>{{dim(r, 1, 2), dim(r, 1, 3), dim(r, eh, eh + 4), dim(r, ew, ew + 4)}};
+    };
+}
+inline ShapeGen nchw_pair() {
+    return [](std::mt19937_64& r) {
+        Shape s{dim(r, 1, 2), dim(r, 1, 3), dim(r, 2, 6), dim(r, 2, 6)};
+        return std::vector<Shape>{s, s};
+    };
+}
+inline std::vector<OpCase> conv() {
+    std::vector<OpCase> v;
+    const Conv2dParams p31{{1, 1}, {1, 1}, {1, 1}, 1};
+    v.push_back({"conv2d", "conv2d 3×3, padding 1, with bias", conv_shapes(p31, 3, 3, 3, true), {Domain::Real},
+                 [p31](Tape<double>&, Vars x) { return conv2d(x[0], x[1], x[2], p31); }});
+    const Conv2dParams pns{{2, 1}, {0, 1}, {2, 1}, 1};
+    v.push_back({"conv2d", "conv2d 2×3 kernel, stride 2×1, padding 0×1, dilation 2×1", conv_shapes(pns, 2, 3, 2, false),
+                 {Domain::Real}, [pns](Tape<double>&, Vars x) { return conv2d(x[0], x[1], pns); }});
+    const Conv2dParams pg{{1, 2}, {1, 0}, {1, 1}, 2};
+    v.push_back({"conv2d", "conv2d groups 2, stride 1×2, padding 1×0, with bias", conv_shapes(pg, 3, 2, 2, true),
+                 {Domain::Real}, [pg](Tape<double>&, Vars x) { return conv2d(x[0], x[1], x[2], pg); }});
+    const Conv2dParams pdw{{1, 1}, {1, 1}, {1, 1}, 3};
+    v.push_back({"conv2d", "conv2d depthwise (groups = C = 3)", conv_shapes(pdw, 3, 3, 1, false, true), {Domain::Real},
+                 [pdw](Tape<double>&, Vars x) { return conv2d(x[0], x[1], pdw); }});
+    v.push_back({"conv2d", "conv2d 1×1 pointwise (no im2col), then tanh", conv_shapes({}, 1, 1, 3, true),
+                 {Domain::Real}, [](Tape<double>&, Vars x) { return tanh(conv2d(x[0], x[1], x[2])); }});
+    const Conv2dParams ps2{{2, 2}, {1, 1}, {1, 1}, 1};
+    v.push_back({"conv2d_input_grad", "conv2d_input_grad stride 2, padding 1", conv_input_grad_shapes(ps2, 3, 3),
+                 {Domain::Real}, [ps2](Tape<double>&, Vars x) {
+                     const Shape gs = x[0].shape(), ws = x[1].shape();
+                     const Shape in{gs[0], ws[1], conv_in_extent(gs[2], 3, 2, 1, 1), conv_in_extent(gs[3], 3, 2, 1, 1)};
+                     return apply(Conv2dInputGrad{ps2, in}, x[0], x[1]);
+                 }});
+    v.push_back({"conv2d_weight_grad", "conv2d_weight_grad dilation 2, padding 1", [](std::mt19937_64& r) {
+                     const Conv2dParams p{{1, 1}, {1, 1}, {2, 2}, 1};
+                     auto xw = conv_shapes(p, 2, 2, 2, false)(r);
+                     return std::vector<Shape>{xw[0], conv_out(xw[0], xw[1], p)};
+                 }, {Domain::Real}, [](Tape<double>&, Vars x) {
+                     const Conv2dParams p{{1, 1}, {1, 1}, {2, 2}, 1};
+                     const Shape ws{x[1].shape()[1], x[0].shape()[1], 2, 2};
+                     return apply(Conv2dWeightGrad{p, ws}, x[0], x[1]);
+                 }});
+    const Conv2dParams pic{{2, 1}, {1, 0}, {1, 2}, 1};
+    v.push_back({"im2col", "im2col 2×2, stride 2×1, padding 1×0, dilation 1×2", conv_shapes(pic, 2, 2, 2, false),
+                 {Domain::Real}, [pic](Tape<double>&, Vars x) { return im2col(x[0], {2, 2}, pic) * 1.0; }});
+    v.push_back({"col2im", "col2im 3×2, stride 2, padding 1", [](std::mt19937_64& r) {
+                     const Conv2dParams p{{2, 2}, {1, 1}, {1, 1}, 1};
+                     const Shape x = conv_shapes(p, 3, 2, 3, false)(r)[0];
+                     return std::vector<Shape>{Im2Col{{3, 2}, p}.shape(x), x};
+                 }, {Domain::Real}, [](Tape<double>&, Vars x) {
+                     const Conv2dParams p{{2, 2}, {1, 1}, {1, 1}, 1};
+                     return col2im(x[0], x[1].shape(), {3, 2}, p) * x[1];
+                 }});
+    // Pooling. Random reals: ties in a window have probability 0.
+    const Pool2dParams mp2{{2, 2}};
+    v.push_back({"max_pool2d", "max_pool2d 2×2", pool_shapes(mp2), {Domain::Real},
+                 [mp2](Tape<double>&, Vars x) { return max_pool2d(x[0], mp2); }});
+    const Pool2dParams mp3{{3, 2}, {2, 1}, {1, 1}, {1, 1}, true};
+    v.push_back({"max_pool2d", "max_pool2d 3×2, stride 2×1, padding 1, ceil_mode", pool_shapes(mp3), {Domain::Real},
+                 [mp3](Tape<double>&, Vars x) { return max_pool2d(x[0], mp3); }});
+    const Pool2dParams mpd{{3, 3}, {2, 2}, {1, 0}, {2, 1}, false};
+    v.push_back({"max_pool2d", "max_pool2d 3×3, stride 2, padding 1×0, dilation 2×1, then square", pool_shapes(mpd),
+                 {Domain::Real}, [mpd](Tape<double>&, Vars x) { return square(max_pool2d(x[0], mpd)); }});
+    v.push_back({"max_pool2d_backward", "max_pool2d_backward 2×2 stride 1", [](std::mt19937_64& r) {
+                     const Pool2dParams q{{2, 2}, {1, 1}};
+                     const Shape x = pool_shapes(q)(r)[0];
+                     return std::vector<Shape>{MaxPool2d{q}.shape(x), x};
+                 }, {Domain::Real}, [](Tape<double>&, Vars x) {
+                     return apply(MaxPool2dBackward{Pool2dParams{{2, 2}, {1, 1}}}, x[0], x[1]);
+                 }});
+    v.push_back({"max_pool2d_gather", "max_pool2d_gather 2×3", nchw_pair(), {Domain::Real}, [](Tape<double>&, Vars x) {
+                     return apply(MaxPool2dGather{Pool2dParams{{2, 2}}}, x[0], x[1]);
+                 }});
+    const Pool2dParams ap2{{2, 2}};
+    v.push_back({"avg_pool2d", "avg_pool2d 2×2", pool_shapes(ap2), {Domain::Real},
+                 [ap2](Tape<double>&, Vars x) { return avg_pool2d(x[0], ap2); }});
+    const Pool2dParams ap3{{3, 3}, {2, 2}, {1, 1}, {1, 1}, true};
+    v.push_back({"avg_pool2d", "avg_pool2d 3×3, stride 2, padding 1, ceil_mode, count_include_pad = false",
+                 pool_shapes(ap3), {Domain::Real},
+                 [ap3](Tape<double>&, Vars x) { return square(avg_pool2d(x[0], ap3, false)); }});
+    v.push_back({"avg_pool2d_backward", "avg_pool2d_backward 3×2, stride 2×1, padding 1, ceil_mode",
+                 [](std::mt19937_64& r) {
+                     const Pool2dParams q{{3, 2}, {2, 1}, {1, 1}, {1, 1}, true};
+                     const Shape x = pool_shapes(q)(r)[0];
+                     return std::vector<Shape>{AvgPool2d{q}.shape(x), x};
+                 }, {Domain::Real}, [](Tape<double>&, Vars x) {
+                     const Pool2dParams q{{3, 2}, {2, 1}, {1, 1}, {1, 1}, true};
+                     return apply(AvgPool2dBackward{q, true, x[1].shape()}, x[0]) * x[1];
+                 }});
+    v.push_back({"adaptive_avg_pool2d", "adaptive_avg_pool2d to 1×1 (composed)", pool_shapes({{1, 1}}), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return square(adaptive_avg_pool2d(x[0])); }});
+    // Batch norm and dropout.
+    v.push_back({"batch_norm_normalize", "batch_norm_normalize N×C×H×W", [](std::mt19937_64& r) {
+                     return std::vector<Shape>{{dim(r, 1, 3), dim(r, 1, 3), dim(r, 2, 3), dim(r, 1, 3)}};
+                 }, {Domain::Real}, [](Tape<double>&, Vars x) { return apply(BatchNormNormalize{1e-5}, x[0]); }});
+    v.push_back({"batch_norm", "batch_norm N×C with weight and bias, training (composed)", [](std::mt19937_64& r) {
+                     const std::size_t c = dim(r, 1, 4);
+                     return std::vector<Shape>{{dim(r, 2, 5), c}, {c}, {c}};
+                 }, {Domain::Real}, [](Tape<double>&, Vars x) { return square(batch_norm(x[0], x[1], x[2])); }});
+    v.push_back({"batch_norm", "batch_norm N×C×H×W, eval with running statistics (composed)", [](std::mt19937_64& r) {
+                     const std::size_t c = dim(r, 1, 3);
+                     return std::vector<Shape>{{dim(r, 1, 2), c, dim(r, 1, 3), dim(r, 1, 3)}, {c}, {c}};
+                 }, {Domain::Real}, [](Tape<double>&, Vars x) {
+                     const std::size_t c = x[1].shape().numel();
+                     Tensor<double> rm(Shape{c}), rv(Shape{c});  // read (copied) while building
+                     for (std::size_t i = 0; i < c; ++i) rm[i] = 0.1 * double(i), rv[i] = 0.5 + double(i);
+                     BatchNormOptions<double> o;
+                     o.running_mean = &rm, o.running_var = &rv, o.training = false;
+                     return batch_norm(x[0], x[1], x[2], o);
+                 }});
+    v.push_back({"dropout", "dropout p = 0.3", one_nd(1, 4), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return dropout(x[0], 0.3, true, 7, 2); }});
+    return v;
+}
+
 }  // namespace cases
 
 // Every row, in family order.
@@ -608,7 +756,7 @@ inline const std::vector<OpCase>& op_cases() {
     static const std::vector<OpCase> all = [] {
         std::vector<OpCase> v;
         for (auto family : {cases::elementwise, cases::elementwise_nd, cases::linalg, cases::engine, cases::math, cases::activations,
-                            cases::structure, cases::losses, cases::views, cases::reduce_axes}) {
+                            cases::structure, cases::losses, cases::views, cases::reduce_axes, cases::conv}) {
             auto f = family();
             v.insert(v.end(), f.begin(), f.end());
         }

@@ -8,6 +8,7 @@
 
 #include <tapegrad/nn/checkpoint.hpp>
 #include <tapegrad/nn/clip.hpp>
+#include <tapegrad/nn/conv.hpp>
 #include <tapegrad/nn/data.hpp>
 #include <tapegrad/nn/history.hpp>
 #include <tapegrad/nn/init.hpp>

@@ -22,3 +22,6 @@
 #include <tapegrad/ops/views.hpp>
 #include <tapegrad/ops/losses.hpp>
 #include <tapegrad/ops/detach.hpp>
+#include <tapegrad/ops/conv.hpp>
+#include <tapegrad/ops/pool.hpp>
+#include <tapegrad/ops/norm.hpp>

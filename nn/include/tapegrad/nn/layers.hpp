@@ -110,6 +110,15 @@ inline std::size_t next_default_linear_index() noexcept {
 template <class T>
 class Sequential;
 
+// A layer whose parameters Sequential names by position when it was built without an index
+// (Linear does so by itself; nn/conv.hpp's layers through this interface).
+class PositionNamed {
+public:
+    virtual ~PositionNamed() = default;
+    virtual bool has_explicit_index() const noexcept = 0;
+    virtual void renumber(std::size_t index) = 0;
+};
+
 // y = x·W + b        x: m×in, W: in×out, b: 1×out (broadcast over the m rows), y: m×out
 // folded: y = [x 1]·W,  W: (in+1)×out with b as its last row.
 // The gradients come from the ops' VJPs: dW = xᵀ·dy, db = 1ᵀ·dy (the engine's sum over the
@@ -271,6 +280,16 @@ public:
         for (std::size_t i = 0; i < layers_.size(); ++i) s += (i ? ", " : "") + layers_[i]->describe();
         return s + ")";
     }
+    void set_training(bool on) override {
+        Module<T>::set_training(on);
+        for (auto& l : layers_) l->set_training(on);
+    }
+    std::vector<Buffer<T>> buffers() override {
+        std::vector<Buffer<T>> bs;
+        for (auto& l : layers_)
+            for (Buffer<T>& b : l->buffers()) bs.push_back(b);
+        return bs;
+    }
     std::size_t size() const noexcept { return layers_.size(); }
     Module<T>& operator[](std::size_t i) { return *layers_.at(i); }
 
@@ -280,7 +299,12 @@ private:
             std::size_t position = 0;
             for (const auto& l : layers_) position += !l->parameters().empty();
             lin->renumber(position);
+        } else if (auto* pn = dynamic_cast<PositionNamed*>(m.get()); pn != nullptr && !pn->has_explicit_index()) {
+            std::size_t position = 0;
+            for (const auto& l : layers_) position += !l->parameters().empty();
+            pn->renumber(position);
         }
+        m->set_training(this->is_training());
         const std::vector<Parameter<T>*> mine = m->parameters();
         const std::size_t at = layers_.size();
         for (std::size_t i = 0; i < mine.size(); ++i) {

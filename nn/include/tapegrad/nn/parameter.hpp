@@ -8,6 +8,7 @@
 // neither copyable nor movable.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <span>
 #include <string>
@@ -76,6 +77,15 @@ private:
     bool requires_grad_ = true;
 };
 
+// A tensor a module keeps and updates outside the gradient (torch's buffers: BatchNorm's
+// running statistics). Checkpoints store it by name (nn/conv.hpp: put_buffers/get_buffers).
+template <class T>
+struct Buffer {
+    std::string name;
+    Tensor<T>* tensor = nullptr;         // a tensor buffer, or
+    std::int64_t* count = nullptr;       // a counter (num_batches_tracked)
+};
+
 // A layer or a network: maps a Var to a Var on the same tape, and lists its parameters.
 template <class T>
 class Module {
@@ -113,6 +123,14 @@ public:
     void unfreeze() {
         for (Parameter<T>* p : parameters()) p->requires_grad(true);
     }
+    // Training or evaluation mode (torch's train() / eval()): dropout and batch norm read it.
+    // A container passes it on to its layers (Sequential overrides set_training).
+    void train(bool on = true) { set_training(on); }
+    void eval() { set_training(false); }
+    bool is_training() const noexcept { return training_; }
+    virtual void set_training(bool on) { training_ = on; }
+    // The module's buffers (state that is not a parameter), in a fixed order.
+    virtual std::vector<Buffer<T>> buffers() { return {}; }
     std::size_t parameter_count() {
         std::size_t n = 0;
         for (Parameter<T>* p : parameters()) n += p->size();
@@ -120,6 +138,9 @@ public:
     }
     // A short description of the module ("Linear(784→256)").
     virtual std::string describe() const = 0;
+
+private:
+    bool training_ = true;
 };
 
 }  // namespace tapegrad::nn

@@ -1,0 +1,424 @@
+// 2-D convolution on NCHW tensors (PyTorch's conv2d: cross-correlation, stride, zero padding,
+// dilation, groups), through im2col + GEMM, and the im2col / col2im pair as ops of their own.
+//
+// Shapes: x N×C×H×W, w O×(C/G)×kh×kw, y N×O×OH×OW with
+//   OH = ⌊(H + 2·ph − dh·(kh−1) − 1) / sh⌋ + 1   (and likewise OW)
+// For image n and group g (Cg = C/G input and Og = O/G output channels, K = Cg·kh·kw, P = OH·OW):
+//   cols = im2col(x[n, g])                      K×P
+//   y[n, g] = W_g · cols                        (Og×K)·(K×P)
+// so that
+//   dx[n, g] = col2im(W_gᵀ · dy[n, g])          (K×Og)·(Og×P), scattered back (adding overlaps)
+//   dW_g     = Σₙ dy[n, g] · colsᵀ              (Og×P)·(P×K)
+//
+// Three ops form a family closed under differentiation, so that every order works:
+//   y  = conv2d(x, w)                 dx = conv2d_input_grad(dy, w)     dw = conv2d_weight_grad(x, dy)
+//   z  = conv2d_input_grad(g, w)      dg = conv2d(dz, w)                dw = conv2d_weight_grad(dz, g)
+//   z  = conv2d_weight_grad(x, g)     dx = conv2d_input_grad(g, dz)     dg = conv2d(x, dz)
+// (each is bilinear; the second line and third lines are the first one's VJPs read as functions
+// of their two arguments). The bias is a broadcast add of b viewed as 1×O×1×1.
+//
+// Memory: the batch is processed one image at a time (a chunk of one) through one reused,
+// per-thread scratch buffer of K·P elements = (C/G)·kh·kw·OH·OW (for conv2d_weight_grad and
+// conv2d_input_grad likewise); it grows to the largest layer's size once and is then reused,
+// so the extra memory does not grow with the batch and a steady-state step allocates nothing.
+// A 1×1 kernel with stride 1, no padding and dilation 1 skips im2col (cols is x itself).
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <cstddef>
+#include <string_view>
+#include <tapegrad/core/engine_ops.hpp>
+#include <tapegrad/core/op.hpp>
+#include <tapegrad/core/site.hpp>
+#include <tapegrad/core/tape.hpp>
+#include <tapegrad/ops/elementwise.hpp>
+#include <tapegrad/ops/views.hpp>
+#include <vector>
+
+namespace tapegrad {
+
+// stride, padding and dilation as (height, width); groups divides both channel counts.
+struct Conv2dParams {
+    std::array<std::size_t, 2> stride{1, 1};
+    std::array<std::size_t, 2> padding{0, 0};
+    std::array<std::size_t, 2> dilation{1, 1};
+    std::size_t groups = 1;
+};
+
+namespace detail {
+
+// Every extent of one convolution, checked.
+struct ConvGeom {
+    std::size_t n, c, h, w;  // input
+    std::size_t o, kh, kw;   // weight (O × C/G × kh × kw)
+    std::size_t oh, ow;      // output spatial extents
+    std::size_t g, cg, og;   // groups, channels per group in and out
+    std::size_t k() const noexcept { return cg * kh * kw; }
+    std::size_t p() const noexcept { return oh * ow; }
+};
+
+// The geometry of conv2d(x: xs, w: ws), or an Error naming `op`, the shapes and the parameter.
+inline ConvGeom conv_geom(std::string_view op, const Shape& xs, const Shape& ws, const Conv2dParams& p) {
+    if (xs.rank() != 4) fail("{}: input {} is not 4-D (N×C×H×W)", op, xs);
+    if (ws.rank() != 4) fail("{}: weight {} is not 4-D (O×C/groups×kh×kw)", op, ws);
+    const auto [sh, sw] = p.stride;
+    const auto [dh, dw] = p.dilation;
+    const auto [ph, pw] = p.padding;
+    if (sh == 0 || sw == 0) fail("{}: stride {}×{} has a 0 (input {}, weight {})", op, sh, sw, xs, ws);
+    if (dh == 0 || dw == 0) fail("{}: dilation {}×{} has a 0 (input {}, weight {})", op, dh, dw, xs, ws);
+    if (p.groups == 0) fail("{}: groups = 0 (input {}, weight {})", op, xs, ws);
+    ConvGeom g{};
+    g.n = xs[0], g.c = xs[1], g.h = xs[2], g.w = xs[3];
+    g.o = ws[0], g.kh = ws[2], g.kw = ws[3];
+    g.g = p.groups;
+    if (g.c % g.g != 0)
+        fail("{}: groups = {} does not divide the input's {} channels (input {})", op, g.g, g.c, xs);
+    if (g.o % g.g != 0)
+        fail("{}: groups = {} does not divide the weight's {} output channels (weight {})", op, g.g, g.o, ws);
+    g.cg = g.c / g.g, g.og = g.o / g.g;
+    if (ws[1] != g.cg)
+        fail("{}: input {} has {} channels; weight {} with groups = {} expects {} (= {}·{})", op, xs, g.c, ws,
+             g.g, ws[1] * g.g, ws[1], g.g);
+    if (g.kh == 0 || g.kw == 0) fail("{}: empty kernel in weight {}", op, ws);
+    const std::size_t eh = dh * (g.kh - 1) + 1, ew = dw * (g.kw - 1) + 1;
+    if (eh > g.h + 2 * ph || ew > g.w + 2 * pw)
+        fail(
+            "{}: dilated kernel extent {}×{} (dilation·(k−1)+1) exceeds the padded input {}×{} (input {}, "
+            "weight "
+            "{}, padding {}×{}, dilation {}×{})",
+            op, eh, ew, g.h + 2 * ph, g.w + 2 * pw, xs, ws, ph, pw, dh, dw);
+    g.oh = (g.h + 2 * ph - eh) / sh + 1;
+    g.ow = (g.w + 2 * pw - ew) / sw + 1;
+    return g;
+}
+
+// Whether im2col is the identity (a 1×1 kernel at stride 1, no padding).
+inline bool conv_is_pointwise(const ConvGeom& g, const Conv2dParams& p) {
+    return g.kh == 1 && g.kw == 1 && p.stride[0] == 1 && p.stride[1] == 1 && p.padding[0] == 0 &&
+           p.padding[1] == 0;
+}
+
+// cols (cg·kh·kw)×(oh·ow) from one image's cg channels x (cg×h×w); zero where the window
+// reads padding. Row (c, i, j) holds x[c, oy·sh − ph + i·dh, ox·sw − pw + j·dw] over (oy, ox).
+template <class T>
+void im2col_image(const T* x, const ConvGeom& g, const Conv2dParams& p, std::size_t channels, T* cols) {
+    const std::ptrdiff_t H = std::ptrdiff_t(g.h), W = std::ptrdiff_t(g.w);
+    const std::ptrdiff_t sh = std::ptrdiff_t(p.stride[0]), sw = std::ptrdiff_t(p.stride[1]);
+    const std::ptrdiff_t ph = std::ptrdiff_t(p.padding[0]), pw = std::ptrdiff_t(p.padding[1]);
+    const std::ptrdiff_t dh = std::ptrdiff_t(p.dilation[0]), dw = std::ptrdiff_t(p.dilation[1]);
+    for (std::size_t c = 0; c < channels; ++c) {
+        const T* xc = x + c * g.h * g.w;
+        for (std::size_t i = 0; i < g.kh; ++i)
+            for (std::size_t j = 0; j < g.kw; ++j) {
+                const std::ptrdiff_t di = std::ptrdiff_t(i) * dh - ph, dj = std::ptrdiff_t(j) * dw - pw;
+                for (std::size_t oy = 0; oy < g.oh; ++oy) {
+                    const std::ptrdiff_t iy = std::ptrdiff_t(oy) * sh + di;
+                    if (iy < 0 || iy >= H) {
+                        std::fill_n(cols, g.ow, T(0));
+                        cols += g.ow;
+                        continue;
+                    }
+                    const T* row = xc + iy * W;
+                    if (sw == 1 && dj >= 0 && dj + std::ptrdiff_t(g.ow) <= W) {
+                        std::copy_n(row + dj, g.ow, cols);
+                        cols += g.ow;
+                        continue;
+                    }
+                    for (std::size_t ox = 0; ox < g.ow; ++ox) {
+                        const std::ptrdiff_t ix = std::ptrdiff_t(ox) * sw + dj;
+                        *cols++ = (ix >= 0 && ix < W) ? row[ix] : T(0);
+                    }
+                }
+            }
+    }
+}
+
+// The adjoint of im2col_image: x (channels×h×w) += the columns scattered back, overlaps added.
+template <class T>
+void col2im_image_add(const T* cols, const ConvGeom& g, const Conv2dParams& p, std::size_t channels, T* x) {
+    const std::ptrdiff_t H = std::ptrdiff_t(g.h), W = std::ptrdiff_t(g.w);
+    const std::ptrdiff_t sh = std::ptrdiff_t(p.stride[0]), sw = std::ptrdiff_t(p.stride[1]);
+    const std::ptrdiff_t ph = std::ptrdiff_t(p.padding[0]), pw = std::ptrdiff_t(p.padding[1]);
+    const std::ptrdiff_t dh = std::ptrdiff_t(p.dilation[0]), dw = std::ptrdiff_t(p.dilation[1]);
+    for (std::size_t c = 0; c < channels; ++c) {
+        T* xc = x + c * g.h * g.w;
+        for (std::size_t i = 0; i < g.kh; ++i)
+            for (std::size_t j = 0; j < g.kw; ++j) {
+                const std::ptrdiff_t di = std::ptrdiff_t(i) * dh - ph, dj = std::ptrdiff_t(j) * dw - pw;
+                for (std::size_t oy = 0; oy < g.oh; ++oy, cols += g.ow) {
+                    const std::ptrdiff_t iy = std::ptrdiff_t(oy) * sh + di;
+                    if (iy < 0 || iy >= H) continue;
+                    T* row = xc + iy * W;
+                    if (sw == 1 && dj >= 0 && dj + std::ptrdiff_t(g.ow) <= W) {
+                        for (std::size_t ox = 0; ox < g.ow; ++ox) row[dj + std::ptrdiff_t(ox)] += cols[ox];
+                        continue;
+                    }
+                    for (std::size_t ox = 0; ox < g.ow; ++ox) {
+                        const std::ptrdiff_t ix = std::ptrdiff_t(ox) * sw + dj;
+                        if (ix >= 0 && ix < W) row[ix] += cols[ox];
+                    }
+                }
+            }
+    }
+}
+
+// The per-thread scratch region the conv kernels reuse (grows to the largest request, once).
+template <class T>
+T* conv_scratch(std::size_t n) {
+    thread_local std::vector<T> buf;
+    if (buf.size() < n) buf.resize(n);
+    return buf.data();
+}
+
+// A non-owning row-major m×n matrix over `p`, for gemm.
+template <class T>
+Tensor<T> mat(const T* p, std::size_t m, std::size_t n) {
+    return Tensor<T>::view(const_cast<T*>(p), Shape{m, n}, std::pmr::get_default_resource());
+}
+
+}  // namespace detail
+
+struct Conv2dInputGrad;
+struct Conv2dWeightGrad;
+
+// Y = conv2d(X, W) (no bias: conv2d() adds it).  dX = conv2d_input_grad(dY, W),
+// dW = conv2d_weight_grad(X, dY)  (see the top of this file).
+struct Conv2d {
+    static constexpr std::string_view name = "conv2d";
+    static constexpr std::size_t arity = 2;
+    static constexpr bool any_rank = true;
+    static constexpr Notation notation{"{0} ⋆ {1}", "conv2d({0}, {1})", Prec::Product};
+    Conv2dParams p;
+
+    Shape shape(Shape x, Shape w) const {
+        const detail::ConvGeom g = detail::conv_geom(name, x, w, p);
+        return {g.n, g.o, g.oh, g.ow};
+    }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& x, const Tensor<T>& w) const {
+        const detail::ConvGeom g = detail::conv_geom(name, x.shape(), w.shape(), p);
+        const std::size_t K = g.k(), P = g.p();
+        const bool pointwise = detail::conv_is_pointwise(g, p);
+        T* cols = pointwise ? nullptr : detail::conv_scratch<T>(K * P);
+        for (std::size_t n = 0; n < g.n; ++n)
+            for (std::size_t gi = 0; gi < g.g; ++gi) {
+                const T* xi = x.data() + (n * g.c + gi * g.cg) * g.h * g.w;
+                const T* c = xi;
+                if (!pointwise) {
+                    detail::im2col_image(xi, g, p, g.cg, cols);
+                    c = cols;
+                }
+                Tensor<T> yi = detail::mat(out.data() + (n * g.o + gi * g.og) * P, g.og, P);
+                gemm(false, false, T(1), detail::mat(w.data() + gi * g.og * K, g.og, K), detail::mat(c, K, P),
+                     T(0), yi);
+            }
+    }
+    template <class V>
+    V vjp(In<0>, const V& g, const V&, const V& x, const V& w) const;
+    template <class V>
+    V vjp(In<1>, const V& g, const V&, const V& x, const V& w) const;
+};
+
+// Z = conv2d_input_grad(G, W): the adjoint of conv2d's input, shaped like X (`in`).
+//   Z[n, g] = col2im(W_gᵀ · G[n, g]).     dG = conv2d(dZ, W),  dW = conv2d_weight_grad(dZ, G).
+struct Conv2dInputGrad {
+    static constexpr std::string_view name = "conv2d_input_grad";
+    static constexpr std::size_t arity = 2;
+    static constexpr bool any_rank = true;
+    static constexpr Notation notation{"{0} ⋆ᵀ {1}", "conv2d_input_grad({0}, {1})", Prec::Product};
+    Conv2dParams p;
+    Shape in;  // X's shape
+
+    Shape shape(Shape gs, Shape w) const {
+        const detail::ConvGeom g = detail::conv_geom(name, in, w, p);
+        if (gs != Shape{g.n, g.o, g.oh, g.ow})
+            fail("{}: adjoint {} does not match conv2d({}, {})'s output ({}×{}×{}×{})", name, gs, in, w, g.n,
+                 g.o, g.oh, g.ow);
+        return in;
+    }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& gy, const Tensor<T>& w) const {
+        const detail::ConvGeom g = detail::conv_geom(name, in, w.shape(), p);
+        const std::size_t K = g.k(), P = g.p();
+        const bool pointwise = detail::conv_is_pointwise(g, p);
+        T* cols = pointwise ? nullptr : detail::conv_scratch<T>(K * P);
+        if (!pointwise) out.fill(T(0));
+        for (std::size_t n = 0; n < g.n; ++n)
+            for (std::size_t gi = 0; gi < g.g; ++gi) {
+                T* xi = out.data() + (n * g.c + gi * g.cg) * g.h * g.w;
+                Tensor<T> c = detail::mat(pointwise ? xi : cols, K, P);
+                gemm(true, false, T(1), detail::mat(w.data() + gi * g.og * K, g.og, K),
+                     detail::mat(gy.data() + (n * g.o + gi * g.og) * P, g.og, P), T(0), c);
+                if (!pointwise) detail::col2im_image_add(cols, g, p, g.cg, xi);
+            }
+    }
+    template <class V>
+    V vjp(In<0>, const V& dz, const V&, const V&, const V& w) const {
+        return apply(Conv2d{p}, dz, w);
+    }
+    template <class V>
+    V vjp(In<1>, const V& dz, const V&, const V& gy, const V& w) const;
+};
+
+// Z = conv2d_weight_grad(X, G): the adjoint of conv2d's weight, shaped like W (`wshape`).
+//   Z_g = Σₙ G[n, g] · im2col(X[n, g])ᵀ.   dX = conv2d_input_grad(G, dZ),  dG = conv2d(X, dZ).
+struct Conv2dWeightGrad {
+    static constexpr std::string_view name = "conv2d_weight_grad";
+    static constexpr std::size_t arity = 2;
+    static constexpr bool any_rank = true;
+    static constexpr Notation notation{"{0} ⋆ʷ {1}", "conv2d_weight_grad({0}, {1})", Prec::Product};
+    Conv2dParams p;
+    Shape wshape;
+
+    Shape shape(Shape x, Shape gs) const {
+        const detail::ConvGeom g = detail::conv_geom(name, x, wshape, p);
+        if (gs != Shape{g.n, g.o, g.oh, g.ow})
+            fail("{}: adjoint {} does not match conv2d({}, {})'s output ({}×{}×{}×{})", name, gs, x, wshape,
+                 g.n, g.o, g.oh, g.ow);
+        return wshape;
+    }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& x, const Tensor<T>& gy) const {
+        const detail::ConvGeom g = detail::conv_geom(name, x.shape(), wshape, p);
+        const std::size_t K = g.k(), P = g.p();
+        const bool pointwise = detail::conv_is_pointwise(g, p);
+        T* cols = pointwise ? nullptr : detail::conv_scratch<T>(K * P);
+        out.fill(T(0));
+        for (std::size_t n = 0; n < g.n; ++n)
+            for (std::size_t gi = 0; gi < g.g; ++gi) {
+                const T* xi = x.data() + (n * g.c + gi * g.cg) * g.h * g.w;
+                const T* c = xi;
+                if (!pointwise) {
+                    detail::im2col_image(xi, g, p, g.cg, cols);
+                    c = cols;
+                }
+                Tensor<T> wg = detail::mat(out.data() + gi * g.og * K, g.og, K);
+                gemm(false, true, T(1), detail::mat(gy.data() + (n * g.o + gi * g.og) * P, g.og, P),
+                     detail::mat(c, K, P), T(1), wg);
+            }
+    }
+    template <class V>
+    V vjp(In<0>, const V& dz, const V&, const V& x, const V& gy) const {
+        return apply(Conv2dInputGrad{p, x.shape()}, gy, dz);
+    }
+    template <class V>
+    V vjp(In<1>, const V& dz, const V&, const V& x, const V&) const {
+        return apply(Conv2d{p}, x, dz);
+    }
+};
+
+template <class V>
+V Conv2d::vjp(In<0>, const V& g, const V&, const V& x, const V& w) const {
+    return apply(Conv2dInputGrad{p, x.shape()}, g, w);
+}
+template <class V>
+V Conv2d::vjp(In<1>, const V& g, const V&, const V& x, const V& w) const {
+    return apply(Conv2dWeightGrad{p, w.shape()}, x, g);
+}
+template <class V>
+V Conv2dInputGrad::vjp(In<1>, const V& dz, const V&, const V& gy, const V& w) const {
+    return apply(Conv2dWeightGrad{p, w.shape()}, dz, gy);
+}
+
+// ---- im2col / col2im as ops --------------------------------------------------------------------
+
+// Y = im2col(X): X N×C×H×W → Y N×(C·kh·kw)×(OH·OW), row (c, i, j) of image n holding the
+// input under kernel tap (i, j) of channel c at every output position (zeros over padding).
+// Linear; its adjoint is col2im:  dX = col2im(dY).
+struct Im2Col {
+    static constexpr std::string_view name = "im2col";
+    static constexpr std::size_t arity = 1;
+    static constexpr bool any_rank = true;
+    static constexpr Notation notation{"im2col({0})", "im2col({0})", Prec::Atom};
+    std::array<std::size_t, 2> kernel{1, 1};
+    Conv2dParams p;  // groups unused
+
+    detail::ConvGeom geom(const Shape& x) const {
+        if (x.rank() != 4) fail("im2col: input {} is not 4-D (N×C×H×W)", x);
+        Conv2dParams q = p;
+        q.groups = 1;
+        return detail::conv_geom(name, x, Shape{1, x[1], kernel[0], kernel[1]}, q);
+    }
+    Shape shape(Shape x) const {
+        const detail::ConvGeom g = geom(x);
+        return {g.n, g.k(), g.p()};
+    }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& x) const {
+        const detail::ConvGeom g = geom(x.shape());
+        for (std::size_t n = 0; n < g.n; ++n)
+            detail::im2col_image(x.data() + n * g.c * g.h * g.w, g, p, g.c, out.data() + n * g.k() * g.p());
+    }
+    template <class V>
+    V vjp(In<0>, const V& g, const V&, const V& x) const;
+};
+
+// X = col2im(Y): the adjoint of im2col (columns scattered back to N×C×H×W = `in`, overlaps
+// added).  dY = im2col(dX).
+struct Col2Im {
+    static constexpr std::string_view name = "col2im";
+    static constexpr std::size_t arity = 1;
+    static constexpr bool any_rank = true;
+    static constexpr Notation notation{"col2im({0})", "col2im({0})", Prec::Atom};
+    std::array<std::size_t, 2> kernel{1, 1};
+    Conv2dParams p;
+    Shape in;
+
+    Shape shape(Shape y) const {
+        const Shape want = Im2Col{kernel, p}.shape(in);
+        if (y != want) fail("col2im: columns {} do not match im2col of {} (expected {})", y, in, want);
+        return in;
+    }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& y) const {
+        const detail::ConvGeom g = Im2Col{kernel, p}.geom(in);
+        out.fill(T(0));
+        for (std::size_t n = 0; n < g.n; ++n)
+            detail::col2im_image_add(y.data() + n * g.k() * g.p(), g, p, g.c,
+                                     out.data() + n * g.c * g.h * g.w);
+    }
+    template <class V>
+    V vjp(In<0>, const V& g, const V&, const V&) const {
+        return apply(Im2Col{kernel, p}, g);
+    }
+};
+
+template <class V>
+V Im2Col::vjp(In<0>, const V& g, const V&, const V& x) const {
+    return apply(Col2Im{kernel, p, x.shape()}, g);
+}
+
+// ---- functions ---------------------------------------------------------------------------------
+
+// y = conv2d(x, w) + b (b: O elements, added to every position of channel o), PyTorch's conv2d.
+template <Value V>
+V conv2d(const V& x, const V& w, Conv2dParams p = {}, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
+    return apply(Conv2d{p}, x, w);
+}
+template <Value V>
+V conv2d(const V& x, const V& w, const V& b, Conv2dParams p = {},
+         SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
+    const V y = apply(Conv2d{p}, x, w);
+    const std::size_t o = y.shape()[1];
+    if (b.shape().numel() != o)
+        fail("conv2d: bias {} has {} elements; weight {} has {} output channels", b.shape(),
+             b.shape().numel(), w.shape(), o);
+    return y + apply(Reshape{Shape{1, o, 1, 1}}, b);
+}
+template <Value V>
+V im2col(const V& x, std::array<std::size_t, 2> kernel, Conv2dParams p = {},
+         SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
+    return apply(Im2Col{kernel, p}, x);
+}
+template <Value V>
+V col2im(const V& y, const Shape& in, std::array<std::size_t, 2> kernel, Conv2dParams p = {},
+         SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
+    return apply(Col2Im{kernel, p, in}, y);
+}
+
+}  // namespace tapegrad
