@@ -582,6 +582,50 @@ inline std::vector<OpCase> bmm() {
                  {Domain::Real}, [](Tape<double>&, Vars x) {
                      return matmul(matmul(x[0], transpose(x[1], -1, -2)), x[2]);
                  }});
+    // concat / stack: inputs of one random shape (rank 1–4) with the extent along a random axis
+    // redrawn per input; the axis given negative half of the time.
+    for (std::size_t n : {1, 2, 3, 7}) {
+        static constexpr std::string_view labels[] = {"", "concat of 1 input along a random axis",
+                                                      "concat of 2 inputs along a random axis",
+                                                      "concat of 3 inputs along a random (negative) axis", "", "",
+                                                      "", "concat of 7 inputs (two nodes) along a random axis"};
+        v.push_back({"concat", labels[n],
+                     [n](std::mt19937_64& r) {
+                         auto d = random_dims(r, 1, 4);
+                         const std::size_t axis = dim(r, 0, d.size() - 1);
+                         std::vector<Shape> s;
+                         for (std::size_t i = 0; i < n; ++i) {
+                             d[axis] = dim(r, 1, 3);
+                             s.push_back(Shape::from_range(d.begin(), d.end()));
+                         }
+                         return s;
+                     },
+                     {Domain::Real}, [n](Tape<double>&, Vars x) {
+                         // The axis is the one along which the inputs' extents differ (or, all
+                         // equal, the first): recovered from the shapes.
+                         const Shape s0 = x[0].shape();
+                         std::size_t axis = 0;
+                         for (std::size_t i = 1; i < n; ++i)
+                             for (std::size_t k = 0; k < s0.rank(); ++k)
+                                 if (x[i].shape()[k] != s0[k]) axis = k;
+                         const auto a = static_cast<std::ptrdiff_t>(axis);
+                         return concat(x, n == 3 ? a - static_cast<std::ptrdiff_t>(s0.rank()) : a);
+                     }});
+    }
+    v.push_back({"concat", "stack of 3 along new axis −2, then tanh",
+                 [](std::mt19937_64& r) {
+                     const auto d = random_dims(r, 1, 3);
+                     const Shape s = Shape::from_range(d.begin(), d.end());
+                     return std::vector<Shape>{s, s, s};
+                 },
+                 {Domain::Real}, [](Tape<double>&, Vars x) { return tanh(stack(x, -1 - 1)); }});
+    v.push_back({"concat", "stack of 2 scalars, and of strided views", [](std::mt19937_64& r) {
+                     return std::vector<Shape>{Shape{}, Shape{}, {dim(r, 1, 3), dim(r, 1, 3)}};
+                 },
+                 {Domain::Real}, [](Tape<double>&, Vars x) {
+                     auto t = transpose(x[2], 0, 1);
+                     return sum(stack(std::vector<Var<double>>{x[0], x[1]}, 0)) + sum(stack({t, t * 2.0}, 2));
+                 }});
     return v;
 }
 // ---- end bmm ----
