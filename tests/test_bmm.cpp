@@ -8,6 +8,7 @@
 #include <random>
 #include <vector>
 
+#include <tapegrad/nn.hpp>
 #include <tapegrad/tapegrad.hpp>
 
 namespace tg = tapegrad;
@@ -176,4 +177,37 @@ TEST_CASE("batched matmul errors name both shapes") {
     tg::Tape<double> tape;
     auto va = tape.variable(a), vc = tape.variable(c);
     CHECK_THROWS_WITH_AS(tg::matmul(va, vc), doctest::Contains("do not broadcast: (2) and (3)"), tg::Error);
+}
+
+TEST_CASE("nn::Linear on (…, in) inputs: the leading axes read as rows, the result shaped (…, out)") {
+    namespace nn = tg::nn;
+    for (int variant = 0; variant < 3; ++variant) {
+        CAPTURE(variant);
+        const nn::LinearOptions opt{.bias = variant != 1, .fold_bias = variant == 2, .bias_init = nn::Init::torch_default};
+        nn::Rng r1(21), r2(21);
+        nn::Linear<double> lin(6, 4, r1, opt), flat(6, 4, r2, opt);
+        const Tensor<double> x = random<double>({2, 3, 5, 6}, 13);
+        Tensor<double> x2 = x;
+        tg::Tape<double> t1, t2;
+        auto y = lin(t1, t1.variable(x));
+        auto xf = t2.variable(tg::reshape(x2, Shape{30, 6}));
+        auto yf = flat(t2, xf);
+        REQUIRE(y.shape() == Shape{2, 3, 5, 4});
+        for (std::size_t i = 0; i < yf.value().size(); ++i) CHECK(y.value()[i] == yf.value()[i]);
+        t1.backward(tg::sum(tg::square(y)));
+        t2.backward(tg::sum(tg::square(yf)));
+        const auto& gw = lin.weight().grad;
+        for (std::size_t i = 0; i < gw.size(); ++i) CHECK(gw[i] == flat.weight().grad[i]);
+        if (variant == 0)
+            for (std::size_t i = 0; i < 4; ++i) CHECK(lin.bias().grad[i] == doctest::Approx(flat.bias().grad[i]).epsilon(1e-13));
+        // infer() on tensors: the same values.
+        const Tensor<double> yi = lin.infer(x);
+        REQUIRE(yi.shape() == Shape{2, 3, 5, 4});
+        for (std::size_t i = 0; i < yi.size(); ++i) CHECK(yi[i] == doctest::Approx(yf.value()[i]).epsilon(1e-13));
+    }
+    nn::Rng rng(1);
+    nn::Linear<double> lin(6, 4, rng);
+    tg::Tape<double> tape;
+    CHECK_THROWS_WITH_AS(lin(tape, tape.constant(Tensor<double>({2, 3, 5}))),
+                         doctest::Contains("input has shape (2×3×5), expected 6 features along its last axis"), tg::Error);
 }
