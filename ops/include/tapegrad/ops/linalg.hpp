@@ -210,12 +210,12 @@ struct MatMul {
     }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& a, const Tensor<T>& b) const {
-        if (!detail::plain_2d(a, b, out)) [[unlikely]] {  // batched, or a strided view
-            detail::batched_gemm(ta, tb, a, b, out, false);
+        if (out.size() == 1 && a.size() == 1 && b.size() == 1) {  // 1×1·1×1 (any rank): a plain product
+            out.data()[0] = a.data()[0] * b.data()[0];
             return;
         }
-        if (out.size() == 1 && a.size() == 1 && b.size() == 1) {  // 1×1·1×1: a plain product
-            out[0] = a[0] * b[0];
+        if (!detail::plain_2d(a, b, out)) [[unlikely]] {  // batched, or a strided view
+            detail::batched_gemm(ta, tb, a, b, out, false);
             return;
         }
         gemm(ta, tb, T(1), a, b, T(0), out);
@@ -236,13 +236,13 @@ struct MatMul {
     template <class T>
     void vjp_into(In<0>, Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>&, const Tensor<T>&,
                   const Tensor<T>& b) const {
+        if (dst.size() == 1 && g.size() == 1 && b.size() == 1) {  // 1×1 (any rank): a plain product
+            dst.data()[0] = (add ? dst.data()[0] : T(0)) + g.data()[0] * b.data()[0];
+            return;
+        }
         if (!detail::plain_2d(g, b, dst)) [[unlikely]] {
             if (!ta) detail::batched_gemm(false, !tb, g, b, dst, add);
             else detail::batched_gemm(tb, true, b, g, dst, add);
-            return;
-        }
-        if (dst.size() == 1 && g.size() == 1 && b.size() == 1) {  // 1×1: a plain product
-            dst[0] = (add ? dst[0] : T(0)) + g[0] * b[0];
             return;
         }
         if (!ta) gemm(false, !tb, T(1), g, b, add ? T(1) : T(0), dst);
@@ -251,13 +251,13 @@ struct MatMul {
     template <class T>
     void vjp_into(In<1>, Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>&, const Tensor<T>& a,
                   const Tensor<T>&) const {
+        if (dst.size() == 1 && g.size() == 1 && a.size() == 1) {  // 1×1 (any rank): a plain product
+            dst.data()[0] = (add ? dst.data()[0] : T(0)) + a.data()[0] * g.data()[0];
+            return;
+        }
         if (!detail::plain_2d(a, g, dst)) [[unlikely]] {
             if (!tb) detail::batched_gemm(!ta, false, a, g, dst, add);
             else detail::batched_gemm(true, ta, g, a, dst, add);
-            return;
-        }
-        if (dst.size() == 1 && g.size() == 1 && a.size() == 1) {  // 1×1: a plain product
-            dst[0] = (add ? dst[0] : T(0)) + a[0] * g[0];
             return;
         }
         if (!tb) gemm(!ta, false, T(1), a, g, add ? T(1) : T(0), dst);
