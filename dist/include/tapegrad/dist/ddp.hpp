@@ -185,7 +185,9 @@ DistributedDataParallel<T>::DistributedDataParallel(nn::Module<T>& module, Optio
     const std::size_t cap = std::max<std::size_t>(1, opt.bucket_bytes / sizeof(T));
     std::size_t off = 0;
     for (std::size_t i = 0; i < s.params.size(); ++i) {
-        if (s.buckets.empty() || s.buckets.back().count >= cap) {
+        // A new bucket when this parameter would take the current one past the cap (a
+        // parameter larger than the cap gets a bucket of its own), as torch's DDP.
+        if (s.buckets.empty() || (s.buckets.back().count > 0 && s.buckets.back().count + s.params[i]->size() > cap)) {
             Bucket b;
             b.offset = off;
             b.first = i;
@@ -330,8 +332,14 @@ void DistributedDataParallel<T>::State::complete() {
             done[i] = 1;
             --buckets[bucket_of[i]].pending;
         }
-    start_ready();
-    req->wait_all();
+    if (overlap) {
+        start_ready();
+        req->wait_all();
+    } else {
+        // Blocking, bucket by bucket in order (Open MPI's blocking all-reduce is the faster one
+        // when nothing is left to overlap: docs/distributed.md).
+        for (Bucket& b : buckets) allreduce_sum(storage.get() + b.offset, b.count, dtype_of<T>());
+    }
     if (world > 1) {
         const T n = static_cast<T>(world);
         T* d = storage.get();
