@@ -174,6 +174,24 @@ TEST_CASE("allreduce and broadcast are exact on integer-valued data of sizes 0, 
     CHECK(s == "from rank 0");
 }
 
+TEST_CASE("an MPI error is a tapegrad::Error carrying MPI's error string") {
+    std::vector<double> v(3, 1.0);
+    std::string msg;
+    try {
+        dist::broadcast(std::span<double>(v), dist::world_size());  // no such root: on every rank
+    } catch (const tg::Error& e) {
+        msg = e.what();
+    }
+    CAPTURE(msg);
+    if (dist::built_with_mpi()) {
+        CHECK(msg.find("dist: MPI_Bcast failed: ") == 0);
+        CHECK(msg.find("root") != std::string::npos);  // Open MPI: "MPI_ERR_ROOT: invalid root"
+    } else {
+        CHECK(msg.find("root 1 in a world of one") != std::string::npos);
+    }
+    CHECK(v == std::vector<double>(3, 1.0));
+}
+
 TEST_CASE("differently seeded ranks hold rank 0's parameters after construction") {
     auto net = make_mlp<double>(1 + static_cast<std::uint64_t>(dist::rank()));
     dist::DistributedDataParallel<double> ddp(net);

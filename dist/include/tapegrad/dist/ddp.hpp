@@ -19,8 +19,8 @@
 //     parameter and the ranks (rank 0's description and the other rank's);
 //   - rank 0's parameter values are broadcast to all;
 //   - the trainable parameters are laid out, in reverse parameters() order (the order their
-//     gradients complete in a backward of a feed-forward net), in buckets of about
-//     Options::bucket_bytes (25 MiB by default, as torch's DDP), and every parameter's gradient
+//     gradients complete in a backward of a feed-forward net), in buckets of at most
+//     Options::bucket_bytes (a larger parameter gets one of its own) (25 MiB by default, as torch's DDP), and every parameter's gradient
 //     buffer becomes a view into its bucket: the sweep writes gradients straight into the memory
 //     that is reduced. No copies, and no heap allocation per step.
 //
@@ -34,7 +34,10 @@
 // so a branch taken on some ranks only never hangs — waits for all and divides by N. When the
 // sweep reached every parameter, its last hook has already done all of this, and
 // finish_backward() returns at once: a loop that never calls it (nn::train_epoch) still gets
-// averaged gradients as long as every parameter takes part in every step.
+// averaged gradients as long as every parameter takes part in every step. With overlap = false
+// no hook is registered, and finish_backward() reduces bucket by bucket with the blocking
+// MPI_Allreduce (faster on a machine with no core to spare for MPI's progress:
+// docs/distributed.md); a parameter not reached is then told by its still cleared buffer.
 //
 // no_sync(): within its scope backward() only accumulates locally (gradient accumulation over
 // micro-batches; torch's no_sync). The first backward after the scope averages the accumulated
