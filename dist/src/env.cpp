@@ -226,9 +226,10 @@ Requests::~Requests() {
 #if TAPEGRAD_DIST_MPI
     // Requests still in flight (an exception unwound past wait_all): complete them, since MPI
     // may still write into their buffers.
-    int fin = 0;
+    int init = 0, fin = 0;
+    MPI_Initialized(&init);
     MPI_Finalized(&fin);
-    if (!fin) MPI_Waitall(static_cast<int>(impl_->req.size()), impl_->req.data(), MPI_STATUSES_IGNORE);
+    if (init && !fin) MPI_Waitall(static_cast<int>(impl_->req.size()), impl_->req.data(), MPI_STATUSES_IGNORE);
 #endif
 }
 
