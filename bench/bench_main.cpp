@@ -76,6 +76,7 @@ struct Options {
     std::string data = "/usr/share/datasets/fashion-mnist";
     std::vector<std::string> pytorch;
     std::vector<std::string> libtorch;  // results of bench/libtorch_bench.cpp
+    std::vector<std::string> dist;      // results of bench/dist_bench.cpp (issue 14)
     std::size_t check_steps = 0;  // 0: default for the mode
     std::string child;            // internal: "tapegrad" | "handwritten" peak-RSS probe
     std::string profile;          // run one workload in a loop, for perf / callgrind
@@ -636,6 +637,7 @@ int run(int argc, char** argv) {
         else if (a == "--data") o.data = value();
         else if (a == "--pytorch") o.pytorch.push_back(value());
         else if (a == "--libtorch") o.libtorch.push_back(value());
+        else if (a == "--dist") o.dist.push_back(value());
         else if (a == "--check-steps") o.check_steps = std::stoul(value());
         else if (a.rfind("--child=", 0) == 0) o.child = a.substr(8);
         else if (a == "--profile") o.profile = value();
@@ -755,6 +757,16 @@ int run(int argc, char** argv) {
     };
     merge(o.pytorch, "pytorch");
     merge(o.libtorch, "libtorch");
+
+    // ---- dist: issue 14's data-parallel figures (bench/dist_bench.cpp; null without MPI) ----
+    for (const char* k : {"allreduce_ms_per_step_mlp_2r", "epoch_s_mlp_2ranks_1t", "epoch_s_mlp_1proc_2t"})
+        r.set(k, std::nullopt);
+    merge(o.dist, "_mlp_");
+    fmt::print("data-parallel MLP: all-reduce per step, 2 ranks {} ms; epoch 2 ranks × 1 thread {} s, "
+               "1 process × 2 threads {} s\n",
+               fmt_opt(r.get("allreduce_ms_per_step_mlp_2r")), fmt_opt(r.get("epoch_s_mlp_2ranks_1t")),
+               fmt_opt(r.get("epoch_s_mlp_1proc_2t")));
+    // ---- end dist ----
 
     // ---- table ----
     auto g = [&](const char* k) { return r.get(k); };

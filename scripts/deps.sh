@@ -3,6 +3,7 @@
 set -euo pipefail
 TAPEGRAD_PACKAGES=(cmake g++ make pkg-config
   libboost-container-dev libfmt-dev doctest-dev libopenblas-dev zlib1g-dev
+  openmpi-bin libopenmpi-dev
   dataset-fashion-mnist graphviz)
 missing=()
 for p in "${TAPEGRAD_PACKAGES[@]}" ${TAPEGRAD_EXTRA_PACKAGES:-}; do

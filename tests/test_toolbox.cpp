@@ -391,3 +391,29 @@ TEST_CASE("a buffer the loss does not reach gets no post-accumulate call") {
     g.clear_post_accumulate_hooks();
     CHECK_FALSE(g.has_post_accumulate_hooks());
 }
+
+TEST_CASE("post-accumulate hooks run in place: one may not change its own buffer's hooks") {
+    // The sweep calls the hooks by reference (nothing allocated per backward), so registering or
+    // clearing hooks of the buffer being run is an Error; another buffer's hooks may change.
+    tg::GradBuffer<double> g(kX.shape()), other(kX.shape());
+    int what = 0, other_calls = 0;
+    g.register_post_accumulate_hook([&](tg::GradBuffer<double>& b) {
+        if (what == 0) b.register_post_accumulate_hook([](tg::GradBuffer<double>&) {});
+        if (what == 1) b.clear_post_accumulate_hooks();
+        if (what == 2) other.register_post_accumulate_hook([&](tg::GradBuffer<double>&) { ++other_calls; });
+    });
+    for (what = 0; what < 3; ++what) {
+        CAPTURE(what);
+        tg::Tape<double> tape;
+        auto a = tape.external(kX, &g, "a");
+        if (what < 2)
+            CHECK_THROWS_WITH_AS(tape.backward(tg::sum(a)), doctest::Contains("of the same buffer"), tg::Error);
+        else
+            tape.backward(tg::sum(a));
+    }
+    CHECK(other.has_post_accumulate_hooks());
+    // After an Error in a hook the buffer's hooks can be changed again.
+    g.clear_post_accumulate_hooks();
+    CHECK_FALSE(g.has_post_accumulate_hooks());
+    CHECK(other_calls == 0);
+}

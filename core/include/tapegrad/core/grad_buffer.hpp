@@ -86,11 +86,19 @@ public:
 
     // Hooks called with this buffer when a backward() has finished adding into it (its gradient
     // for that backward is complete), while the sweep goes on; in registration order (hooks.hpp).
+    // The sweep calls them in place (no copy, nothing allocated), so a hook may not register or
+    // clear hooks of the buffer it is running on (an Error); other buffers' hooks it may.
     void register_post_accumulate_hook(std::function<void(GradBuffer&)> fn) {
         if (!fn) fail("GradBuffer: register_post_accumulate_hook given an empty function");
+        if (in_hooks_)
+            fail("GradBuffer: register_post_accumulate_hook called from a post-accumulate hook of the same buffer");
         post_hooks_.push_back(std::move(fn));
     }
-    void clear_post_accumulate_hooks() noexcept { post_hooks_.clear(); }
+    void clear_post_accumulate_hooks() {
+        if (in_hooks_)
+            fail("GradBuffer: clear_post_accumulate_hooks called from a post-accumulate hook of the same buffer");
+        post_hooks_.clear();
+    }
     bool has_post_accumulate_hooks() const noexcept { return !post_hooks_.empty(); }
 
     // buffer += a (buffer = a when cleared); a has the buffer's shape.
@@ -137,6 +145,18 @@ private:
     std::uint32_t leaf_gen_ = 0;
     std::uint32_t leaf_node_ = 0;
     std::vector<std::function<void(GradBuffer&)>> post_hooks_;  // register_post_accumulate_hook
+    bool in_hooks_ = false;                                      // run_post_hooks() is calling them
+
+    // The hooks in registration order, each called by reference (the engine's sweep).
+    void run_post_hooks() {
+        struct Restore {
+            bool& b;
+            bool was;
+            ~Restore() { b = was; }
+        } restore{in_hooks_, in_hooks_};
+        in_hooks_ = true;
+        for (const auto& fn : post_hooks_) fn(*this);
+    }
 };
 
 }  // namespace tapegrad

@@ -111,24 +111,29 @@ void Tape<T>::run_post_hooks(std::uint32_t leaf, std::vector<const GradBuffer<T>
     }
     fired.push_back(b);
     sweeping_ = kNoNode;
-    for (std::size_t k = 0; k < b->post_hooks_.size(); ++k) {
-        const auto fn = b->post_hooks_[k];
-        fn(*b);
-    }
+    b->run_post_hooks();
 }
 
 template <class T>
 void Tape<T>::sweep_hooked(std::uint32_t root, Tensor<T>&& seed, BackwardOptions opt) {
-    std::vector<const GradBuffer<T>*> pending, fired;
+    // The tape's vectors, capacity kept from the last backward (a steady-state backward
+    // allocates nothing); moved out for the sweep, so that a backward run from a hook gets its own.
+    std::vector<const GradBuffer<T>*> pending = std::move(hook_pending_), fired = std::move(hook_fired_);
+    pending.clear();
+    fired.clear();
+    struct GiveBack {
+        Tape& t;
+        std::vector<const GradBuffer<T>*>&p, &f;
+        ~GiveBack() {
+            t.hook_pending_ = std::move(p);
+            t.hook_fired_ = std::move(f);
+        }
+    } give_back{*this, pending, fired};
     auto finish = [&] {  // buffers whose first leaf got no adjoint: complete at the end
         for (const GradBuffer<T>* b : pending) {
             if (std::find(fired.begin(), fired.end(), b) != fired.end()) continue;
             fired.push_back(b);
-            auto* mb = const_cast<GradBuffer<T>*>(b);
-            for (std::size_t k = 0; k < mb->post_hooks_.size(); ++k) {
-                const auto fn = mb->post_hooks_[k];
-                fn(*mb);
-            }
+            const_cast<GradBuffer<T>*>(b)->run_post_hooks();
         }
     };
     if (!opt.create_graph) {

@@ -776,6 +776,8 @@ private:
     std::atomic<std::thread::id> owner_{};  // anomaly mode: the thread using the tape
     bool no_grad_ = false;                  // inside a NoGradGuard (grad_mode.hpp)
     std::vector<detail::VarHook<T>> var_hooks_;  // register_hook(), in registration order
+    // sweep_hooked()'s buffers pending and fired, kept for their capacity (hook_sweep.hpp).
+    std::vector<const GradBuffer<T>*> hook_pending_, hook_fired_;
 };
 
 // ---- Var ---------------------------------------------------------------------------------------

@@ -62,7 +62,7 @@ struct Parameter {
         if (!fn) fail("Parameter '{}': register_post_accumulate_grad_hook given an empty function", name);
         grad.register_post_accumulate_hook([this, f = std::move(fn)](GradBuffer<T>&) { f(*this); });
     }
-    void clear_post_accumulate_grad_hooks() noexcept { grad.clear_post_accumulate_hooks(); }
+    void clear_post_accumulate_grad_hooks() { grad.clear_post_accumulate_hooks(); }
     // O(1): marks the gradient zero; the next backward() writes it instead of adding.
     void zero_grad() noexcept { grad.clear(); }
     // The value, for changing it in place (optimisers do): counts as a modification, so that

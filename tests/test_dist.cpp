@@ -1,0 +1,478 @@
+// Data-parallel training (dist/): run by tests/dist_test_main.cpp as a world of one and under
+// mpirun with 1–4 ranks. Every case is collective: all ranks run it, in the same order.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <filesystem>
+#include <numeric>
+#include <set>
+#include <string>
+#include <vector>
+
+#include <unistd.h>
+
+#include <tapegrad/dist.hpp>
+#include <tapegrad/nn.hpp>
+#include <tapegrad/tapegrad.hpp>
+
+#include "count_new.hpp"
+
+namespace tg = tapegrad;
+namespace nn = tapegrad::nn;
+namespace dist = tapegrad::dist;
+
+namespace {
+
+constexpr std::size_t kB = 96, kIn = 8, kClasses = 4;
+
+template <class T>
+struct Batch {
+    tg::Tensor<T> x, y;
+};
+
+// The global batch of step `step`: the same on every rank.
+template <class T>
+Batch<T> global_batch(std::uint64_t step, std::size_t rows = kB) {
+    nn::Rng rng(1000 + step);
+    Batch<T> b{tg::Tensor<T>(rows, kIn), tg::Tensor<T>(rows, 1)};
+    for (std::size_t i = 0; i < b.x.size(); ++i) b.x.data()[i] = static_cast<T>(rng.uniform(-1, 1));
+    for (std::size_t i = 0; i < rows; ++i) b.y.data()[i] = static_cast<T>(rng.below(kClasses));
+    return b;
+}
+
+template <class T>
+tg::Tensor<T> rows_of(const tg::Tensor<T>& t, std::size_t r0, std::size_t r1) {
+    tg::Tensor<T> out(r1 - r0, t.cols());
+    std::copy_n(t.data() + r0 * t.cols(), out.size(), out.data());
+    return out;
+}
+template <class T>
+Batch<T> slice(const Batch<T>& b, std::size_t r0, std::size_t r1) {
+    return {rows_of(b.x, r0, r1), rows_of(b.y, r0, r1)};
+}
+
+// Mean cross-entropy of the batch, times `scale`, backward into the parameters' gradients.
+template <class T>
+double loss_backward(nn::Module<T>& net, tg::Tape<T>& tape, const Batch<T>& b, double scale = 1) {
+    tape.reset();
+    auto loss = tg::softmax_cross_entropy(net(tape, tape.constant_ref(b.x)), tape.constant_ref(b.y));
+    if (scale != 1) loss = loss * scale;
+    tape.backward(loss);
+    return static_cast<double>(loss.item());
+}
+
+template <class T>
+nn::MLP<T> make_mlp(std::uint64_t seed, std::size_t hidden = 16) {
+    return nn::MLP<T>({kIn, hidden, 12, kClasses}, nn::Activation::tanh, seed);
+}
+
+template <class T>
+std::vector<T> flat(const std::vector<nn::Parameter<T>*>& ps, bool grads) {
+    std::vector<T> v;
+    for (auto* p : ps) {
+        const tg::Tensor<T>& t = grads ? p->grad.tensor() : p->value;
+        v.insert(v.end(), t.data(), t.data() + t.size());
+    }
+    return v;
+}
+
+double max_rel(const auto& a, const auto& b) {
+    REQUIRE(a.size() == b.size());
+    double m = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        const double d = std::abs(double(a[i]) - double(b[i])), s = std::max(std::abs(double(b[i])), 1e-3);
+        m = std::max(m, d / s);
+    }
+    return m;
+}
+
+// Rank 0's copy of v (bitwise) equals every rank's?
+template <class T>
+bool same_on_all_ranks(const std::vector<T>& v) {
+    std::vector<T> zero = v;
+    dist::broadcast(std::span<T>(zero), 0);
+    std::int64_t differ = std::memcmp(zero.data(), v.data(), v.size() * sizeof(T)) != 0;
+    dist::allreduce_max(&differ, 1, dist::Dtype::i64);
+    return differ == 0;
+}
+
+// A module whose second head is used on rank 0 only: the branch the others never reach.
+template <class T>
+class TwoHeads final : public nn::Module<T> {
+public:
+    TwoHeads(std::uint64_t seed, bool use_b) : rng_(seed), a_(kIn, kClasses, rng_, {}, 0), b_(kIn, kClasses, rng_, {}, 1), use_b_(use_b) {}
+    tg::Var<T> forward(tg::Tape<T>& tape, const tg::Var<T>& x) override {
+        auto y = a_(tape, x);
+        return use_b_ ? y + b_(tape, x) : y;
+    }
+    tg::Var<T> forward_with(tg::Tape<T>&, const tg::Var<T>&, std::span<const tg::Var<T>>) override {
+        tg::fail("TwoHeads: forward_with not needed here");
+    }
+    std::vector<nn::Parameter<T>*> parameters() override {
+        auto p = a_.parameters(), q = b_.parameters();
+        p.insert(p.end(), q.begin(), q.end());
+        return p;
+    }
+    std::string describe() const override { return "TwoHeads"; }
+    void set_use_b(bool on) { use_b_ = on; }
+
+private:
+    nn::Rng rng_;
+    nn::Linear<T> a_, b_;
+    bool use_b_;
+};
+
+}  // namespace
+
+TEST_CASE("the world: rank and size are consistent on every rank") {
+    const int r = dist::rank(), n = dist::world_size();
+    CHECK(n >= 1);
+    CHECK(r >= 0);
+    CHECK(r < n);
+    const auto all = dist::allgather(r);
+    REQUIRE(all.size() == static_cast<std::size_t>(n));
+    for (int k = 0; k < n; ++k) CHECK(all[static_cast<std::size_t>(k)] == k);
+    if (!dist::built_with_mpi()) CHECK(n == 1);
+}
+
+TEST_CASE("allreduce and broadcast are exact on integer-valued data of sizes 0, 1, 7 and 2^20+3") {
+    const int r = dist::rank(), n = dist::world_size();
+    for (std::size_t size : {std::size_t(0), std::size_t(1), std::size_t(7), (std::size_t(1) << 20) + 3}) {
+        CAPTURE(size);
+        std::vector<float> f(size);
+        std::vector<double> d(size);
+        std::vector<std::int64_t> i(size);
+        for (std::size_t k = 0; k < size; ++k) {
+            f[k] = static_cast<float>(k % 1000) + static_cast<float>(r);
+            d[k] = static_cast<double>(k) * 3 - r;
+            i[k] = static_cast<std::int64_t>(k) * (r + 1);
+        }
+        dist::allreduce_sum(std::span<float>(f));
+        dist::allreduce_sum(std::span<double>(d));
+        dist::allreduce_sum(std::span<std::int64_t>(i));
+        const double rs = n * (n - 1) / 2.0;
+        bool ok = true;
+        for (std::size_t k = 0; k < size && ok; ++k)
+            ok = f[k] == static_cast<float>(n * static_cast<double>(k % 1000) + rs) &&
+                 d[k] == n * static_cast<double>(k) * 3 - rs &&
+                 i[k] == static_cast<std::int64_t>(k) * (n * (n + 1) / 2);
+        CHECK(ok);
+
+        const int root = n - 1;
+        std::vector<double> b(size);
+        for (std::size_t k = 0; k < size; ++k) b[k] = r == root ? static_cast<double>(k) + 0.5 : -1.0;
+        dist::broadcast(std::span<double>(b), root);
+        ok = true;
+        for (std::size_t k = 0; k < size && ok; ++k) ok = b[k] == static_cast<double>(k) + 0.5;
+        CHECK(ok);
+    }
+    std::string s = dist::rank() == 0 ? std::string("from rank 0") : std::string();
+    dist::broadcast_string(s, 0);
+    CHECK(s == "from rank 0");
+}
+
+TEST_CASE("an MPI error is a tapegrad::Error carrying MPI's error string") {
+    std::vector<double> v(3, 1.0);
+    std::string msg;
+    try {
+        dist::broadcast(std::span<double>(v), dist::world_size());  // no such root: on every rank
+    } catch (const tg::Error& e) {
+        msg = e.what();
+    }
+    CAPTURE(msg);
+    if (dist::built_with_mpi()) {
+        CHECK(msg.find("dist: MPI_Bcast failed: ") == 0);
+        CHECK(msg.find("root") != std::string::npos);  // Open MPI: "MPI_ERR_ROOT: invalid root"
+    } else {
+        CHECK(msg.find("root 1 in a world of one") != std::string::npos);
+    }
+    CHECK(v == std::vector<double>(3, 1.0));
+}
+
+TEST_CASE("differently seeded ranks hold rank 0's parameters after construction") {
+    auto net = make_mlp<double>(1 + static_cast<std::uint64_t>(dist::rank()));
+    dist::DistributedDataParallel<double> ddp(net);
+    auto ref = make_mlp<double>(1);
+    CHECK(flat(net.parameters(), false) == flat(ref.parameters(), false));
+    CHECK(same_on_all_ranks(flat(net.parameters(), false)));
+}
+
+TEST_CASE("a different model on one rank is an Error on every rank naming the parameter and the ranks") {
+    const int n = dist::world_size();
+    if (n == 1) {
+        MESSAGE("a world of one: nothing to differ from");
+        return;
+    }
+    auto net = make_mlp<double>(1, dist::rank() == n - 1 ? 17 : 16);
+    std::string msg;
+    try {
+        dist::DistributedDataParallel<double> ddp(net);
+    } catch (const tg::Error& e) {
+        msg = e.what();
+    }
+    CAPTURE(msg);
+    CHECK(msg.find("different models") != std::string::npos);
+    CHECK(msg.find(fmt::format("rank {} has", n - 1)) != std::string::npos);
+    CHECK(msg.find("rank 0 has 'W0' (8×16)") != std::string::npos);
+    CHECK(msg.find(fmt::format("ranks differing from rank 0: {}", n - 1)) != std::string::npos);
+}
+
+TEST_CASE("N ranks × B/N rows reproduce one process × B rows (double, SGD with momentum and Adam)") {
+    const int r = dist::rank(), n = dist::world_size();
+    const std::size_t m = kB / static_cast<std::size_t>(n);
+    REQUIRE(m * static_cast<std::size_t>(n) == kB);  // ctest runs 1–4 ranks: 96 divides
+    for (std::size_t bucket : {std::size_t(25) << 20, std::size_t(512), std::size_t(1)})
+        for (bool overlap : {true, false})
+            for (bool adam : {false, true}) {
+                CAPTURE(bucket);
+                CAPTURE(overlap);
+                CAPTURE(adam);
+                auto net = make_mlp<double>(5);
+                dist::DistributedDataParallel<double> ddp(net, {.bucket_bytes = bucket, .overlap = overlap});
+                auto ref = make_mlp<double>(5);
+                std::unique_ptr<nn::Optimizer<double>> opt, opt_ref;
+                if (adam) {
+                    opt = std::make_unique<nn::Adam<double>>(net.parameters(), nn::AdamOptions{.lr = 1e-2});
+                    opt_ref = std::make_unique<nn::Adam<double>>(ref.parameters(), nn::AdamOptions{.lr = 1e-2});
+                } else {
+                    opt = std::make_unique<nn::SGD<double>>(net.parameters(), nn::SGDOptions{.lr = 0.1, .momentum = 0.9});
+                    opt_ref = std::make_unique<nn::SGD<double>>(ref.parameters(), nn::SGDOptions{.lr = 0.1, .momentum = 0.9});
+                }
+                tg::Tape<double> tape, tape_ref;
+                for (std::uint64_t step = 0; step < 4; ++step) {
+                    const auto b = global_batch<double>(step);
+                    loss_backward(ddp, tape, slice(b, r * m, (r + 1) * m));
+                    ddp.finish_backward();
+                    loss_backward(ref, tape_ref, b);
+                    CHECK(max_rel(flat(net.parameters(), true), flat(ref.parameters(), true)) <= 1e-12);
+                    opt->step();
+                    opt->zero_grad();
+                    opt_ref->step();
+                    opt_ref->zero_grad();
+                    CHECK(max_rel(flat(net.parameters(), false), flat(ref.parameters(), false)) <= 1e-12);
+                    CHECK(same_on_all_ranks(flat(net.parameters(), false)));  // replicas bitwise equal
+                }
+            }
+}
+
+TEST_CASE("the averaged gradient is bitwise the micro-batch gradients summed in rank order, then divided by N") {
+    // Bitwise only where the reduction's order is known: with 2 ranks a + b = b + a, and with 1
+    // there is nothing to add. With 3 or 4, Open MPI picks the order (the 1e-12 test covers those).
+    const int r = dist::rank(), n = dist::world_size();
+    if (n > 2) {
+        MESSAGE("bitwise check needs 1 or 2 ranks");
+        return;
+    }
+    const std::size_t m = kB / static_cast<std::size_t>(n);
+    for (std::size_t bucket : {std::size_t(25) << 20, std::size_t(1)})
+        for (bool overlap : {true, false}) {
+            auto net = make_mlp<float>(3);
+            dist::DistributedDataParallel<float> ddp(net, {.bucket_bytes = bucket, .overlap = overlap});
+            auto ref = make_mlp<float>(3);
+            tg::Tape<float> tape;
+            const auto b = global_batch<float>(0);
+            loss_backward(ddp, tape, slice(b, r * m, (r + 1) * m));
+            ddp.finish_backward();
+            std::vector<float> sum;
+            for (int k = 0; k < n; ++k) {
+                ref.zero_grad();
+                loss_backward(ref, tape, slice(b, k * m, (k + 1) * m));
+                auto g = flat(ref.parameters(), true);
+                if (sum.empty()) sum = g;
+                else for (std::size_t i = 0; i < g.size(); ++i) sum[i] += g[i];
+            }
+            for (float& v : sum) v /= static_cast<float>(n);
+            CHECK(flat(net.parameters(), true) == sum);
+
+            // and float against one process × B (another summation order): 1e-5 relative
+            ref.zero_grad();
+            loss_backward(ref, tape, b);
+            CHECK(max_rel(flat(net.parameters(), true), flat(ref.parameters(), true)) <= 1e-5);
+        }
+}
+
+TEST_CASE("a branch used on rank 0 only: no hang, and its gradient is rank 0's ÷ N") {
+    const int r = dist::rank(), n = dist::world_size();
+    const std::size_t m = kB / static_cast<std::size_t>(n);
+    for (std::size_t bucket : {std::size_t(25) << 20, std::size_t(1)})
+        for (bool overlap : {true, false}) {
+            TwoHeads<double> net(9, r == 0);
+            dist::DistributedDataParallel<double> ddp(net, {.bucket_bytes = bucket, .overlap = overlap});
+            tg::Tape<double> tape;
+            for (std::uint64_t step = 0; step < 2; ++step) {
+                const auto b = global_batch<double>(step);
+                net.zero_grad();
+                loss_backward(ddp, tape, slice(b, r * m, (r + 1) * m));
+                ddp.finish_backward();
+                // What each rank contributed, recomputed here: rank k uses head b iff k = 0.
+                TwoHeads<double> ref(9, true);
+                std::vector<double> sum;
+                for (int k = 0; k < n; ++k) {
+                    ref.set_use_b(k == 0);
+                    ref.zero_grad();
+                    loss_backward(ref, tape, slice(b, k * m, (k + 1) * m));
+                    auto g = flat(ref.parameters(), true);
+                    if (sum.empty()) sum = g;
+                    else for (std::size_t i = 0; i < g.size(); ++i) sum[i] += g[i];
+                }
+                for (double& v : sum) v /= n;
+                CHECK(max_rel(flat(net.parameters(), true), sum) <= 1e-12);
+            }
+        }
+}
+
+TEST_CASE("no_sync over k micro-batches, then one synchronised backward, equals one large batch") {
+    const int r = dist::rank(), n = dist::world_size();
+    const std::size_t m = kB / static_cast<std::size_t>(n), k = 4, mk = m / k;
+    REQUIRE(mk * k == m);
+    auto net = make_mlp<double>(4);
+    dist::DistributedDataParallel<double> ddp(net, {.bucket_bytes = 256});
+    auto ref = make_mlp<double>(4);
+    tg::Tape<double> tape;
+    const auto b = global_batch<double>(7);
+    const auto mine = slice(b, r * m, (r + 1) * m);
+    net.zero_grad();
+    {
+        auto guard = ddp.no_sync();
+        for (std::size_t j = 0; j + 1 < k; ++j) loss_backward(ddp, tape, slice(mine, j * mk, (j + 1) * mk), 1.0 / k);
+        ddp.finish_backward();  // a no-op inside no_sync
+    }
+    loss_backward(ddp, tape, slice(mine, (k - 1) * mk, k * mk), 1.0 / k);
+    ddp.finish_backward();
+    loss_backward(ref, tape, b);
+    CHECK(max_rel(flat(net.parameters(), true), flat(ref.parameters(), true)) <= 1e-12);
+}
+
+// Heap allocations of steps 3–5 of training the MLP: with `ddp` (overlap on or off), or with no
+// DDP and a do-nothing post-accumulate hook on every parameter (`hooks`).
+long step_allocations(int mode) {
+    const int r = dist::rank(), n = dist::world_size();
+    const std::size_t m = kB / static_cast<std::size_t>(n);
+    auto net = make_mlp<float>(2);
+    std::unique_ptr<dist::DistributedDataParallel<float>> ddp;
+    if (mode == 0 || mode == 1)
+        ddp = std::make_unique<dist::DistributedDataParallel<float>>(
+            net, dist::DistributedDataParallel<float>::Options{.bucket_bytes = 300, .overlap = mode == 1});
+    else
+        for (auto* p : net.parameters()) p->grad.register_post_accumulate_hook([](tg::GradBuffer<float>&) {});
+    nn::SGD<float> opt(net.parameters(), {.lr = 0.05f, .momentum = 0.9f});
+    tg::Tape<float> tape;
+    const auto b = slice(global_batch<float>(3), r * m, (r + 1) * m);
+    const float* before = net.parameters().front()->grad.data();
+    long news = 0;
+    for (int step = 0; step < 5; ++step) {
+        const long n0 = tg::test::g_news.load();
+        tape.reset();
+        auto loss = tg::softmax_cross_entropy(net(tape, tape.constant_ref(b.x)), tape.constant_ref(b.y));
+        tape.backward(loss);
+        if (ddp) ddp->finish_backward();
+        opt.step();
+        opt.zero_grad();
+        if (step >= 2) news += tg::test::g_news.load() - n0;
+    }
+    CHECK(net.parameters().front()->grad.data() == before);  // the gradient stayed where it was
+    return news;
+}
+
+TEST_CASE("gradients live in the buckets, and DDP allocates nothing on the heap per step") {
+    auto net = make_mlp<float>(2);
+    dist::DistributedDataParallel<float> ddp(net, {.bucket_bytes = 300});
+    CHECK(ddp.bucket_count() > 1);
+    // Reverse parameters() order: the last parameter is in bucket 0.
+    CHECK(ddp.bucket_of(*net.parameters().back()) == 0);
+    CHECK(ddp.bucket_of(*net.parameters().front()) == ddp.bucket_count() - 1);
+
+    // Without overlap DDP registers no hook: a step allocates nothing at all.
+    CHECK(step_allocations(0) == 0);
+    // With overlap (the default) neither: the hook-aware sweep reuses the tape's vectors and
+    // calls the hooks in place (core/hook_sweep.hpp), and DDP's hooks allocate nothing.
+    CHECK(step_allocations(1) == 0);
+    // The same for any post-accumulate hook on every parameter, without DDP.
+    CHECK(step_allocations(2) == 0);
+}
+
+TEST_CASE("DistributedSampler: equal shares, every sample once per epoch, shared shuffle, pad or drop_last") {
+    for (std::size_t size : {std::size_t(0), std::size_t(1), std::size_t(10), std::size_t(11), std::size_t(97)})
+        for (int world : {1, 2, 3, 4})
+            for (bool drop : {false, true}) {
+                CAPTURE(size);
+                CAPTURE(world);
+                CAPTURE(drop);
+                std::vector<std::size_t> seen(size, 0);
+                std::vector<std::vector<std::uint32_t>> shares;
+                for (int r = 0; r < world; ++r) {
+                    dist::DistributedSampler s(size, r, world, {.shuffle = true, .seed = 11, .drop_last = drop});
+                    s.set_epoch(2);
+                    shares.push_back(s.indices());
+                    const std::size_t want = drop ? size / world : (size + world - 1) / world;
+                    CHECK(shares.back().size() == want);
+                    CHECK(s.num_samples() == want);
+                    for (auto i : shares.back()) {
+                        REQUIRE(i < size);
+                        ++seen[i];
+                    }
+                }
+                std::size_t once = 0, twice = 0;
+                for (auto c : seen) once += c == 1, twice += c >= 2;
+                if (drop) CHECK(once == size / world * world);  // the tail is dropped, nothing repeats
+                else CHECK(once + twice == size);               // all seen; padding repeats a few
+                CHECK(std::accumulate(seen.begin(), seen.end(), std::size_t(0)) == shares[0].size() * world);
+            }
+    dist::DistributedSampler a(100, 0, 2, {.seed = 3}), b(100, 0, 2, {.seed = 3});
+    a.set_epoch(1);
+    b.set_epoch(1);
+    CHECK(a.indices() == b.indices());
+    b.set_epoch(2);
+    CHECK(a.indices() != b.indices());  // reshuffled per epoch
+    dist::DistributedSampler plain(10, 1, 3, {.shuffle = false});
+    CHECK(plain.indices() == std::vector<std::uint32_t>{1, 4, 7, 0});  // 9 + pad with 0: torch's order
+    CHECK_THROWS_AS(dist::DistributedSampler(10, 3, 3), tg::Error);
+}
+
+TEST_CASE("checkpoint on rank 0, resume on every rank from its broadcast bytes: resumed == uninterrupted") {
+    const int r = dist::rank(), n = dist::world_size();
+    const std::size_t m = kB / static_cast<std::size_t>(n);
+    std::string path = r == 0 ? (std::filesystem::temp_directory_path() / fmt::format("tapegrad_dist_{}.ckpt", ::getpid())).string()
+                              : std::string();
+    dist::broadcast_string(path, 0);
+    auto train = [&](nn::Module<double>& model, dist::DistributedDataParallel<double>& ddp, nn::Optimizer<double>& opt,
+                     nn::TrainState& st, std::uint64_t steps) {
+        tg::Tape<double> tape;
+        for (std::uint64_t s = 0; s < steps; ++s, ++st.step) {
+            loss_backward(model, tape, slice(global_batch<double>(st.step), r * m, (r + 1) * m));
+            ddp.finish_backward();
+            opt.step();
+            opt.zero_grad();
+        }
+    };
+    auto net = make_mlp<double>(21);
+    dist::DistributedDataParallel<double> ddp(net);
+    nn::Adam<double> opt(net.parameters(), {.lr = 1e-2});
+    nn::TrainState st;
+    train(ddp, ddp, opt, st, 2);
+    dist::save_checkpoint(path, net.parameters(), &opt, st);
+    train(ddp, ddp, opt, st, 3);
+    const auto uninterrupted = flat(net.parameters(), false);
+
+    auto net2 = make_mlp<double>(100 + static_cast<std::uint64_t>(r));  // "killed": a fresh process
+    dist::DistributedDataParallel<double> ddp2(net2);
+    nn::Adam<double> opt2(net2.parameters(), {.lr = 1e-2});
+    nn::TrainState st2;
+    dist::load_checkpoint(path, net2.parameters(), &opt2, st2);
+    CHECK(st2.step == 2);
+    train(ddp2, ddp2, opt2, st2, 3);
+    CHECK(flat(net2.parameters(), false) == uninterrupted);
+    dist::barrier();
+    if (r == 0) std::filesystem::remove(path);
+
+    std::string err;
+    try {
+        dist::load_checkpoint(path + ".missing", net2.parameters(), &opt2, st2);
+    } catch (const tg::Error& e) {
+        err = e.what();
+    }
+    CHECK(err.find("on rank 0") != std::string::npos);  // every rank learns of rank 0's failure
+}
