@@ -426,6 +426,68 @@ EvalTimes time_eval(const Dataset& d, const Params& init, int rounds) {
     return {median(t[0]), median(t[1]), median(t[2])};
 }
 
+// N-D workloads against PyTorch (bench/pytorch_bench.py runs the same), forward + backward on
+// leaves whose gradients accumulate in GradBuffers (cleared each time, as zero_grad), median ms:
+//   bcast_reduce: x (64, 128, 256) + b (128, 1) + c (1, 256), then a full sum.
+//   bmm_attention: Q, K, V (12, 4, 64, 32); S = Q·Kᵀ (a transposed view), O = S·V, sum(O).
+tg::Tensor<float> bench_random(tg::Shape s, std::uint64_t seed) {
+    tg::Tensor<float> t(s);
+    std::uint64_t z = seed;
+    for (std::size_t i = 0; i < t.size(); ++i) {
+        z = z * 6364136223846793005ULL + 1442695040888963407ULL;
+        t.data()[i] = float((z >> 40) & 0xffffff) / float(1 << 24) * 2.f - 1.f;
+    }
+    return t;
+}
+template <class Body>
+double time_ms(int reps, Body&& body) {
+    body();  // warm-up: arena, BLAS buffers
+    body();
+    std::vector<double> t;
+    for (int r = 0; r < reps; ++r) {
+        const double t0 = now_s();
+        body();
+        t.push_back((now_s() - t0) * 1e3);
+    }
+    return median(t);
+}
+double bcast_reduce_ms(int threads, int reps) {
+    tg::set_blas_threads(threads);
+    const tg::Tensor<float> x = bench_random({64, 128, 256}, 1), b = bench_random({128, 1}, 2),
+                            c = bench_random({1, 256}, 3);
+    tg::GradBuffer<float> gx(x.shape()), gb(b.shape()), gc(c.shape());
+    tg::Tape<float> tape{std::size_t(64) << 20};
+    volatile float sink = 0;
+    return time_ms(reps, [&] {
+        tape.reset();
+        gx.clear();
+        gb.clear();
+        gc.clear();
+        auto vx = tape.external(x, &gx), vb = tape.external(b, &gb), vc = tape.external(c, &gc);
+        auto loss = tg::sum(vx + vb + vc);
+        tape.backward(loss);
+        sink = sink + gb.tensor()[0] + gc.tensor()[0];
+    });
+}
+double bmm_attention_ms(int threads, int reps) {
+    tg::set_blas_threads(threads);
+    const tg::Shape s{12, 4, 64, 32};
+    const tg::Tensor<float> q = bench_random(s, 4), k = bench_random(s, 5), v = bench_random(s, 6);
+    tg::GradBuffer<float> gq(s), gk(s), gv(s);
+    tg::Tape<float> tape{std::size_t(16) << 20};
+    volatile float sink = 0;
+    return time_ms(reps, [&] {
+        tape.reset();
+        gq.clear();
+        gk.clear();
+        gv.clear();
+        auto vq = tape.external(q, &gq), vk = tape.external(k, &gk), vv = tape.external(v, &gv);
+        auto o = tg::matmul(tg::matmul(vq, tg::transpose(vk, -1, -2)), vv);
+        tape.backward(tg::sum(o));
+        sink = sink + gq.tensor()[0] + gk.tensor()[0] + gv.tensor()[0];
+    });
+}
+
 double sweep_ns(std::size_t n, int reps) {
     tg::Tape<float> tape;
     volatile float sink = bench::sweep_chain(tape, n);  // warm-up
@@ -628,6 +690,12 @@ int run(int argc, char** argv) {
     r.set("sweep_ns_per_node_1e3", sweep_ns(1000, q ? 101 : 501));
     r.set("sweep_ns_per_node_1e6", sweep_ns(1000000, q ? 1 : 5));
     const EvalTimes ev = time_eval(d, init, q ? 15 : 61);
+    for (int th : {1, 2}) {
+        r.set(fmt::format("bcast_reduce_ms_tapegrad_{}t", th), bcast_reduce_ms(th, q ? 5 : 21));
+        r.set(fmt::format("bcast_reduce_ms_pytorch_{}t", th), std::nullopt);
+        r.set(fmt::format("bmm_attention_ms_tapegrad_{}t", th), bmm_attention_ms(th, q ? 9 : 41));
+        r.set(fmt::format("bmm_attention_ms_pytorch_{}t", th), std::nullopt);
+    }
     r.set("eval_nograd_speedup", ev.tape_ms / ev.tensor_ms);  // with the tape ÷ without
 
     // Beyond the required keys: context for the table.
@@ -746,6 +814,16 @@ int run(int argc, char** argv) {
     row("  same, under NoGradGuard (ms)", none, g("eval_ms_nograd_guard"), none, none, none, "{:.3f}", "");
     row("  same, no tape (ms)", none, g("eval_ms_no_tape"), none, none, none, "{:.3f}",
         fmt::format("tape ÷ no tape: {}", fmt_opt(g("eval_nograd_speedup"), "{:.3f}×")));
+    for (const char* w : {"bcast_reduce", "bmm_attention"})
+        for (int th : {1, 2}) {
+            const std::string tk = fmt::format("{}_ms_tapegrad_{}t", w, th), pk = fmt::format("{}_ms_pytorch_{}t", w, th);
+            const auto rt = ratio(r.get(tk), r.get(pk));
+            const std::string name = fmt::format("{}, {} thread{} (ms)",
+                                                 std::string_view(w) == "bcast_reduce" ? "bcast add + sum" : "attention bmm",
+                                                 th, th > 1 ? "s" : "");
+            row(name.c_str(), none, r.get(tk), none, r.get(pk), none, "{:.3f}",
+                fmt::format("tg/PyTorch {}, ≤1×: {}", fmt_opt(rt, "{:.3f}×"), verdict(rt, 1.0)));
+        }
     fmt::print("\nlosses over the first {} steps: max |tapegrad − hand-written| = {:.3g}, "
                "max |tapegrad − PyTorch| = {}, max |tapegrad − libtorch| = {}\n",
                o.check_steps, lc.max_diff, fmt_opt(g("loss_max_abs_diff_pytorch"), "{:.3g}"),

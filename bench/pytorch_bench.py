@@ -198,6 +198,39 @@ def main():
         out["tiny_ns_per_op_pytorch"] = statistics.median(chain() for _ in range(2 if a.quick else 5))
         out["peak_rss_mb_pytorch"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
+    if not a.tag:
+        # N-D workloads (bench_main.cpp times the same on tapegrad): forward + backward on leaves
+        # whose .grad is reset each time, median ms after two warm-up runs.
+        def timed(body, reps):
+            body()
+            body()
+            t = []
+            for _ in range(reps):
+                t0 = time.perf_counter()
+                body()
+                t.append((time.perf_counter() - t0) * 1e3)
+            return statistics.median(t)
+
+        g = torch.Generator().manual_seed(0)
+
+        def leaf(*shape):
+            return (torch.rand(*shape, generator=g) * 2 - 1).requires_grad_()
+
+        x, b, c = leaf(64, 128, 256), leaf(128, 1), leaf(1, 256)
+
+        def bcast_reduce():
+            x.grad = b.grad = c.grad = None
+            (x + b + c).sum().backward()
+
+        out["bcast_reduce_ms_pytorch" + suffix] = timed(bcast_reduce, 5 if a.quick else 21)
+        q, k, v = leaf(12, 4, 64, 32), leaf(12, 4, 64, 32), leaf(12, 4, 64, 32)
+
+        def bmm_attention():
+            q.grad = k.grad = v.grad = None
+            ((q @ k.transpose(-1, -2)) @ v).sum().backward()
+
+        out["bmm_attention_ms_pytorch" + suffix] = timed(bmm_attention, 9 if a.quick else 41)
+
     out["real_data_pytorch"] = 1 if real else 0
     with open(a.out, "w") as f:
         json.dump(out, f, indent=1)

@@ -601,6 +601,115 @@ inline std::vector<OpCase> reduce_axes() {
                  }});
     return v;
 }
+// ---- bmm: batched matmul, concat / stack ----
+// Batch axes of rank 1–3 (extents 1–3), each operand's a random trailing part of them with axes
+// set to 1 (every broadcasting pattern, operands of different ranks); m, k, n in 1–3. `ta`/`tb`
+// give the operand shapes for the transpose flags.
+inline ShapeGen bmm_shapes(bool ta, bool tb, std::size_t lo = 1, std::size_t hi = 3) {
+    return [=](std::mt19937_64& r) {
+        const auto batch = random_dims(r, lo, hi);
+        const std::size_t m = dim(r, 1, 3), k = dim(r, 1, 3), n = dim(r, 1, 3);
+        auto with = [](Shape b, std::size_t x, std::size_t y) {
+            std::vector<std::size_t> d(b.dims().begin(), b.dims().end());
+            d.push_back(x);
+            d.push_back(y);
+            return Shape::from_range(d.begin(), d.end());
+        };
+        Shape a = with(stretched_part(batch, r), ta ? k : m, ta ? m : k);
+        Shape b = with(stretched_part(batch, r), tb ? n : k, tb ? k : n);
+        return std::vector<Shape>{a, b};
+    };
+}
+inline std::vector<OpCase> bmm() {
+    std::vector<OpCase> v;
+    for (int f = 0; f < 4; ++f) {
+        static constexpr std::string_view labels[4] = {
+            "batched matmul A·B, broadcast batch axes (rank 2–5)", "batched matmul Aᵀ·B, broadcast batch axes",
+            "batched matmul A·Bᵀ, broadcast batch axes", "batched matmul Aᵀ·Bᵀ, broadcast batch axes"};
+        const bool ta = (f & 1) != 0, tb = (f & 2) != 0;
+        v.push_back({"matmul", labels[f], bmm_shapes(ta, tb, f == 0 ? 1 : 0, 3), {Domain::Real},
+                     [ta, tb](Tape<double>&, Vars x) { return matmul(x[0], x[1], ta, tb); }});
+    }
+    v.push_back({"matmul", "batched matmul of a transposed view (a transpose flag, no copy)", bmm_shapes(false, true),
+                 {Domain::Real}, [](Tape<double>&, Vars x) { return matmul(x[0], transpose(x[1], -1, -2)); }});
+    v.push_back({"matmul", "batched matmul of two transposed views with the flags set too", bmm_shapes(false, true),
+                 {Domain::Real}, [](Tape<double>&, Vars x) {
+                     return matmul(transpose(x[0], -1, -2), transpose(x[1], -1, -2), true, false);
+                 }});
+    v.push_back({"matmul", "matmul of a permuted (B, m, H, k) view: (B, H, m, k)·(k, n)",
+                 [](std::mt19937_64& r) {
+                     const std::size_t b = dim(r, 1, 3), m = dim(r, 1, 3), h = dim(r, 1, 3), k = dim(r, 1, 3),
+                                       n = dim(r, 1, 3);
+                     return std::vector<Shape>{{b, m, h, k}, {k, n}};
+                 },
+                 {Domain::Real}, [](Tape<double>&, Vars x) { return matmul(permute(x[0], {0, 2, 1, 3}), x[1]); }});
+    v.push_back({"matmul", "matmul of a view with no unit stride (a step-2 slice: gathered)",
+                 [](std::mt19937_64& r) {
+                     const std::size_t b = dim(r, 1, 3), m = dim(r, 1, 3), k = dim(r, 1, 3), n = dim(r, 1, 3);
+                     return std::vector<Shape>{{b, m, 2 * k}, {b, k, n}};
+                 },
+                 {Domain::Real}, [](Tape<double>&, Vars x) {
+                     return matmul(slice_axis(x[0], -1, 0, x[0].shape().dim(-1), 2), x[1]);
+                 }});
+    v.push_back({"matmul", "2-D matmul of a transposed view", matmul_shapes(true, false), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return matmul(transpose(x[0], 0, 1), x[1]); }});
+    v.push_back({"matmul", "attention-shaped S = Q·Kᵀ then O = S·V (rank 4)",
+                 [](std::mt19937_64& r) {
+                     const std::size_t b = dim(r, 1, 2), h = dim(r, 1, 2), t = dim(r, 1, 3), d = dim(r, 1, 3);
+                     Shape s{b, h, t, d};
+                     return std::vector<Shape>{s, s, s};
+                 },
+                 {Domain::Real}, [](Tape<double>&, Vars x) {
+                     return matmul(matmul(x[0], transpose(x[1], -1, -2)), x[2]);
+                 }});
+    // concat / stack: inputs of one random shape (rank 1–4) with the extent along a random axis
+    // redrawn per input; the axis given negative half of the time.
+    for (std::size_t n : {1, 2, 3, 7}) {
+        static constexpr std::string_view labels[] = {"", "concat of 1 input along a random axis",
+                                                      "concat of 2 inputs along a random axis",
+                                                      "concat of 3 inputs along a random (negative) axis", "", "",
+                                                      "", "concat of 7 inputs (two nodes) along a random axis"};
+        v.push_back({"concat", labels[n],
+                     [n](std::mt19937_64& r) {
+                         auto d = random_dims(r, 1, 4);
+                         const std::size_t axis = dim(r, 0, d.size() - 1);
+                         std::vector<Shape> s;
+                         for (std::size_t i = 0; i < n; ++i) {
+                             d[axis] = dim(r, 1, 3);
+                             s.push_back(Shape::from_range(d.begin(), d.end()));
+                         }
+                         return s;
+                     },
+                     {Domain::Real}, [n](Tape<double>&, Vars x) {
+                         // The axis is the one along which the inputs' extents differ (or, all
+                         // equal, the first): recovered from the shapes.
+                         const Shape s0 = x[0].shape();
+                         std::size_t axis = 0;
+                         for (std::size_t i = 1; i < n; ++i)
+                             for (std::size_t k = 0; k < s0.rank(); ++k)
+                                 if (x[i].shape()[k] != s0[k]) axis = k;
+                         const auto a = static_cast<std::ptrdiff_t>(axis);
+                         return concat(x, n == 3 ? a - static_cast<std::ptrdiff_t>(s0.rank()) : a);
+                     }});
+    }
+    v.push_back({"concat", "stack of 3 along new axis −2, then tanh",
+                 [](std::mt19937_64& r) {
+                     const auto d = random_dims(r, 1, 3);
+                     const Shape s = Shape::from_range(d.begin(), d.end());
+                     return std::vector<Shape>{s, s, s};
+                 },
+                 {Domain::Real}, [](Tape<double>&, Vars x) { return tanh(stack(x, -1 - 1)); }});
+    v.push_back({"concat", "stack of 2 scalars, and of strided views", [](std::mt19937_64& r) {
+                     return std::vector<Shape>{Shape{}, Shape{}, {dim(r, 1, 3), dim(r, 1, 3)}};
+                 },
+                 {Domain::Real}, [](Tape<double>&, Vars x) {
+                     auto t = transpose(x[2], 0, 1);
+                     return sum(stack(std::vector<Var<double>>{x[0], x[1]}, 0)) + sum(stack({t, t * 2.0}, 2));
+                 }});
+    return v;
+}
+// ---- end bmm ----
+
 }  // namespace cases
 
 // Every row, in family order.
@@ -608,7 +717,7 @@ inline const std::vector<OpCase>& op_cases() {
     static const std::vector<OpCase> all = [] {
         std::vector<OpCase> v;
         for (auto family : {cases::elementwise, cases::elementwise_nd, cases::linalg, cases::engine, cases::math, cases::activations,
-                            cases::structure, cases::losses, cases::views, cases::reduce_axes}) {
+                            cases::structure, cases::losses, cases::views, cases::reduce_axes, cases::bmm}) {
             auto f = family();
             v.insert(v.end(), f.begin(), f.end());
         }

@@ -202,8 +202,9 @@ TEST_CASE("a 2-D op given an input of rank 3 is an Error naming the op and the s
     tg::Tape<double> tape;
     auto x = tape.variable(Tensor<double>({2, 3, 4}));
     auto w = tape.variable(Tensor<double>(4, 5));
-    CHECK_THROWS_WITH_AS(tg::matmul(x, w),
-                         doctest::Contains("matmul: input 0 has shape (2×3×4) of rank 3; this op takes tensors of rank ≤ 2"),
+    auto b = tape.variable(Tensor<double>(1, 5));
+    CHECK_THROWS_WITH_AS(tg::affine(x, w, b),
+                         doctest::Contains("affine: input 0 has shape (2×3×4) of rank 3; this op takes tensors of rank ≤ 2"),
                          tg::Error);
     CHECK_THROWS_WITH_AS(tg::one_hot(x, 3), doctest::Contains("one_hot: input 0 has shape (2×3×4) of rank 3"), tg::Error);
     // The numeric reading checks the same.

@@ -60,7 +60,7 @@ TEST_CASE("permute and transpose(i, j) are strided views; a 2-D op reads them ga
     CHECK(t.value().at({1, 2, 0}) == x.value().at({0, 2, 1}));
     CHECK_THROWS_WITH_AS(tg::permute(x, {0, 0, 1}), doctest::Contains("permute: axis 0 appears twice"), tg::Error);
     CHECK_THROWS_WITH_AS(tg::permute(x, {0, 1}), doctest::Contains("permute: 2 axes given for (2×3×4)"), tg::Error);
-    // A 2-D transposed view into matmul: the kernel gets a contiguous copy, values as expected.
+    // A 2-D transposed view into matmul: BLAS reads it through a transpose flag, values as expected.
     auto a = tape.variable(iota({2, 3}), "a");
     auto at = tg::transpose(a, 0, 1);  // (3×2), strided
     auto m = tg::matmul(at, a);       // (3×3) = aᵀ·a

@@ -112,6 +112,8 @@ class Sequential;
 
 // y = x·W + b        x: m×in, W: in×out, b: 1×out (broadcast over the m rows), y: m×out
 // folded: y = [x 1]·W,  W: (in+1)×out with b as its last row.
+// An input of rank ≥ 3, (…, in), is read as the (∏…)×in matrix of its rows (a reshape: a view
+// when x is contiguous) and the result reshaped back to (…, out), as torch.nn.Linear.
 // The gradients come from the ops' VJPs: dW = xᵀ·dy, db = 1ᵀ·dy (the engine's sum over the
 // broadcast rows), dx = dy·Wᵀ.
 template <class T>
@@ -197,6 +199,16 @@ private:
     // On Vars or on tensors (infer): `lift` turns the column of ones into an operand.
     template <Value V, class Lift>
     V compute(const V& x, const V& w, const V& b, Lift&& lift) {
+        if (x.shape().rank() > 2) {  // (…, in): the leading axes flattened into rows, then restored
+            const Shape s = x.shape();
+            if (s.cols() != in_)
+                fail("{}: input has shape {}, expected {} features along its last axis", describe(), s, in_);
+            const V y = compute(reshape(x, Shape{s.numel() / in_, in_}), w, b, lift);
+            if constexpr (is_tensor<V>::value)  // (a view of the local y would dangle)
+                return reshape(y, s.with(s.rank() - 1, out_)).clone(y.resource());
+            else
+                return reshape(y, s.with(s.rank() - 1, out_));
+        }
         if (x.cols() != in_) fail("{}: input has shape {}, expected {} columns", describe(), x.shape(), in_);
         if (w.shape() != w_.shape()) fail("{}: weight has shape {}, expected {}", describe(), w.shape(), w_.shape());
         if (!opt_.bias) return matmul(x, w);

@@ -21,6 +21,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <fmt/format.h>
@@ -511,6 +512,135 @@ template <Value V>
 V contiguous(const V& x, SourceLocation loc = SourceLocation::current()) {
     CallSite at(loc);
     return apply(Contiguous{}, x);
+}
+
+// ---- concat / stack (along any axis) -----------------------------------------------------------
+
+// C = [X₀, …, X_{N−1}] along `axis`: every other extent equal, rank ≥ 1.
+// dXᵢ = dC[…, oᵢ : oᵢ + nᵢ, …] along the axis (a slice view), nᵢ = Xᵢ's extent, oᵢ = Σ_{j<i} nⱼ.
+// At most kMaxArity (6) operands per node; concat() chains nodes for more. The 2-D
+// concat_cols / concat_rows (structure.hpp) are the N = 2, axis −1 / −2 cases of rank 2.
+template <std::size_t N>
+struct Concat {
+    static constexpr std::string_view name = "concat";
+    static constexpr std::size_t arity = N;
+    static constexpr bool any_rank = true;
+    std::size_t axis = 0;
+
+    template <class... S>
+    Shape shape(const S&... xs) const {
+        const std::array<Shape, N> s{xs...};
+        const Shape& s0 = s[0];
+        if (s0.rank() == 0) fail("concat: input 0 is a scalar (rank 0); stack scalars instead");
+        if (axis >= s0.rank()) fail("concat: axis {} out of range for {} (rank {})", axis, s0, s0.rank());
+        std::size_t total = 0;
+        for (std::size_t i = 0; i < N; ++i) {
+            if (s[i].rank() != s0.rank())
+                fail("concat: input {} has shape {} of rank {}, input 0 has {} of rank {}", i, s[i], s[i].rank(), s0,
+                     s0.rank());
+            for (std::size_t k = 0; k < s0.rank(); ++k)
+                if (k != axis && s[i][k] != s0[k])
+                    fail("concat: input {} has shape {}, input 0 has {}: extents must agree except along axis {}", i,
+                         s[i], s0, axis);
+            if (s[i][axis] > kMaxExtent - total)
+                fail("concat: the extents along axis {} of {} and the inputs before it overflow", axis, s[i]);
+            total += s[i][axis];
+        }
+        return s0.with(axis, total);
+    }
+    template <class T, class... X>
+    void forward(Tensor<T>& out, const X&... xs) const {
+        const std::array<const Tensor<T>*, N> x{&xs...};
+        const Shape s = out.shape();
+        std::size_t outer = 1, inner = 1;
+        for (std::size_t k = 0; k < axis; ++k) outer *= s[k];
+        for (std::size_t k = axis + 1; k < s.rank(); ++k) inner *= s[k];
+        T* dst = out.data();
+        for (std::size_t o = 0; o < outer; ++o) {
+            for (const Tensor<T>* xi : x) {
+                const std::size_t n = xi->shape()[axis] * inner;
+                std::copy_n(xi->data() + o * n, n, dst);
+                dst += n;
+            }
+        }
+    }
+    template <std::size_t I, class V, class... X>
+        requires(sizeof...(X) == N && I < N)
+    V vjp(In<I>, const V& g, const V&, const X&... x) const {
+        const std::array<std::size_t, N> n{static_cast<std::size_t>(x.shape()[axis])...};
+        std::size_t off = 0;
+        for (std::size_t j = 0; j < I; ++j) off += n[j];
+        return apply(SliceAxis{axis, off, off + n[I], 1}, g);
+    }
+};
+
+namespace detail {
+template <class V, std::size_t... I>
+V concat_n(std::size_t axis, const V* xs, std::index_sequence<I...>) {
+    return apply(Concat<sizeof...(I)>{axis}, xs[I]...);
+}
+template <class V>
+V concat_any(std::size_t axis, std::span<const V> xs) {
+    switch (xs.size()) {
+        case 1: return concat_n(axis, xs.data(), std::make_index_sequence<1>{});
+        case 2: return concat_n(axis, xs.data(), std::make_index_sequence<2>{});
+        case 3: return concat_n(axis, xs.data(), std::make_index_sequence<3>{});
+        case 4: return concat_n(axis, xs.data(), std::make_index_sequence<4>{});
+        case 5: return concat_n(axis, xs.data(), std::make_index_sequence<5>{});
+        case 6: return concat_n(axis, xs.data(), std::make_index_sequence<6>{});
+        default: break;
+    }
+    std::vector<V> parts;  // more than one node's operands: concatenate groups of 6, then those
+    for (std::size_t i = 0; i < xs.size(); i += 6)
+        parts.push_back(concat_any(axis, xs.subspan(i, std::min<std::size_t>(6, xs.size() - i))));
+    return concat_any(axis, std::span<const V>(parts));
+}
+}  // namespace detail
+
+// xs joined along `axis` (negative: from the end), as torch.cat: equal ranks, equal extents
+// except along the axis.
+template <Value V>
+V concat(std::span<const V> xs, std::ptrdiff_t axis = 0, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
+    if (xs.empty()) fail("concat: no inputs");
+    const Shape s = xs[0].shape();
+    if (s.rank() == 0) fail("concat: input 0 is a scalar (rank 0); stack scalars instead");
+    return detail::concat_any(detail::axis_of("concat", axis, s.rank(), s), xs);
+}
+template <Value V>
+V concat(const std::vector<V>& xs, std::ptrdiff_t axis = 0, SourceLocation loc = SourceLocation::current()) {
+    return concat(std::span<const V>(xs), axis, loc);
+}
+template <Value V>
+V concat(std::initializer_list<V> xs, std::ptrdiff_t axis = 0, SourceLocation loc = SourceLocation::current()) {
+    return concat(std::span<const V>(xs.begin(), xs.size()), axis, loc);
+}
+// xs (all of one shape) joined along a new axis `axis` (−1: a new last axis), as torch.stack:
+// each unsqueezed (a view), then concatenated.
+template <Value V>
+V stack(std::span<const V> xs, std::ptrdiff_t axis = 0, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
+    if (xs.empty()) fail("stack: no inputs");
+    const Shape s = xs[0].shape();
+    for (std::size_t i = 1; i < xs.size(); ++i)
+        if (xs[i].shape() != s)
+            fail("stack: input {} has shape {}, input 0 has {}: stacked tensors share one shape", i, xs[i].shape(), s);
+    const std::size_t a = detail::axis_of("stack", axis, s.rank() + 1, s);
+    std::vector<std::size_t> d(s.dims().begin(), s.dims().end());
+    d.insert(d.begin() + static_cast<std::ptrdiff_t>(a), 1);
+    const Shape u = Shape::from_range(d.begin(), d.end());
+    std::vector<V> parts;
+    parts.reserve(xs.size());
+    for (const V& x : xs) parts.push_back(apply(Reshape{u}, x));
+    return detail::concat_any(a, std::span<const V>(parts));
+}
+template <Value V>
+V stack(const std::vector<V>& xs, std::ptrdiff_t axis = 0, SourceLocation loc = SourceLocation::current()) {
+    return stack(std::span<const V>(xs), axis, loc);
+}
+template <Value V>
+V stack(std::initializer_list<V> xs, std::ptrdiff_t axis = 0, SourceLocation loc = SourceLocation::current()) {
+    return stack(std::span<const V>(xs.begin(), xs.size()), axis, loc);
 }
 
 }  // namespace tapegrad
