@@ -4,11 +4,10 @@
 #include <doctest/doctest.h>
 
 #include <random>
-#include <vector>
-
 #include <tapegrad/nn.hpp>
 #include <tapegrad/nn/transformer.hpp>
 #include <tapegrad/tapegrad.hpp>
+#include <vector>
 
 namespace tg = tapegrad;
 namespace nn = tapegrad::nn;
@@ -66,12 +65,14 @@ TEST_CASE("a tiny GPT's loss decreases over Adam steps on a fixed batch") {
     CHECK(losses[10] < losses.front());
 
     tg::Tape<double> tape;
-    CHECK_THROWS_WITH_AS(gpt(tape, tape.constant(Tensor<double>(Shape{1, 5}))),
-                         doctest::Contains("GPT: sequence of length 5 (indices (1×5)) is longer than the positional "
-                                           "table (4)"),
-                         tg::Error);
+    CHECK_THROWS_WITH_AS(
+        gpt(tape, tape.constant(Tensor<double>(Shape{1, 5}))),
+        doctest::Contains("GPT: sequence of length 5 (indices (1×5)) is longer than the positional "
+                          "table (4)"),
+        tg::Error);
     CHECK_THROWS_WITH_AS(gpt(tape, tape.constant(Tensor<double>(Shape{1, 2}, {0, 7}))),
                          doctest::Contains("embedding: index 7 at position 1"), tg::Error);
     CHECK_THROWS_WITH_AS(nn::MultiheadAttention<double>(6, 4, rng),
-                         doctest::Contains("MultiheadAttention: 4 heads do not divide the model width 6"), tg::Error);
+                         doctest::Contains("MultiheadAttention: 4 heads do not divide the model width 6"),
+                         tg::Error);
 }

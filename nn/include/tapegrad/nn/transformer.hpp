@@ -4,19 +4,19 @@
 // final LayerNorm, linear head to the vocabulary). Indices are tensors of T holding integers.
 #pragma once
 
+#include <fmt/format.h>
+
 #include <cmath>
 #include <cstddef>
 #include <memory>
 #include <span>
 #include <string>
-#include <vector>
-
-#include <fmt/format.h>
 #include <tapegrad/nn/layers.hpp>
 #include <tapegrad/nn/parameter.hpp>
 #include <tapegrad/nn/random.hpp>
 #include <tapegrad/ops/transformer.hpp>
 #include <tapegrad/ops/views.hpp>
+#include <vector>
 
 namespace tapegrad::nn {
 
@@ -41,14 +41,15 @@ std::span<const Var<T>> take(std::span<const Var<T>>& params, Module<T>& m) {
 template <class T>
 class Embedding final : public Module<T> {
 public:
-    Embedding(std::size_t num_embeddings, std::size_t embedding_dim, Rng& rng, std::ptrdiff_t padding_idx = -1,
-              std::string name = "embedding")
+    Embedding(std::size_t num_embeddings, std::size_t embedding_dim, Rng& rng,
+              std::ptrdiff_t padding_idx = -1, std::string name = "embedding")
         : pad_(padding_idx), w_(Tensor<T>(num_embeddings, embedding_dim), name + ".weight") {
         if (num_embeddings == 0 || embedding_dim == 0)
             fail("Embedding: zero-sized table {}×{}", num_embeddings, embedding_dim);
         for (std::size_t i = 0; i < w_.value.size(); ++i) w_.value[i] = static_cast<T>(rng.normal());
         if (pad_ >= 0 && static_cast<std::size_t>(pad_) < num_embeddings)
-            for (std::size_t j = 0; j < embedding_dim; ++j) w_.value[static_cast<std::size_t>(pad_) * embedding_dim + j] = 0;
+            for (std::size_t j = 0; j < embedding_dim; ++j)
+                w_.value[static_cast<std::size_t>(pad_) * embedding_dim + j] = 0;
     }
     Var<T> forward(Tape<T>& tape, const Var<T>& idx) override { return embedding(idx, w_.var(tape), pad_); }
     Var<T> forward_with(Tape<T>&, const Var<T>& idx, std::span<const Var<T>> p) override {
@@ -71,7 +72,10 @@ template <class T>
 class LayerNorm final : public Module<T> {
 public:
     explicit LayerNorm(std::size_t dim, double eps = 1e-5, std::string name = "ln")
-        : dim_(dim), eps_(eps), w_(Tensor<T>(Shape{dim}), name + ".weight"), b_(Tensor<T>(Shape{dim}), name + ".bias") {
+        : dim_(dim),
+          eps_(eps),
+          w_(Tensor<T>(Shape{dim}), name + ".weight"),
+          b_(Tensor<T>(Shape{dim}), name + ".bias") {
         for (std::size_t i = 0; i < dim; ++i) w_.value[i] = T(1);
     }
     Var<T> forward(Tape<T>& tape, const Var<T>& x) override {
@@ -128,8 +132,7 @@ public:
     }
     Var<T> forward_with(Tape<T>& tape, const Var<T>& x, std::span<const Var<T>> params) override {
         const Shape s = x.shape();
-        if (s.rank() != 3 || s[2] != c_)
-            fail("{}: input {} must be (B, T, {})", describe(), s, c_);
+        if (s.rank() != 3 || s[2] != c_) fail("{}: input {} must be (B, T, {})", describe(), s, c_);
         const std::size_t b = s[0], t = s[1], d = c_ / h_;
         const Var<T> qkv = qkv_.forward_with(tape, x, detail::take(params, qkv_));
         auto head = [&](std::size_t i) {  // (B, T, C) slice i → (B, H, T, D)
@@ -242,7 +245,8 @@ public:
             fail("GPT: sequence of length {} (indices {}) is longer than the positional table ({})", s[1], s,
                  cfg_.block_size);
         const Var<T> tok = wte_.forward_with(tape, idx, detail::take(params, wte_));
-        const Var<T> pos = tape.constant(Tensor<T>::view(pos_.data(), Shape{s[1]}, std::pmr::get_default_resource()));
+        const Var<T> pos =
+            tape.constant(Tensor<T>::view(pos_.data(), Shape{s[1]}, std::pmr::get_default_resource()));
         Var<T> x = tok + wpe_.forward_with(tape, pos, detail::take(params, wpe_));
         for (auto& b : blocks_) x = b->forward_with(tape, x, detail::take(params, *b));
         x = ln_f_.forward_with(tape, x, detail::take(params, ln_f_));
@@ -261,8 +265,8 @@ public:
         return v;
     }
     std::string describe() const override {
-        return fmt::format("GPT(vocab {}, block {}, {} layers, {} heads, {} dims)", cfg_.vocab_size, cfg_.block_size,
-                           cfg_.n_layer, cfg_.n_head, cfg_.n_embd);
+        return fmt::format("GPT(vocab {}, block {}, {} layers, {} heads, {} dims)", cfg_.vocab_size,
+                           cfg_.block_size, cfg_.n_layer, cfg_.n_head, cfg_.n_embd);
     }
     const GPTConfig& config() const noexcept { return cfg_; }
 

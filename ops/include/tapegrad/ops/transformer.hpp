@@ -10,6 +10,8 @@
 // boolean convention: 1 = attend, 0 = masked out (nn.MultiheadAttention's is the opposite).
 #pragma once
 
+#include <fmt/format.h>
+
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -17,8 +19,6 @@
 #include <numbers>
 #include <optional>
 #include <string_view>
-
-#include <fmt/format.h>
 #include <tapegrad/core/broadcast.hpp>
 #include <tapegrad/core/engine_ops.hpp>
 #include <tapegrad/core/op.hpp>
@@ -118,7 +118,8 @@ struct Gelu {
         return apply(Mul{}, g, apply(GeluGrad{approximate}, x));
     }
     template <class T>
-    void vjp_into(In<0>, Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>&, const Tensor<T>& x) const {
+    void vjp_into(In<0>, Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>&,
+                  const Tensor<T>& x) const {
         const GeluApprox a = approximate;
         write_broadcast_vjp(dst, add, g, x, [a](T u, T v) { return u * detail::gelu_grad_value(v, a); });
     }
@@ -244,7 +245,8 @@ struct EmbeddingBackward {
     std::ptrdiff_t padding_idx = detail::kNoPadding;
 
     Shape shape(Shape g, Shape idx) const {
-        if (g.rank() != idx.rank() + 1) fail("embedding_backward: adjoint {} does not match indices {}", g, idx);
+        if (g.rank() != idx.rank() + 1)
+            fail("embedding_backward: adjoint {} does not match indices {}", g, idx);
         return Shape{rows, g[g.rank() - 1]};
     }
     template <class T>
@@ -277,7 +279,8 @@ template <class T>
 void check_mask(std::string_view op, std::string_view what, const Tensor<T>& m) {
     for (std::size_t i = 0; i < m.size(); ++i)
         if (m[i] != T(0) && m[i] != T(1))
-            fail("{}: {} {} holds {} at position {}; it must hold only 0 and 1", op, what, m.shape(), m[i], i);
+            fail("{}: {} {} holds {} at position {}; it must hold only 0 and 1", op, what, m.shape(), m[i],
+                 i);
 }
 }  // namespace detail
 
@@ -303,7 +306,8 @@ struct Where {
                                 const std::array<std::int64_t, 4>& in) {
             for (std::size_t j = 0; j < n; ++j) {
                 const auto s = static_cast<std::int64_t>(j);
-                o[off[0] + s * in[0]] = pc[off[1] + s * in[1]] != T(0) ? pa[off[2] + s * in[2]] : pb[off[3] + s * in[3]];
+                o[off[0] + s * in[0]] =
+                    pc[off[1] + s * in[1]] != T(0) ? pa[off[2] + s * in[2]] : pb[off[3] + s * in[3]];
             }
         });
     }
@@ -367,8 +371,8 @@ struct CausalFill {
     std::optional<Sym> simplify(const Sym& x) const {
         const std::string v = std::isinf(value) ? (value < 0 ? "−∞" : "∞") : fmt::format("{:g}", value);
         const std::string va = std::isinf(value) ? (value < 0 ? "-inf" : "inf") : fmt::format("{:g}", value);
-        return Sym(fmt::format("causal({}, {})", x.str(false), v), fmt::format("causal({}, {})", x.str(true), va),
-                   Prec::Atom, x.shape());
+        return Sym(fmt::format("causal({}, {})", x.str(false), v),
+                   fmt::format("causal({}, {})", x.str(true), va), Prec::Atom, x.shape());
     }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& x) const {
@@ -397,7 +401,8 @@ template <class T>
 Tensor<T> causal_mask(std::size_t n) {
     Tensor<T> m(Shape{n, n});
     for (std::size_t i = 0; i < n; ++i)
-        for (std::size_t j = 0; j < n; ++j) m[i * n + j] = j <= i ? T(0) : -std::numeric_limits<T>::infinity();
+        for (std::size_t j = 0; j < n; ++j)
+            m[i * n + j] = j <= i ? T(0) : -std::numeric_limits<T>::infinity();
     return m;
 }
 // The boolean causal mask in attention's convention (1 = attend): 1 on and below the diagonal.
@@ -430,7 +435,9 @@ V layer_norm(const V& x, const Shape& normalized_shape, const V* weight = nullpt
     const std::size_t k = normalized_shape.rank();
     bool ok = k >= 1 && k <= s.rank();
     for (std::size_t a = 0; ok && a < k; ++a) ok = s[s.rank() - k + a] == normalized_shape[a];
-    if (!ok) fail("layer_norm: normalized_shape {} is not the trailing shape of the input {}", normalized_shape, s);
+    if (!ok)
+        fail("layer_norm: normalized_shape {} is not the trailing shape of the input {}", normalized_shape,
+             s);
     if (weight && weight->shape() != normalized_shape)
         fail("layer_norm: weight {} must have the normalized shape {}", weight->shape(), normalized_shape);
     if (bias && bias->shape() != normalized_shape)
