@@ -857,6 +857,121 @@ inline std::vector<OpCase> bmm() {
 }
 // ---- end bmm ----
 
+// ---- gpt: transformer ops (gelu, layer norm, embedding, where / masked_fill, causal, attention) ----
+// Integer data (indices, masks, conditions) are tape constants made from the inputs' shapes.
+inline Tensor<double> pattern_mask(const Shape& s, std::size_t period, std::size_t phase) {
+    Tensor<double> m(s);
+    for (std::size_t i = 0; i < m.size(); ++i) m[i] = (i % period) == phase ? 1.0 : 0.0;
+    return m;
+}
+inline Tensor<double> index_tensor(const Shape& s, std::size_t rows) {
+    Tensor<double> t(s);
+    for (std::size_t i = 0; i < t.size(); ++i) t[i] = static_cast<double>((3 * i + 1) % rows);
+    return t;
+}
+inline ShapeGen qkv_shapes(bool cross) {
+    return [cross](std::mt19937_64& r) {
+        const std::size_t b = dim(r, 1, 2), h = dim(r, 1, 2), t = dim(r, 1, 3), d = dim(r, 1, 3);
+        const std::size_t s = cross ? dim(r, 1, 3) : t, dv = cross ? dim(r, 1, 3) : d;
+        return std::vector<Shape>{{b, h, t, d}, {b, h, s, d}, {b, h, s, dv}};
+    };
+}
+inline std::vector<OpCase> gpt() {
+    std::vector<OpCase> v;
+    v.push_back({"gelu", "gelu exact (erf), rank 0–4", one_nd(0, 4), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return gelu(x[0]); }});
+    v.push_back({"gelu", "gelu approximate=\"tanh\", rank 0–4", one_nd(0, 4), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return gelu(x[0], "tanh"); }});
+    v.push_back({"gelu_grad", "gelu′ exact", one_nd(0, 3), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return apply(GeluGrad{GeluApprox::None}, x[0]); }});
+    v.push_back({"gelu_grad", "gelu′ tanh", one_nd(0, 3), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return apply(GeluGrad{GeluApprox::Tanh}, x[0]); }});
+    v.push_back({"layer_normalize", "layer_norm over the last axis with weight and bias",
+                 [](std::mt19937_64& r) {
+                     auto d = random_dims(r, 0, 3);
+                     d.push_back(dim(r, 2, 4));
+                     const Shape w{d.back()};
+                     return std::vector<Shape>{Shape::from_range(d.begin(), d.end()), w, w};
+                 },
+                 {Domain::Real}, [](Tape<double>&, Vars x) {
+                     return layer_norm(x[0], x[1].shape(), x[1], x[2]);
+                 }});
+    v.push_back({"layer_normalize", "layer_norm over the last two axes, no affine, eps 0.1",
+                 [](std::mt19937_64& r) {
+                     return std::vector<Shape>{{dim(r, 1, 3), dim(r, 1, 3), dim(r, 2, 3)}};
+                 },
+                 {Domain::Real}, [](Tape<double>&, Vars x) {
+                     const Shape s = x[0].shape();
+                     return layer_norm<Var<double>>(x[0], Shape{s[1], s[2]}, nullptr, nullptr, 0.1);
+                 }});
+    v.push_back({"embedding", "embedding of (2×3) indices with repeats", [](std::mt19937_64& r) {
+                     return std::vector<Shape>{{dim(r, 2, 4), dim(r, 1, 3)}};
+                 },
+                 {Domain::Real}, [](Tape<double>& t, Vars x) {
+                     auto idx = t.constant(index_tensor(Shape{2, 3}, x[0].shape()[0]), "I");
+                     return tanh(embedding(idx, x[0]));
+                 }});
+    // padding_idx: the padding row gets no gradient (as torch), which finite differences see only
+    // if the output does not depend on that row: its values are zeroed first (masked_fill).
+    v.push_back({"embedding", "embedding with padding_idx 1 (the padding row zeroed)", [](std::mt19937_64& r) {
+                     return std::vector<Shape>{{dim(r, 2, 4), dim(r, 1, 3)}};
+                 },
+                 {Domain::Real}, [](Tape<double>& t, Vars x) {
+                     auto idx = t.constant(index_tensor(Shape{5}, x[0].shape()[0]), "I");
+                     Tensor<double> row(Shape{x[0].shape()[0], 1});
+                     row[1] = 1;
+                     return tanh(embedding(idx, masked_fill(x[0], t.constant(row, "P"), 0.0), 1));
+                 }});
+    v.push_back({"embedding_backward", "scatter-add of an adjoint (padding_idx 1 left out)",
+                 [](std::mt19937_64& r) { return std::vector<Shape>{{2, 3, dim(r, 1, 3)}}; }, {Domain::Real},
+                 [](Tape<double>& t, Vars x) {
+                     auto idx = t.constant(index_tensor(Shape{2, 3}, 4), "I");
+                     return tanh(apply(EmbeddingBackward{4, 1}, x[0], idx));
+                 }});
+    v.push_back({"where", "where(C, A, B) with A, B, C broadcast", bcast_nd(), {Domain::Real},
+                 [](Tape<double>& t, Vars x) {
+                     const Shape o = broadcast_shape("where", x[0].shape(), x[1].shape());
+                     auto c = t.constant(pattern_mask(o, 3, 1), "C");
+                     return where(c, x[0], x[1]);
+                 }});
+    v.push_back({"masked_fill", "masked_fill with a mask broadcast along the leading axes", one_nd(1, 4),
+                 {Domain::Real}, [](Tape<double>& t, Vars x) {
+                     const Shape s = x[0].shape();
+                     auto m = t.constant(pattern_mask(Shape{s[s.rank() - 1]}, 2, 0), "M");
+                     return masked_fill(x[0], m, 0.5);
+                 }});
+    v.push_back({"masked_fill", "masked_fill (invert: fill where the mask is 0)", one_nd(0, 3), {Domain::Real},
+                 [](Tape<double>& t, Vars x) {
+                     auto m = t.constant(pattern_mask(x[0].shape(), 3, 2), "M");
+                     return apply(MaskedFill{-1.5, true}, x[0], m);
+                 }});
+    v.push_back({"causal_fill", "causal_fill with a finite value, rank 2–4",
+                 [](std::mt19937_64& r) {
+                     auto d = random_dims(r, 0, 2);
+                     d.push_back(dim(r, 1, 4));
+                     d.push_back(dim(r, 1, 4));
+                     return std::vector<Shape>{Shape::from_range(d.begin(), d.end())};
+                 },
+                 {Domain::Real}, [](Tape<double>&, Vars x) { return causal_fill(x[0], 0.5); }});
+    v.push_back({"causal_fill", "softmax of causal_fill(−∞) (the causal attention weights)",
+                 [](std::mt19937_64& r) { return std::vector<Shape>{{dim(r, 1, 2), dim(r, 1, 4), dim(r, 1, 4)}}; },
+                 {Domain::Real}, [](Tape<double>&, Vars x) { return softmax(causal_fill(x[0])); }});
+    v.push_back({"scaled_dot_product_attention", "causal self-attention (B, H, T, D)", qkv_shapes(false),
+                 {Domain::Real}, [](Tape<double>&, Vars x) {
+                     return scaled_dot_product_attention(x[0], x[1], x[2], true);
+                 }});
+    v.push_back({"scaled_dot_product_attention", "cross-attention with a boolean attend mask (T, S)",
+                 qkv_shapes(true), {Domain::Real}, [](Tape<double>& t, Vars x) {
+                     const std::size_t tq = x[0].shape()[2], s = x[1].shape()[2];
+                     Tensor<double> m(Shape{tq, s});
+                     for (std::size_t i = 0; i < tq; ++i)
+                         for (std::size_t j = 0; j < s; ++j) m[i * s + j] = (j == i % s || (i + j) % 2 == 0) ? 1 : 0;
+                     return scaled_dot_product_attention(x[0], x[1], x[2], t.constant(m, "M"));
+                 }});
+    return v;
+}
+// ---- end gpt ----
+
 }  // namespace cases
 
 // Every row, in family order.
@@ -864,7 +979,7 @@ inline const std::vector<OpCase>& op_cases() {
     static const std::vector<OpCase> all = [] {
         std::vector<OpCase> v;
         for (auto family : {cases::elementwise, cases::elementwise_nd, cases::linalg, cases::engine, cases::math, cases::activations,
-                            cases::structure, cases::losses, cases::views, cases::reduce_axes, cases::conv, cases::bmm}) {
+                            cases::structure, cases::losses, cases::views, cases::reduce_axes, cases::conv, cases::bmm, cases::gpt}) {
             auto f = family();
             v.insert(v.end(), f.begin(), f.end());
         }

@@ -17,3 +17,4 @@
 #include <tapegrad/nn/parameter.hpp>
 #include <tapegrad/nn/random.hpp>
 #include <tapegrad/nn/train.hpp>
+#include <tapegrad/nn/transformer.hpp>

@@ -25,3 +25,6 @@
 #include <tapegrad/ops/conv.hpp>
 #include <tapegrad/ops/pool.hpp>
 #include <tapegrad/ops/norm.hpp>
+#include <tapegrad/ops/transformer.hpp>
+#include <tapegrad/core/functional.hpp>
+#include <tapegrad/core/checkpoint_op.hpp>

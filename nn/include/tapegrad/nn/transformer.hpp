@@ -1,0 +1,282 @@
+// Transformer layers (names and defaults follow torch.nn / nanoGPT): Embedding, LayerNorm, GELU,
+// MultiheadAttention (causal option; batch-first (B, T, C)), a pre-LayerNorm TransformerBlock
+// (x + attn(ln1(x)), then x + mlp(ln2(x))), and a small GPT (token + position embeddings, blocks,
+// final LayerNorm, linear head to the vocabulary). Indices are tensors of T holding integers.
+#pragma once
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <string>
+#include <tapegrad/nn/layers.hpp>
+#include <tapegrad/nn/parameter.hpp>
+#include <tapegrad/nn/random.hpp>
+#include <tapegrad/ops/transformer.hpp>
+#include <tapegrad/ops/views.hpp>
+#include <vector>
+
+namespace tapegrad::nn {
+
+namespace detail {
+template <class T>
+void check_params(std::string_view who, std::span<const Var<T>> p, std::size_t n) {
+    if (p.size() != n) fail("{}: forward_with needs {} parameter Vars, {} given", who, n, p.size());
+}
+// Runs each child's forward_with on its share of `params` (in parameters() order).
+template <class T>
+std::span<const Var<T>> take(std::span<const Var<T>>& params, Module<T>& m) {
+    const std::size_t k = m.parameters().size();
+    if (params.size() < k) fail("{}: forward_with got too few parameter Vars", m.describe());
+    auto head = params.subspan(0, k);
+    params = params.subspan(k);
+    return head;
+}
+}  // namespace detail
+
+// y = weight[x], weight (num_embeddings, embedding_dim) drawn from N(0, 1) as torch.nn.Embedding;
+// padding_idx's row starts at zero and receives no gradient.
+template <class T>
+class Embedding final : public Module<T> {
+public:
+    Embedding(std::size_t num_embeddings, std::size_t embedding_dim, Rng& rng,
+              std::ptrdiff_t padding_idx = -1, std::string name = "embedding")
+        : pad_(padding_idx), w_(Tensor<T>(num_embeddings, embedding_dim), name + ".weight") {
+        if (num_embeddings == 0 || embedding_dim == 0)
+            fail("Embedding: zero-sized table {}×{}", num_embeddings, embedding_dim);
+        for (std::size_t i = 0; i < w_.value.size(); ++i) w_.value[i] = static_cast<T>(rng.normal());
+        if (pad_ >= 0 && static_cast<std::size_t>(pad_) < num_embeddings)
+            for (std::size_t j = 0; j < embedding_dim; ++j)
+                w_.value[static_cast<std::size_t>(pad_) * embedding_dim + j] = 0;
+    }
+    Var<T> forward(Tape<T>& tape, const Var<T>& idx) override { return embedding(idx, w_.var(tape), pad_); }
+    Var<T> forward_with(Tape<T>&, const Var<T>& idx, std::span<const Var<T>> p) override {
+        detail::check_params<T>(describe(), p, 1);
+        return embedding(idx, p[0], pad_);
+    }
+    std::vector<Parameter<T>*> parameters() override { return {&w_}; }
+    std::string describe() const override {
+        return fmt::format("Embedding({}, {})", w_.value.shape()[0], w_.value.shape()[1]);
+    }
+    Parameter<T>& weight() noexcept { return w_; }
+
+private:
+    std::ptrdiff_t pad_;
+    Parameter<T> w_;
+};
+
+// layer_norm over the last axis (normalized_shape = (dim)), weight 1 and bias 0 at the start.
+template <class T>
+class LayerNorm final : public Module<T> {
+public:
+    explicit LayerNorm(std::size_t dim, double eps = 1e-5, std::string name = "ln")
+        : dim_(dim),
+          eps_(eps),
+          w_(Tensor<T>(Shape{dim}), name + ".weight"),
+          b_(Tensor<T>(Shape{dim}), name + ".bias") {
+        for (std::size_t i = 0; i < dim; ++i) w_.value[i] = T(1);
+    }
+    Var<T> forward(Tape<T>& tape, const Var<T>& x) override {
+        return layer_norm(x, Shape{dim_}, w_.var(tape), b_.var(tape), eps_);
+    }
+    Var<T> forward_with(Tape<T>&, const Var<T>& x, std::span<const Var<T>> p) override {
+        detail::check_params<T>(describe(), p, 2);
+        return layer_norm(x, Shape{dim_}, p[0], p[1], eps_);
+    }
+    std::vector<Parameter<T>*> parameters() override { return {&w_, &b_}; }
+    std::string describe() const override { return fmt::format("LayerNorm({})", dim_); }
+
+private:
+    std::size_t dim_;
+    double eps_;
+    Parameter<T> w_, b_;
+};
+
+template <class T>
+class GELU final : public Module<T> {
+public:
+    explicit GELU(std::string_view approximate = "none") : tanh_(approximate == "tanh") {
+        if (approximate != "none" && approximate != "tanh")
+            fail("GELU: approximate must be \"none\" or \"tanh\", not \"{}\"", approximate);
+    }
+    Var<T> forward(Tape<T>&, const Var<T>& x) override { return gelu(x, tanh_ ? "tanh" : "none"); }
+    Var<T> forward_with(Tape<T>& tape, const Var<T>& x, std::span<const Var<T>> p) override {
+        detail::check_params<T>(describe(), p, 0);
+        return forward(tape, x);
+    }
+    std::string describe() const override { return tanh_ ? "GELU(tanh)" : "GELU"; }
+
+private:
+    bool tanh_;
+};
+
+// Multi-head self-attention on x (B, T, C), batch first: one Linear C → 3C for q, k, v (as
+// nanoGPT's c_attn), heads of size C/H, scaled_dot_product_attention (causal or not), heads
+// merged, output Linear C → C.
+template <class T>
+class MultiheadAttention final : public Module<T> {
+public:
+    MultiheadAttention(std::size_t embed_dim, std::size_t num_heads, Rng& rng, bool causal = true)
+        : c_(embed_dim),
+          h_(num_heads),
+          causal_(causal),
+          qkv_(checked(embed_dim, num_heads), 3 * embed_dim, rng, torch_linear()),
+          proj_(embed_dim, embed_dim, rng, torch_linear()) {}
+
+    Var<T> forward(Tape<T>& tape, const Var<T>& x) override {
+        std::vector<Var<T>> p;
+        for (Parameter<T>* q : parameters()) p.push_back(q->var(tape));
+        return forward_with(tape, x, p);
+    }
+    Var<T> forward_with(Tape<T>& tape, const Var<T>& x, std::span<const Var<T>> params) override {
+        const Shape s = x.shape();
+        if (s.rank() != 3 || s[2] != c_) fail("{}: input {} must be (B, T, {})", describe(), s, c_);
+        const std::size_t b = s[0], t = s[1], d = c_ / h_;
+        const Var<T> qkv = qkv_.forward_with(tape, x, detail::take(params, qkv_));
+        auto head = [&](std::size_t i) {  // (B, T, C) slice i → (B, H, T, D)
+            const Var<T> part = contiguous(slice_axis(qkv, -1, i * c_, (i + 1) * c_));
+            return contiguous(permute(reshape(part, Shape{b, t, h_, d}), {0, 2, 1, 3}));
+        };
+        const Var<T> o = scaled_dot_product_attention(head(0), head(1), head(2), causal_);
+        const Var<T> merged = reshape(contiguous(permute(o, {0, 2, 1, 3})), Shape{b, t, c_});
+        return proj_.forward_with(tape, merged, detail::take(params, proj_));
+    }
+    std::vector<Parameter<T>*> parameters() override {
+        std::vector<Parameter<T>*> v = qkv_.parameters();
+        for (Parameter<T>* p : proj_.parameters()) v.push_back(p);
+        return v;
+    }
+    std::string describe() const override {
+        return fmt::format("MultiheadAttention({}, heads {}{})", c_, h_, causal_ ? ", causal" : "");
+    }
+
+private:
+    static std::size_t checked(std::size_t c, std::size_t h) {
+        if (h == 0 || c % h != 0) fail("MultiheadAttention: {} heads do not divide the model width {}", h, c);
+        return c;
+    }
+    static LinearOptions torch_linear() { return LinearOptions{.init = Init::torch_default, .gain = 1.0}; }
+    std::size_t c_, h_;
+    bool causal_;
+    Linear<T> qkv_, proj_;
+};
+
+// Pre-LayerNorm block: x + attn(ln1(x)), then x + mlp(ln2(x)), mlp = Linear C→4C, GELU, Linear 4C→C.
+template <class T>
+class TransformerBlock final : public Module<T> {
+public:
+    TransformerBlock(std::size_t embed_dim, std::size_t num_heads, Rng& rng, std::string_view gelu = "tanh",
+                     bool causal = true)
+        : ln1_(embed_dim),
+          attn_(embed_dim, num_heads, rng, causal),
+          ln2_(embed_dim),
+          fc_(embed_dim, 4 * embed_dim, rng, LinearOptions{.init = Init::torch_default, .gain = 1.0}),
+          act_(gelu),
+          out_(4 * embed_dim, embed_dim, rng, LinearOptions{.init = Init::torch_default, .gain = 1.0}) {}
+
+    Var<T> forward(Tape<T>& tape, const Var<T>& x) override {
+        std::vector<Var<T>> p;
+        for (Parameter<T>* q : parameters()) p.push_back(q->var(tape));
+        return forward_with(tape, x, p);
+    }
+    Var<T> forward_with(Tape<T>& tape, const Var<T>& x, std::span<const Var<T>> params) override {
+        Var<T> h = ln1_.forward_with(tape, x, detail::take(params, ln1_));
+        Var<T> y = x + attn_.forward_with(tape, h, detail::take(params, attn_));
+        h = ln2_.forward_with(tape, y, detail::take(params, ln2_));
+        h = fc_.forward_with(tape, h, detail::take(params, fc_));
+        h = act_.forward_with(tape, h, {});
+        return y + out_.forward_with(tape, h, detail::take(params, out_));
+    }
+    std::vector<Parameter<T>*> parameters() override {
+        std::vector<Parameter<T>*> v;
+        for (Module<T>* m : children())
+            for (Parameter<T>* p : m->parameters()) v.push_back(p);
+        return v;
+    }
+    std::string describe() const override { return "TransformerBlock"; }
+
+private:
+    std::vector<Module<T>*> children() { return {&ln1_, &attn_, &ln2_, &fc_, &out_}; }
+    LayerNorm<T> ln1_;
+    MultiheadAttention<T> attn_;
+    LayerNorm<T> ln2_;
+    Linear<T> fc_;
+    GELU<T> act_;
+    Linear<T> out_;
+};
+
+struct GPTConfig {
+    std::size_t vocab_size = 65;
+    std::size_t block_size = 64;  // the longest sequence (positional table)
+    std::size_t n_layer = 4;
+    std::size_t n_head = 4;
+    std::size_t n_embd = 128;
+    std::string_view gelu = "tanh";
+};
+
+// logits (B, T, vocab) = head(ln_f(blocks(wte[idx] + wpe[0..T)))), idx (B, T) integer-valued.
+template <class T>
+class GPT final : public Module<T> {
+public:
+    GPT(const GPTConfig& cfg, Rng& rng)
+        : cfg_(cfg),
+          wte_(cfg.vocab_size, cfg.n_embd, rng, -1, "wte"),
+          wpe_(cfg.block_size, cfg.n_embd, rng, -1, "wpe"),
+          ln_f_(cfg.n_embd, 1e-5, "ln_f"),
+          head_(cfg.n_embd, cfg.vocab_size, rng,
+                LinearOptions{.bias = false, .init = Init::torch_default, .gain = 1.0}) {
+        for (std::size_t i = 0; i < cfg.n_layer; ++i)
+            blocks_.push_back(std::make_unique<TransformerBlock<T>>(cfg.n_embd, cfg.n_head, rng, cfg.gelu));
+        pos_ = Tensor<T>(Shape{cfg.block_size});
+        for (std::size_t i = 0; i < cfg.block_size; ++i) pos_[i] = static_cast<T>(i);
+    }
+
+    Var<T> forward(Tape<T>& tape, const Var<T>& idx) override {
+        std::vector<Var<T>> p;
+        for (Parameter<T>* q : parameters()) p.push_back(q->var(tape));
+        return forward_with(tape, idx, p);
+    }
+    Var<T> forward_with(Tape<T>& tape, const Var<T>& idx, std::span<const Var<T>> params) override {
+        const Shape s = idx.shape();
+        if (s.rank() != 2) fail("GPT: indices {} must be (B, T)", s);
+        if (s[1] > cfg_.block_size)
+            fail("GPT: sequence of length {} (indices {}) is longer than the positional table ({})", s[1], s,
+                 cfg_.block_size);
+        const Var<T> tok = wte_.forward_with(tape, idx, detail::take(params, wte_));
+        const Var<T> pos =
+            tape.constant(Tensor<T>::view(pos_.data(), Shape{s[1]}, std::pmr::get_default_resource()));
+        Var<T> x = tok + wpe_.forward_with(tape, pos, detail::take(params, wpe_));
+        for (auto& b : blocks_) x = b->forward_with(tape, x, detail::take(params, *b));
+        x = ln_f_.forward_with(tape, x, detail::take(params, ln_f_));
+        return head_.forward_with(tape, x, detail::take(params, head_));
+    }
+    std::vector<Parameter<T>*> parameters() override {
+        std::vector<Parameter<T>*> v;
+        auto add = [&](Module<T>& m) {
+            for (Parameter<T>* p : m.parameters()) v.push_back(p);
+        };
+        add(wte_);
+        add(wpe_);
+        for (auto& b : blocks_) add(*b);
+        add(ln_f_);
+        add(head_);
+        return v;
+    }
+    std::string describe() const override {
+        return fmt::format("GPT(vocab {}, block {}, {} layers, {} heads, {} dims)", cfg_.vocab_size,
+                           cfg_.block_size, cfg_.n_layer, cfg_.n_head, cfg_.n_embd);
+    }
+    const GPTConfig& config() const noexcept { return cfg_; }
+
+private:
+    GPTConfig cfg_;
+    Embedding<T> wte_, wpe_;
+    std::vector<std::unique_ptr<TransformerBlock<T>>> blocks_;
+    LayerNorm<T> ln_f_;
+    Linear<T> head_;
+    Tensor<T> pos_;
+};
+
+}  // namespace tapegrad::nn
