@@ -258,15 +258,18 @@ private:
     void recorded(Tape<T>& tape, std::uint32_t id, std::index_sequence<I...> is) const {
         Var<T> g = tape.var_of(tape.node(id).adj_var);
         Var<T> y = tape.var_of(id);
-        std::array<Var<T>, Op::arity> x;
-        for (std::size_t k = 0; k < Op::arity; ++k) x[k] = tape.var_of(tape.node(id).in[k]);
-        (recorded_one<I>(tape, x[I].id(), g, y, x, is), ...);
+        (recorded_one<I>(tape, id, g, y, is), ...);
     }
+    // The inputs are read from the node by index at each call (not gathered into an array of
+    // Op::arity Vars first: g++ 12's -Warray-bounds then misfires on speculatively devirtualised
+    // calls between ops of different arity). A VJP may record nodes, so `in` is re-read.
     template <std::size_t I, std::size_t... J>
-    void recorded_one(Tape<T>& tape, std::uint32_t target, const Var<T>& g, const Var<T>& y,
-                      const std::array<Var<T>, Op::arity>& x, std::index_sequence<J...>) const {
+    void recorded_one(Tape<T>& tape, std::uint32_t id, const Var<T>& g, const Var<T>& y,
+                      std::index_sequence<J...>) const {
+        const std::uint32_t target = tape.node(id).in[I];
         if constexpr (has_vjp_v<Op, Var<T>, I>) {
-            if (tape.node(target).requires_grad) tape.accumulate_var(target, op_.vjp(In<I>{}, g, y, x[J]...), I);
+            if (tape.node(target).requires_grad)
+                tape.accumulate_var(target, op_.vjp(In<I>{}, g, y, tape.var_of(tape.node(id).in[J])...), I);
         } else if constexpr (has_vjp_v<Op, Tensor<T>, I>) {
             // A VJP written for tensors only would silently drop this adjoint from the graph.
             if (tape.node(target).requires_grad)
