@@ -1,4 +1,6 @@
 // Writes the fuzzers' seed corpus: tiny valid IDX files (plain and gzip) and checkpoints.
+// (fuzz/corpus/checkpoint/v1_* are version-1 files written before version 2; they are kept, not
+// regenerated, so that the fuzzer also mutates the version-1 entry parser.)
 //   make_corpus <fuzz/corpus>
 #include <cstdint>
 #include <cstdio>
@@ -65,5 +67,13 @@ int main(int argc, char** argv) {
     nn::Archive a;
     a.put_string("format/dtype", "double");
     write(root / "checkpoint" / "empty_model", a.serialize());
+    // Version 2 carries every entry's rank: the fuzz model's parameters plus tensors of ranks 0,
+    // 1, 3 and 6 (which the model does not have: restoring them raises Error).
+    nn::Archive ranks = nn::make_checkpoint<double>(params, nullptr, st);
+    ranks.put("extra/rank0", tg::Tensor<double>(tg::Shape{}));
+    ranks.put("extra/rank1", tg::Tensor<double>(tg::Shape{2}));
+    ranks.put("extra/rank3", tg::Tensor<double>(tg::Shape{2, 1, 2}));
+    ranks.put("extra/rank6", tg::Tensor<double>(tg::Shape{1, 2, 1, 1, 2, 1}));
+    write(root / "checkpoint" / "ranks_0_1_3_6", ranks.serialize());
     return 0;
 }

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -198,11 +199,11 @@ TEST_CASE("damaged, foreign or mismatched checkpoint files raise errors naming t
     }
     SUBCASE("a newer format version") {
         auto b = bytes;
-        b[8] = 2;
+        b[8] = 3;
         fix_crcs(b);
         write_all(bad, b);
         const auto e = load_error(bad, net, &opt);
-        CHECK(contains(e, "version 2"));
+        CHECK(contains(e, "version 3"));
         CHECK(contains(e, "offset 8"));
     }
     SUBCASE("not a checkpoint at all") {
@@ -211,14 +212,17 @@ TEST_CASE("damaged, foreign or mismatched checkpoint files raise errors naming t
     }
     SUBCASE("an entry whose declared size exceeds the file (CRCs forged to match)") {
         auto b = bytes;
-        const std::uint64_t huge = std::uint64_t(1) << 40;
-        std::memcpy(b.data() + 32 + 8, &huge, 8);  // first entry's rows
+        std::uint64_t huge = 0xfffffff0u;  // an extent the format allows, far more than the file holds
+        // The first entry ("format/dtype", bytes of shape (1×6)): name length, kind, rank 2,
+        // reserved, then its dims at offsets 48 and 56.
+        std::memcpy(b.data() + 32 + 16, &huge, 8);
         fix_crcs(b);
         write_all(bad, b);
         const auto e = load_error(bad, net, &opt);
         CHECK(contains(e, "remain"));
-        CHECK(contains(e, "offset 56"));
-        std::memcpy(b.data() + 32 + 16, &huge, 8);  // rows·cols overflows
+        CHECK(contains(e, "offset 64"));
+        huge = std::uint64_t(1) << 40;  // an extent above 2³² − 1
+        std::memcpy(b.data() + 32 + 24, &huge, 8);
         fix_crcs(b);
         write_all(bad, b);
         CHECK(contains(load_error(bad, net, &opt), "overflows"));
@@ -410,4 +414,176 @@ TEST_CASE("a Sequential of default-named Linears names their parameters by posit
     names.clear();
     for (const auto* p : mlp.parameters()) names.push_back(p->name);
     CHECK(names == std::vector<std::string>{"W0", "b0", "W1", "b1", "W2", "b2"});
+}
+
+// ---- ndio: checkpoints carry ranks (issue 11 item 12) ---------------------------------------
+
+namespace {
+tg::Tensor<double> counting(const tg::Shape& s, double from) {
+    tg::Tensor<double> t(s);
+    for (std::size_t i = 0; i < t.size(); ++i) t.data()[i] = from + 0.25 * static_cast<double>(i);
+    return t;
+}
+const std::vector<tg::Shape>& rank_shapes() {
+    static const std::vector<tg::Shape> shapes{
+        tg::Shape{}, tg::Shape{5}, tg::Shape{2, 3}, tg::Shape{2, 3, 4}, tg::Shape{1, 2, 3, 2},
+        tg::Shape{2, 1, 3, 1, 2}, tg::Shape{2, 1, 2, 1, 3, 2}};
+    return shapes;
+}
+}  // namespace
+
+TEST_CASE("checkpoints of version 2 keep the rank and every dim of parameters of ranks 0 to 6") {
+    TempDir dir;
+    std::vector<std::unique_ptr<nn::Parameter<double>>> params, fresh;
+    std::vector<nn::Parameter<double>*> ps, fs_;
+    for (std::size_t r = 0; r < rank_shapes().size(); ++r) {
+        params.push_back(std::make_unique<nn::Parameter<double>>(counting(rank_shapes()[r], double(r)), fmt::format("P{}", r)));
+        fresh.push_back(std::make_unique<nn::Parameter<double>>(tg::Tensor<double>(rank_shapes()[r]), fmt::format("P{}", r)));
+        ps.push_back(params.back().get());
+        fs_.push_back(fresh.back().get());
+    }
+    nn::SGD<double> opt(ps, {.lr = 0.1, .momentum = 0.9});
+    const fs::path file = dir.path / "ranks.tgc";
+    nn::save_checkpoint<double>(file, ps, &opt, nn::TrainState{});
+
+    const nn::Archive a = nn::Archive::load(file);
+    CHECK(a.version() == 2);
+    const auto bytes = read_all(file);
+    CHECK(bytes[8] == 2);
+    for (std::size_t r = 0; r < rank_shapes().size(); ++r) {
+        const auto& e = a.entry(fmt::format("param/P{}", r));
+        CHECK(e.shape == rank_shapes()[r]);
+        CHECK(e.shape.rank() == r);
+        CHECK(a.entry(fmt::format("optimizer/momentum_buffer/P{}", r)).shape == rank_shapes()[r]);
+    }
+    nn::SGD<double> opt2(fs_, {.lr = 0.1, .momentum = 0.9});
+    nn::TrainState st;
+    nn::load_checkpoint<double>(file, fs_, &opt2, st);
+    for (std::size_t r = 0; r < rank_shapes().size(); ++r) {
+        REQUIRE(fresh[r]->value.shape() == rank_shapes()[r]);
+        CHECK(tg::max_abs_diff(fresh[r]->value, params[r]->value) == 0.0);
+    }
+
+    SUBCASE("a model whose parameter has the same numel but another rank is refused, naming both shapes") {
+        nn::Parameter<double> flat(tg::Tensor<double>(tg::Shape{6, 4}), "P3");
+        std::vector<nn::Parameter<double>*> wrong = fs_;
+        wrong[3] = &flat;
+        const auto e = error_of([&] { nn::load_checkpoint<double>(file, wrong, nullptr, st); });
+        CHECK(contains(e, "param/P3"));
+        CHECK(contains(e, "(2×3×4) in the file"));
+        CHECK(contains(e, "(6×4)"));
+    }
+}
+
+TEST_CASE("a committed version-1 checkpoint still loads, also into a rank-1 bias") {
+    // Written by fuzz/make_corpus before version 2: W0 (2×3) = 1…6, b0 (1×3), SGD with momentum
+    // 0.9 after no step, position epoch 1, batch 2, step 3.
+    const fs::path v1 = fs::path(TAPEGRAD_SOURCE_DIR) / "tests/reference/checkpoint_v1_sgd_momentum.tgc";
+    const auto bytes = read_all(v1);
+    REQUIRE(bytes.size() == 662);
+    CHECK(bytes[8] == 1);
+    const nn::Archive a = nn::Archive::load(v1);
+    CHECK(a.version() == 1);
+    CHECK(a.entry("param/W0").shape == tg::Shape{2, 3});
+    CHECK(a.entry("param/b0").shape == tg::Shape{1, 3});
+
+    nn::Parameter<double> w(tg::Tensor<double>(2, 3), "W0");
+    nn::Parameter<double> b(tg::Tensor<double>(tg::Shape{3}), "b0");  // rank 1: stored as (1×3) in v1
+    std::vector<nn::Parameter<double>*> params{&w, &b};
+    nn::SGD<double> opt(params, {.lr = 0.1, .momentum = 0.9});
+    nn::TrainState st;
+    nn::restore_checkpoint<double>(a, params, &opt, st);
+    for (std::size_t i = 0; i < 6; ++i) CHECK(w.value.data()[i] == static_cast<double>(i + 1));
+    CHECK(b.value.shape() == tg::Shape{3});
+    CHECK(b.value.data()[0] == 0.5);
+    CHECK(b.value.data()[1] == -0.5);
+    CHECK(b.value.data()[2] == 0.0);
+    CHECK(st.epoch == 1);
+    CHECK(st.batch == 2);
+    CHECK(st.step == 3);
+
+    SUBCASE("a version-1 (r×c) entry does not fit a rank-3 tensor or other last two dims") {
+        nn::Parameter<double> w3(tg::Tensor<double>(tg::Shape{1, 2, 3}), "W0");
+        std::vector<nn::Parameter<double>*> p3{&w3, &b};
+        const auto e = error_of([&] { nn::restore_checkpoint<double>(a, p3, nullptr, st); });
+        CHECK(contains(e, "checkpoint_v1_sgd_momentum.tgc"));
+        CHECK(contains(e, "(2×3) in the file, the model has (1×2×3)"));
+        nn::Parameter<double> w6(tg::Tensor<double>(tg::Shape{6}), "W0");
+        std::vector<nn::Parameter<double>*> p6{&w6, &b};
+        CHECK(contains(error_of([&] { nn::restore_checkpoint<double>(a, p6, nullptr, st); }), "(2×3) in the file"));
+    }
+    SUBCASE("re-saved, it is a version-2 file with the same entries") {
+        const nn::Archive again = nn::Archive::deserialize(a.serialize(), "again");
+        CHECK(again.version() == 2);
+        CHECK(again.entries().size() == a.entries().size());
+        for (const auto& [name, e] : a.entries()) {
+            CHECK(again.entry(name).shape == e.shape);
+            CHECK(again.entry(name).data == e.data);
+        }
+    }
+}
+
+TEST_CASE("damaged rank fields of a version-2 checkpoint raise errors naming the file and the offset") {
+    TempDir dir;
+    nn::Parameter<double> p(counting(tg::Shape{2, 3, 4}, 1.0), "P");
+    const fs::path good = dir.path / "r3.tgc";
+    nn::save_checkpoint<double>(good, {&p}, nullptr, nn::TrainState{});
+    const auto bytes = read_all(good);
+    const fs::path bad = dir.path / "bad_rank.tgc";
+    auto load = [&](const std::vector<std::uint8_t>& b) {
+        write_all(bad, b);
+        nn::Parameter<double> q(tg::Tensor<double>(tg::Shape{2, 3, 4}), "P");
+        nn::TrainState st;
+        return error_of([&] { nn::load_checkpoint<double>(bad, {&q}, nullptr, st); });
+    };
+    REQUIRE(load(bytes) == "no error");
+    // First entry: "format/dtype" at offset 32 (name length, kind, rank at 40, reserved at 44).
+    SUBCASE("a rank above kMaxRank") {
+        auto b = bytes;
+        b[40] = 7;
+        fix_crcs(b);
+        const auto e = load(b);
+        CHECK(contains(e, "bad_rank.tgc"));
+        CHECK(contains(e, "rank 7 (offset 40)"));
+    }
+    SUBCASE("a non-zero reserved field") {
+        auto b = bytes;
+        b[44] = 1;
+        fix_crcs(b);
+        const auto e = load(b);
+        CHECK(contains(e, "bad_rank.tgc"));
+        CHECK(contains(e, "reserved field (offset 44)"));
+    }
+    SUBCASE("a rank that makes the entry claim more dims than bytes left") {
+        auto b = bytes;
+        b.resize(32 + 16 + 8);  // header, entry header, one of two dims
+        const std::uint64_t payload = b.size() - 32;
+        std::memcpy(b.data() + 16, &payload, 8);
+        fix_crcs(b);
+        const auto e = load(b);
+        CHECK(contains(e, "truncated in its 2 dims at offset 48"));
+    }
+    SUBCASE("an extent above 2³² − 1") {
+        auto b = bytes;
+        const std::uint64_t big = std::uint64_t(1) << 33;
+        std::memcpy(b.data() + 48, &big, 8);
+        fix_crcs(b);
+        const auto e = load(b);
+        CHECK(contains(e, "bad_rank.tgc"));
+        CHECK(contains(e, "overflows (offset 48)"));
+    }
+    SUBCASE("truncated anywhere: every prefix raises an Error naming the file") {
+        for (std::size_t n = 0; n < bytes.size(); n += 7) {
+            auto b = bytes;
+            b.resize(n);
+            if (n >= 32) {
+                const std::uint64_t payload = n - 32;
+                std::memcpy(b.data() + 16, &payload, 8);
+                fix_crcs(b);
+            }
+            const auto e = load(b);
+            CHECK(contains(e, "bad_rank.tgc"));
+            CHECK(contains(e, "offset"));
+        }
+    }
 }

@@ -1,6 +1,7 @@
 // Checkpoint files: serialisation, validation, atomic saving.
 #include <tapegrad/nn/checkpoint.hpp>
 
+#include <array>
 #include <bit>
 #include <cerrno>
 #include <cstring>
@@ -18,7 +19,8 @@ static_assert(std::endian::native == std::endian::little, "checkpoint files are 
 namespace {
 
 constexpr std::size_t kMaxName = 4096;
-constexpr std::size_t kEntryHeader = 24;
+constexpr std::size_t kEntryHeaderV1 = 24;  // name length, kind, rows, cols
+constexpr std::size_t kEntryHeader = 16;    // name length, kind, rank, reserved; then rank × u64 dims
 
 std::size_t elem_size(Archive::Kind k) {
     switch (k) {
@@ -83,8 +85,9 @@ std::vector<std::uint8_t> Archive::serialize() const {
     for (const auto& [name, e] : entries_) {
         put_le<std::uint32_t>(out, static_cast<std::uint32_t>(name.size()));
         put_le<std::uint32_t>(out, static_cast<std::uint32_t>(e.kind));
-        put_le<std::uint64_t>(out, e.shape.rows());
-        put_le<std::uint64_t>(out, e.shape.cols());
+        put_le<std::uint32_t>(out, static_cast<std::uint32_t>(e.shape.rank()));
+        put_le<std::uint32_t>(out, 0);
+        for (std::size_t d = 0; d < e.shape.rank(); ++d) put_le<std::uint64_t>(out, e.shape[d]);
         out.insert(out.end(), name.begin(), name.end());
         out.insert(out.end(), e.data.begin(), e.data.end());
     }
@@ -112,9 +115,9 @@ Archive Archive::deserialize(std::span<const std::uint8_t> f, std::string source
     const auto hcrc = get_le<std::uint32_t>(f.data() + 28);
     if (crc32(f.first(28)) != hcrc) fail("{}: corrupted checkpoint header (CRC32 mismatch, offsets 0–27)", source);
     const auto version = get_le<std::uint32_t>(f.data() + 8);
-    if (version != kCheckpointVersion)
-        fail("{}: checkpoint format version {} (offset 8); this build reads version {}", source, version,
-             kCheckpointVersion);
+    if (version < kCheckpointOldestVersion || version > kCheckpointVersion)
+        fail("{}: checkpoint format version {} (offset 8); this build reads versions {} to {}", source, version,
+             kCheckpointOldestVersion, kCheckpointVersion);
     const auto count = get_le<std::uint32_t>(f.data() + 12);
     const auto payload = get_le<std::uint64_t>(f.data() + 16);
     const std::size_t present = size - kCheckpointHeaderBytes;
@@ -132,31 +135,58 @@ Archive Archive::deserialize(std::span<const std::uint8_t> f, std::string source
 
     Archive a;
     a.source_ = std::move(source);
+    a.version_ = version;
+    const std::size_t fixed = version == 1 ? kEntryHeaderV1 : kEntryHeader;
     std::size_t at = kCheckpointHeaderBytes;
     for (std::uint32_t i = 0; i < count; ++i) {
-        if (size - at < kEntryHeader)
-            fail("{}: entry {} of {} truncated at offset {}", a.source_, i, count, at);
+        const std::size_t start = at;
+        if (size - at < fixed) fail("{}: entry {} of {} truncated at offset {}", a.source_, i, count, at);
         const auto name_len = get_le<std::uint32_t>(f.data() + at);
         const auto kind = get_le<std::uint32_t>(f.data() + at + 4);
-        const auto rows = get_le<std::uint64_t>(f.data() + at + 8);
-        const auto cols = get_le<std::uint64_t>(f.data() + at + 16);
         if (kind < 1 || kind > 4) fail("{}: entry {} has unknown kind {} (offset {})", a.source_, i, kind, at + 4);
         if (name_len == 0 || name_len > kMaxName)
             fail("{}: entry {} has a name of {} bytes (offset {})", a.source_, i, name_len, at);
+        std::array<std::size_t, kMaxRank> dims{};
+        std::size_t rank = 2;
+        if (version == 1) {
+            dims[0] = get_le<std::uint64_t>(f.data() + at + 8);
+            dims[1] = get_le<std::uint64_t>(f.data() + at + 16);
+            at += kEntryHeaderV1;
+        } else {
+            rank = get_le<std::uint32_t>(f.data() + at + 8);
+            if (rank > kMaxRank)
+                fail("{}: entry {} has rank {} (offset {}); the largest supported rank is {}", a.source_, i, rank,
+                     at + 8, kMaxRank);
+            if (const auto reserved = get_le<std::uint32_t>(f.data() + at + 12); reserved != 0)
+                fail("{}: entry {} has {} in its reserved field (offset {}), expected 0", a.source_, i, reserved,
+                     at + 12);
+            at += kEntryHeader;
+            if (size - at < 8 * rank)
+                fail("{}: entry {} truncated in its {} dims at offset {}", a.source_, i, rank, at);
+            for (std::size_t d = 0; d < rank; ++d) dims[d] = get_le<std::uint64_t>(f.data() + at + 8 * d);
+            at += 8 * rank;
+        }
+        const std::size_t dims_at = version == 1 ? start + 8 : start + kEntryHeader;
         const std::size_t es = elem_size(static_cast<Kind>(kind));
-        std::uint64_t n = 0, bytes = 0;
-        if (__builtin_mul_overflow(rows, cols, &n) || __builtin_mul_overflow(n, std::uint64_t(es), &bytes))
-            fail("{}: entry {} declares {}×{} elements: the size overflows (offset {})", a.source_, i, rows, cols, at + 8);
-        at += kEntryHeader;
+        std::uint64_t n = 1, bytes = 0;
+        bool overflow = false;
+        for (std::size_t d = 0; d < rank; ++d) overflow |= dims[d] > kMaxExtent || __builtin_mul_overflow(n, dims[d], &n);
+        if (overflow || __builtin_mul_overflow(n, std::uint64_t(es), &bytes)) {
+            std::string text;
+            for (std::size_t d = 0; d < rank; ++d) text += fmt::format("{}{}", d ? "×" : "", dims[d]);
+            fail("{}: entry {} declares ({}) elements: an extent above 2³² − 1 or a byte size that overflows (offset {})",
+                 a.source_, i, text, dims_at);
+        }
         if (name_len > size - at || bytes > size - at - name_len)
             fail("{}: entry {} declares {} name bytes and {} data bytes at offset {}, only {} remain", a.source_, i,
                  name_len, bytes, at, size - at);
         std::string name(reinterpret_cast<const char*>(f.data() + at), name_len);
         at += name_len;
-        Entry e{static_cast<Kind>(kind), Shape{rows, cols}, std::vector<std::uint8_t>(f.data() + at, f.data() + at + bytes)};
+        Entry e{static_cast<Kind>(kind), Shape(std::span<const std::size_t>(dims.data(), rank)),
+                std::vector<std::uint8_t>(f.data() + at, f.data() + at + bytes)};
         at += bytes;
         if (!a.entries_.emplace(std::move(name), std::move(e)).second)
-            fail("{}: duplicate entry at offset {}", a.source_, at - bytes - name_len);
+            fail("{}: duplicate entry at offset {}", a.source_, start);
     }
     if (at != size) fail("{}: {} bytes after the last of {} entries (offset {})", a.source_, size - at, count, at);
     return a;

@@ -4,16 +4,21 @@
 // (Parameter::requires_grad) is kept as entry "frozen/<name>" (u64, 1 = frozen); a checkpoint
 // without these entries leaves the flags as they are.
 //
-// File format (little-endian), version 1:
+// File format (little-endian), version 2:
 //   offset  0  8 bytes   magic "TGCKPT\r\n"
-//           8  u32       format version (1)
+//           8  u32       format version (2)
 //          12  u32       number of entries
 //          16  u64       payload length in bytes (the file is 32 + this long)
 //          24  u32       CRC32 (zlib) of the payload
 //          28  u32       CRC32 of bytes 0–27 (the header itself)
 //          32  payload:  entries, each
 //                u32 name length (≤ 4096), u32 kind (1 f32, 2 f64, 3 u64, 4 bytes),
-//                u64 rows, u64 cols, the name (UTF-8), rows·cols elements
+//                u32 rank (0 to kMaxRank), u32 reserved (0), rank × u64 dims,
+//                the name (UTF-8), then the product of the dims elements, row-major
+// Version 1 (still read) had no rank: each entry header was u32 name length, u32 kind, u64 rows,
+// u64 cols, and the entry a rows×cols matrix. A version-1 entry (r×c) loads into a tensor of rank
+// ≤ 2 whose last two dims (rows(), cols()) are r and c — (1×n) into a vector of n, (1×1) into a
+// scalar — since that is how version 1 stored such tensors.
 // Saving writes a temporary file in the target's directory, fsyncs it, renames it into place
 // and fsyncs the directory, so a crash mid-save leaves the previous checkpoint intact.
 // Loading reads and checks the whole file (sizes against the file's length before any
@@ -41,7 +46,8 @@
 
 namespace tapegrad::nn {
 
-inline constexpr std::uint32_t kCheckpointVersion = 1;
+inline constexpr std::uint32_t kCheckpointVersion = 2;
+inline constexpr std::uint32_t kCheckpointOldestVersion = 1;
 inline constexpr std::size_t kCheckpointHeaderBytes = 32;
 inline constexpr char kCheckpointMagic[8] = {'T', 'G', 'C', 'K', 'P', 'T', '\r', '\n'};
 
@@ -55,7 +61,7 @@ public:
     struct Entry {
         Kind kind;
         Shape shape;
-        std::vector<std::uint8_t> data;  // rows·cols elements
+        std::vector<std::uint8_t> data;  // shape.numel() elements
     };
 
     template <class T>
@@ -82,7 +88,7 @@ public:
         const Kind want = std::is_same_v<T, float> ? Kind::f32 : Kind::f64;
         if (e.kind != want)
             fail("{}: entry '{}' holds {} data, expected {}", source_, name, kind_name(e.kind), kind_name(want));
-        if (e.shape != shape)
+        if (e.shape != shape && !legacy_match(e.shape, shape))
             fail("{}: entry '{}' has shape {} in the file, the model has {}", source_, name, e.shape, shape);
     }
     template <class T>
@@ -99,6 +105,8 @@ public:
 
     // The file (or description) this archive came from, used in error messages.
     const std::string& source() const noexcept { return source_; }
+    // The format version of the file read (kCheckpointVersion for an archive built in memory).
+    std::uint32_t version() const noexcept { return version_; }
     const std::map<std::string, Entry>& entries() const noexcept { return entries_; }
 
     std::vector<std::uint8_t> serialize() const;
@@ -119,8 +127,15 @@ private:
         if (!v.empty()) std::memcpy(v.data(), e.data.data(), v.size() * sizeof(U));
         return v;
     }
+    // A version-1 file stored every tensor as rows×cols: such an entry fits a tensor of rank ≤ 2
+    // with the same last two dims (and so the same element count).
+    bool legacy_match(const Shape& stored, const Shape& want) const noexcept {
+        return version_ == 1 && want.rank() <= 2 && stored.rank() == 2 && stored.rows() == want.rows() &&
+               stored.cols() == want.cols();
+    }
     std::map<std::string, Entry> entries_;
     std::string source_ = "<archive>";
+    std::uint32_t version_ = kCheckpointVersion;
 };
 
 // Where training stands: the next batch to run is `batch` of epoch `epoch`, whose sample order
