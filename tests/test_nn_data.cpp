@@ -264,3 +264,76 @@ TEST_CASE("random IDX headers and lengths are parsed or rejected with Error, nev
     CHECK(parsed > 0);
     CHECK(errors > 0);
 }
+
+// ---- ndio: images as (N, 784), (N, 28, 28) or (N, 1, 28, 28) (issue 11 item 12) --------------
+
+TEST_CASE("a batch of images comes as (n, rows·cols), (n, rows, cols) or (n, 1, rows, cols) with the same pixels") {
+    TempDir dir;
+    // Three 2×3 images and their labels, through the IDX reader.
+    const auto im = idx_bytes({3, 2, 3}, 18);
+    std::vector<std::uint8_t> lb = idx_bytes({3}, 0);
+    lb.insert(lb.end(), {4, 9, 1});
+    {
+        std::ofstream(dir.path / "im", std::ios::binary).write(reinterpret_cast<const char*>(im.data()), std::streamsize(im.size()));
+        std::ofstream(dir.path / "lb", std::ios::binary).write(reinterpret_cast<const char*>(lb.data()), std::streamsize(lb.size()));
+    }
+    const nn::Dataset ds = nn::load_idx_dataset(dir.path / "im", dir.path / "lb");
+    REQUIRE(ds.features == 6);
+    const std::uint32_t idx[2] = {2, 0};
+    const auto flat = nn::images<double>(ds, idx);
+    const auto hw = nn::images<double>(ds, idx, nn::ImageLayout::hw);
+    const auto chw = nn::images<double>(ds, idx, nn::ImageLayout::chw);
+    CHECK(flat.shape() == tg::Shape{2, 6});
+    CHECK(hw.shape() == tg::Shape{2, 2, 3});
+    CHECK(chw.shape() == tg::Shape{2, 1, 2, 3});
+    CHECK(nn::image_batch_shape(ds, 5, nn::ImageLayout::chw) == tg::Shape{5, 1, 2, 3});
+    const std::uint8_t* px = im.data() + 4 + 3 * 4;  // the IDX data after the header
+    for (std::size_t s = 0; s < 2; ++s)
+        for (std::size_t j = 0; j < 6; ++j) {
+            const double want = px[idx[s] * 6 + j] * (1.0 / 255.0);  // as the kernel scales
+            CHECK(flat.data()[s * 6 + j] == want);
+            CHECK(hw.data()[s * 6 + j] == want);
+            CHECK(chw.data()[s * 6 + j] == want);
+        }
+    // Pixel (row 1, col 2) of the first sample, indexed in each layout.
+    CHECK(hw.at({0, 1, 2}) == flat(0, 5));
+    CHECK(chw.at({0, 0, 1, 2}) == flat(0, 5));
+
+    SUBCASE("gather_batch fills a (batch, 1, rows, cols) buffer and a vector of labels") {
+        tg::Tensor<float> x(tg::Shape{4, 1, 2, 3}), y(tg::Shape{4});
+        nn::gather_batch<float>(ds, idx, x, y);
+        CHECK(x.at({1, 0, 0, 0}) == static_cast<float>(px[0]) * (1.0f / 255.0f));
+        CHECK(y.data()[0] == 1.0f);
+        CHECK(y.data()[1] == 4.0f);
+    }
+    SUBCASE("a buffer of another layout is an Error naming both shapes") {
+        tg::Tensor<float> y(4, 1);
+        for (const tg::Shape& s : {tg::Shape{4, 3, 2}, tg::Shape{4, 2, 1, 3}, tg::Shape{1, 6}, tg::Shape{4, 2, 2, 3},
+                                   tg::Shape{4, 1, 1, 2, 3}}) {
+            tg::Tensor<float> x(s);
+            CHECK_THROWS_WITH_AS(nn::gather_batch<float>(ds, idx, x, y),
+                                 doctest::Contains(fmt::format("does not fit x {}", s).c_str()), tg::Error);
+        }
+    }
+    SUBCASE("hw and chw need rows·cols = features") {
+        nn::Dataset odd;
+        odd.features = 6;
+        CHECK_THROWS_WITH_AS(nn::image_batch_shape(odd, 2, nn::ImageLayout::hw),
+                             doctest::Contains("images of 0×0 pixels do not make 6 features"), tg::Error);
+        CHECK(nn::image_batch_shape(odd, 2, nn::ImageLayout::flat) == tg::Shape{2, 6});
+    }
+}
+
+TEST_CASE("the installed Fashion-MNIST test images read as (N, 1, 28, 28)") {
+    if (!nn::fashion_mnist_available()) {
+        MESSAGE("Fashion-MNIST not installed; skipped");
+        return;
+    }
+    const nn::Dataset ds = nn::load_fashion_mnist("test");
+    const std::uint32_t idx[3] = {0, 1, 9999};
+    const auto x = nn::images<float>(ds, idx, nn::ImageLayout::chw);
+    CHECK(x.shape() == tg::Shape{3, 1, 28, 28});
+    const auto f = nn::images<float>(ds, idx);
+    CHECK(f.shape() == tg::Shape{3, 784});
+    CHECK(x.at({2, 0, 27, 13}) == f(2, 27 * 28 + 13));
+}

@@ -61,21 +61,57 @@ bool fashion_mnist_available(const std::filesystem::path& dir = fashion_mnist_di
 // the package to install.
 Dataset load_fashion_mnist(std::string_view split, const std::filesystem::path& dir = fashion_mnist_dir());
 
-// Fills the first idx.size() rows of x with the samples idx, scaled by 1/255, and of y (a
-// column) with their labels as T. x must have ≥ idx.size() rows and `features` columns.
+// How a batch of n images of rows×cols pixels is laid out: flat (n, rows·cols), a matrix for
+// an MLP (the default, as before); hw (n, rows, cols); chw (n, 1, rows, cols), with the channel
+// axis a convolution expects (torch's (N, C, H, W)). All three hold the same bytes, row-major.
+enum class ImageLayout { flat, hw, chw };
+
+// The shape of a batch of n images of d in `layout`; hw and chw need d.rows·d.cols == d.features.
+inline Shape image_batch_shape(const Dataset& d, std::size_t n, ImageLayout layout) {
+    if (layout != ImageLayout::flat && (d.rows * d.cols != d.features || d.features == 0))
+        fail("image_batch_shape: images of {}×{} pixels do not make {} features", d.rows, d.cols, d.features);
+    switch (layout) {
+        case ImageLayout::hw: return Shape{n, d.rows, d.cols};
+        case ImageLayout::chw: return Shape{n, 1, d.rows, d.cols};
+        case ImageLayout::flat: break;
+    }
+    return Shape{n, d.features};
+}
+
+// Fills the first idx.size() samples of x with the samples idx, scaled by 1/255, and of y with
+// their labels as T. x is (≥ n, features), (≥ n, rows, cols) or (≥ n, 1, rows, cols) — any of
+// the layouts above — and contiguous; y is a column (≥ n, 1) or a vector (≥ n).
 template <class T>
 void gather_batch(const Dataset& d, std::span<const std::uint32_t> idx, Tensor<T>& x, Tensor<T>& y) {
-    if (x.cols() != d.features || x.rows() < idx.size() || y.rows() < idx.size() || y.cols() != 1)
-        fail("gather_batch: batch of {} samples with {} features does not fit x {} and y {}", idx.size(),
-             d.features, x.shape(), y.shape());
+    const std::size_t n = idx.size();
+    const auto fits = [&](ImageLayout l) {
+        return x.rank() >= 1 && x.dim(0) >= n && (l == ImageLayout::flat || d.rows * d.cols == d.features) &&
+               x.shape().with(0, 1) == image_batch_shape(d, 1, l);
+    };
+    const bool x_ok = x.is_contiguous() &&
+                      ((x.rank() == 2 && fits(ImageLayout::flat)) || (x.rank() == 3 && fits(ImageLayout::hw)) ||
+                       (x.rank() == 4 && fits(ImageLayout::chw)));
+    const bool y_ok = y.is_contiguous() && ((y.rank() == 2 && y.cols() == 1) || y.rank() == 1) && y.dim(0) >= n;
+    if (!x_ok || !y_ok)
+        fail("gather_batch: batch of {} samples with {} features ({}×{} pixels) does not fit x {} and y {}", n,
+             d.features, d.rows, d.cols, x.shape(), y.shape());
     constexpr T kScale = T(1) / T(255);
-    for (std::size_t r = 0; r < idx.size(); ++r) {
+    for (std::size_t r = 0; r < n; ++r) {
         if (idx[r] >= d.size()) fail("gather_batch: sample index {} outside a data set of {}", idx[r], d.size());
         const std::uint8_t* src = d.images.data() + std::size_t(idx[r]) * d.features;
         T* dst = x.data() + r * d.features;
         for (std::size_t j = 0; j < d.features; ++j) dst[j] = static_cast<T>(src[j]) * kScale;
-        y[r] = static_cast<T>(d.labels[idx[r]]);
+        y.data()[r] = static_cast<T>(d.labels[idx[r]]);
     }
+}
+
+// The images idx of d as one new tensor in `layout`, scaled by 1/255: (n, 784), (n, 28, 28) or
+// (n, 1, 28, 28) for Fashion-MNIST.
+template <class T>
+Tensor<T> images(const Dataset& d, std::span<const std::uint32_t> idx, ImageLayout layout = ImageLayout::flat) {
+    Tensor<T> x(image_batch_shape(d, idx.size(), layout)), y(Shape{idx.size()});
+    gather_batch(d, idx, x, y);
+    return x;
 }
 
 // The order of one epoch: 0…n−1, shuffled by `rng` when `shuffle` is set. Rebuilt from the
