@@ -971,6 +971,32 @@ inline std::vector<OpCase> gpt() {
     return v;
 }
 // ---- end gpt ----
+// ---- ndio: affine at any rank ----
+// affine(X, W, b) with X of rank 1 to 5: (…, k)·(k×n) + b, one GEMM over the flattened leading
+// axes; the bias as a (1×n) row or an (n) vector.
+inline std::vector<OpCase> ndio() {
+    std::vector<OpCase> v;
+    static constexpr std::string_view labels[5][2] = {
+        {"affine X·W + b, X rank 1 (k), b (1×n)", "affine X·W + b, X rank 1 (k), b (n)"},
+        {"affine X·W + b, X rank 2, b (1×n) [ndio]", "affine X·W + b, X rank 2, b (n)"},
+        {"affine X·W + b, X rank 3 (…, k), b (1×n)", "affine X·W + b, X rank 3 (…, k), b (n)"},
+        {"affine X·W + b, X rank 4 (…, k), b (1×n)", "affine X·W + b, X rank 4 (…, k), b (n)"},
+        {"affine X·W + b, X rank 5 (…, k), b (1×n)", "affine X·W + b, X rank 5 (…, k), b (n)"}};
+    for (std::size_t rank = 1; rank <= 5; ++rank)
+        for (bool vector_bias : {false, true})
+            v.push_back({"affine", labels[rank - 1][vector_bias ? 1 : 0],
+                         [rank, vector_bias](std::mt19937_64& r) {
+                             std::vector<std::size_t> d;
+                             for (std::size_t i = 0; i + 1 < rank; ++i) d.push_back(dim(r, 1, 3));
+                             const std::size_t k = dim(r, 1, 4), n = dim(r, 1, 4);
+                             d.push_back(k);
+                             const Shape b = vector_bias ? Shape{n} : Shape{1, n};
+                             return std::vector<Shape>{Shape::from_range(d.begin(), d.end()), {k, n}, b};
+                         },
+                         {Domain::Real}, [](Tape<double>&, Vars x) { return affine(x[0], x[1], x[2]); }});
+    return v;
+}
+// ---- end ndio ----
 
 }  // namespace cases
 
@@ -979,7 +1005,7 @@ inline const std::vector<OpCase>& op_cases() {
     static const std::vector<OpCase> all = [] {
         std::vector<OpCase> v;
         for (auto family : {cases::elementwise, cases::elementwise_nd, cases::linalg, cases::engine, cases::math, cases::activations,
-                            cases::structure, cases::losses, cases::views, cases::reduce_axes, cases::conv, cases::bmm, cases::gpt}) {
+                            cases::structure, cases::losses, cases::views, cases::reduce_axes, cases::conv, cases::bmm, cases::gpt, cases::ndio}) {
             auto f = family();
             v.insert(v.end(), f.begin(), f.end());
         }

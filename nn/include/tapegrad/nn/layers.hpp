@@ -121,8 +121,10 @@ public:
 
 // y = x·W + b        x: m×in, W: in×out, b: 1×out (broadcast over the m rows), y: m×out
 // folded: y = [x 1]·W,  W: (in+1)×out with b as its last row.
-// An input of rank ≥ 3, (…, in), is read as the (∏…)×in matrix of its rows (a reshape: a view
-// when x is contiguous) and the result reshaped back to (…, out), as torch.nn.Linear.
+// An input of rank ≥ 3, (…, in), gives (…, out), as torch.nn.Linear: with a separate bias it
+// goes straight to affine, which reads x as the (∏…)×in matrix of its rows (one GEMM, no copy);
+// without a bias or with a folded one, x is reshaped to that matrix (a view when x is contiguous)
+// and the result reshaped back.
 // The gradients come from the ops' VJPs: dW = xᵀ·dy, db = 1ᵀ·dy (the engine's sum over the
 // broadcast rows), dx = dy·Wᵀ.
 template <class T>
@@ -212,6 +214,11 @@ private:
             const Shape s = x.shape();
             if (s.cols() != in_)
                 fail("{}: input has shape {}, expected {} features along its last axis", describe(), s, in_);
+            if (separate(opt_)) {  // affine takes (…, in) itself
+                if (w.shape() != w_.shape())
+                    fail("{}: weight has shape {}, expected {}", describe(), w.shape(), w_.shape());
+                return affine(x, w, b);
+            }
             const V y = compute(reshape(x, Shape{s.numel() / in_, in_}), w, b, lift);
             if constexpr (is_tensor<V>::value)  // (a view of the local y would dangle)
                 return reshape(y, s.with(s.rank() - 1, out_)).clone(y.resource());

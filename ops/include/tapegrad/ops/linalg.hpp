@@ -12,6 +12,7 @@
 #include <tapegrad/core/op.hpp>
 #include <tapegrad/core/site.hpp>
 #include <tapegrad/core/tape.hpp>
+#include <tapegrad/ops/views.hpp>
 
 namespace tapegrad {
 
@@ -288,33 +289,59 @@ struct Transpose {
 //   dX = dY·Wᵀ        dW = Xᵀ·dY        db = 1ᵀ·dY (the engine sums dY's rows)
 // The VJPs are matmul's, so every reading (gradients of gradients, explain()) sees the same
 // formulas as for matmul(X, W) + b.
+// Any rank, as torch.nn.functional.linear: X (…, k), W (k×n), b (1×n) or (n) give Y (…, n). The
+// leading axes of X are read as the M = numel(X)/k rows of one (M×k) matrix — X is contiguous,
+// so that is a view, no copy — and the forward and both VJPs are each a single GEMM:
+//   Y(M×n) = X(M×k)·W + b      dX(M×k) = dY(M×n)·Wᵀ      dW = X(M×k)ᵀ·dY(M×n)
+// (in the Var and Sym readings, as reshapes around matmul). A rank ≤ 2 X is today's 2-D path,
+// with a (rows×n) result.
 struct Affine {
     static constexpr std::string_view name = "affine";
     static constexpr std::size_t arity = 3;
+    static constexpr bool any_rank = true;
     static constexpr Notation notation{"{0} · {1} + {2}", "{0} . {1} + {2}", Prec::Sum};
 
+    // The rows of X read as one matrix: every axis but the last.
+    static std::size_t flat_rows(const Shape& x) noexcept { return x.lead() * x.rows(); }
+
     Shape shape(Shape x, Shape w, Shape b) const {
+        if (w.rank() > 2) [[unlikely]]
+            fail("affine: the weight has shape {}; it must be a matrix (in×out), X being {}", w, x);
         if (x.cols() != w.rows()) fail("affine: inner dimensions differ: {}·{}", x, w);
-        if ((x.rows() | x.cols() | w.cols()) > kMaxBlasExtent) [[unlikely]]
+        const std::size_t m = x.rank() > 2 ? flat_rows(x) : x.rows();
+        if ((m | x.cols() | w.cols()) > kMaxBlasExtent) [[unlikely]]
             fail("affine: {}·{} has an extent above 2³¹ − 1, BLAS's int", x, w);
-        if (b.rows() != 1 || b.cols() != w.cols())
+        if (b.rank() > 2 || b.rows() != 1 || b.cols() != w.cols())
             fail("affine: the bias has shape {}; {}·{} needs a bias of shape (1×{})", b, x, w, w.cols());
+        if (x.rank() > 2) return x.with(x.rank() - 1, w.cols());
         return {x.rows(), w.cols()};
     }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& x, const Tensor<T>& w, const Tensor<T>& b) const {
         const std::size_t n = out.cols();
-        for (std::size_t i = 0; i < out.rows(); ++i) std::copy_n(b.data(), n, out.data() + i * n);
-        gemm(false, false, T(1), x, w, T(1), out);
+        const std::size_t m = out.rank() > 2 ? flat_rows(out.shape()) : out.rows();
+        for (std::size_t i = 0; i < m; ++i) std::copy_n(b.data(), n, out.data() + i * n);
+        if (x.rank() <= 2) [[likely]] {
+            gemm(false, false, T(1), x, w, T(1), out);
+            return;
+        }
+        Tensor<T> y = matrix_view(out, m);
+        gemm(false, false, T(1), matrix_view(x, m), w, T(1), y);
     }
-    // The VJPs of x and W are matmul's (X·W with no transposes), in every reading.
+    // The VJPs of x and W are matmul's (X·W with no transposes), in every reading; at rank ≥ 3,
+    // on X and dY reshaped to matrices.
     template <class V>
     V vjp(In<0>, const V& g, const V& y, const V& x, const V& w, const V&) const {
-        return MatMul{}.vjp(In<0>{}, g, y, x, w);
+        if (x.shape().rank() <= 2) return MatMul{}.vjp(In<0>{}, g, y, x, w);
+        const V g2 = apply(Reshape{Shape{flat_rows(g.shape()), g.shape().cols()}}, g);
+        return apply(Reshape{x.shape()}, apply(MatMul{false, true}, g2, w));
     }
     template <class V>
     V vjp(In<1>, const V& g, const V& y, const V& x, const V& w, const V&) const {
-        return MatMul{}.vjp(In<1>{}, g, y, x, w);
+        if (x.shape().rank() <= 2) return MatMul{}.vjp(In<1>{}, g, y, x, w);
+        const V x2 = apply(Reshape{Shape{flat_rows(x.shape()), x.shape().cols()}}, x);
+        const V g2 = apply(Reshape{Shape{flat_rows(g.shape()), g.shape().cols()}}, g);
+        return apply(MatMul{true, false}, x2, g2);
     }
     template <class V>
     V vjp(In<2>, const V& g, const V&, const V&, const V&, const V&) const {
@@ -324,7 +351,25 @@ struct Affine {
         requires(I < 2)
     void vjp_into(In<I> in, Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>& y, const Tensor<T>& x,
                   const Tensor<T>& w, const Tensor<T>&) const {
-        MatMul{}.vjp_into(in, dst, add, g, y, x, w);
+        if (x.rank() <= 2) [[likely]] {
+            MatMul{}.vjp_into(in, dst, add, g, y, x, w);
+            return;
+        }
+        const std::size_t m = flat_rows(x.shape());
+        const Tensor<T> g2 = matrix_view(g, m);
+        if constexpr (I == 0) {
+            Tensor<T> d2 = matrix_view(dst, m);
+            gemm(false, true, T(1), g2, w, add ? T(1) : T(0), d2);  // dX = dY·Wᵀ
+        } else {
+            gemm(true, false, T(1), matrix_view(x, m), g2, add ? T(1) : T(0), dst);  // dW = Xᵀ·dY
+        }
+    }
+
+private:
+    // A contiguous tensor of rank ≥ 3 seen as its (m × last axis) matrix: an alias, no copy.
+    template <class T>
+    static Tensor<T> matrix_view(const Tensor<T>& t, std::size_t m) {
+        return Tensor<T>::view(const_cast<T*>(t.data()), Shape{m, t.cols()}, t.resource());
     }
 };
 
@@ -334,7 +379,7 @@ V matmul(const V& a, const V& b, bool ta = false, bool tb = false, SourceLocatio
     CallSite at(loc);
     return apply(MatMul{ta, tb}, a, b);
 }
-// x·W + b with b a 1×n row: what a dense layer computes, fused (see Affine).
+// x·W + b with b a 1×n row: what a dense layer computes, fused (see Affine); x may be (…, in).
 template <Value V>
 V affine(const V& x, const V& w, const V& b, SourceLocation loc = SourceLocation::current()) {
     CallSite at(loc);
