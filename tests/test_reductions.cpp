@@ -248,8 +248,52 @@ V build(const std::string& key, Vars& x) {
         if (n == "expand_slice_select")
             return tg::select(tg::slice_axis(tg::expand(v, Shape{4, 3}), 0, 0, 4, 2), 1, 1) *
                    tg::select(tg::slice_axis(v, 0, 1, 3), 1, 0);
+        // ---- ndio: view chains with batched matmul, concat and stack ----
+        if (n == "transpose_bmm_sum") return tg::sum(tg::matmul(tg::transpose(v, 1, 2), v), -1);
+        if (n == "flatten_matmul_permute")
+            return tg::matmul(tg::reshape(v, {6, 4}), tg::flatten(tg::permute(v, {2, 0, 1}), 1));
+        if (n == "expand_bmm") return tg::matmul(tg::expand(v, Shape{2, 3, 3}), tg::tanh(v));
+        if (n == "slice_concat_self")
+            return tg::concat({tg::slice_axis(v, 0, 0, 4, 2), tg::slice_axis(v, 0, 1, 4, 2)}, 1) *
+                   tg::sum(tg::slice_axis(v, 0, 0, 2));
+        if (n == "unsqueeze_stack_mean")
+            return tg::mean(tg::stack({tg::unsqueeze(v, 0), tg::unsqueeze(tg::exp(v), 0)}, 2), {1, 3});
+        if (n == "select_narrow_matmul")
+            return tg::matmul(tg::transpose(tg::narrow(tg::select(v, 0, 1), 1, 0, 2), 0, 1), tg::select(v, 0, 2));
+        // ---- end ndio ----
         FAIL("unknown view case " << n);
     }
+    // ---- ndio: batched matmul (broadcast batch axes, transposed operands) and concat / stack ----
+    if (op == "bmm") {
+        const V& a = x.at("a");
+        const V& b = x.at("b");
+        const std::string& n = f[1];
+        if (n == "broadcast_batch" || n == "matrix_times_batch" || n == "batch_times_matrix") return tg::matmul(a, b);
+        if (n == "flag_ta") return tg::matmul(a, b, true, false);
+        if (n == "flag_tb_broadcast") return tg::matmul(a, b, false, true);
+        if (n == "flag_ta_tb") return tg::matmul(a, b, true, true);
+        if (n == "transpose_view_a") return tg::matmul(tg::transpose(a, 1, 2), b);
+        if (n == "permute_view_b") return tg::matmul(b, tg::permute(a, {1, 2, 0}));
+        if (n == "permuted_batch_axes") return tg::matmul(tg::permute(a, {1, 0, 2, 3}), b);
+        if (n == "attention_like") return tg::matmul(tg::softmax(tg::matmul(a, b, false, true), -1), b);
+        FAIL("unknown bmm case " << n);
+    }
+    if (op == "cat") {
+        const V& a = x.at("a");
+        const V& b = x.at("b");
+        const V& c = x.at("c");
+        const std::string& n = f[1];
+        if (n == "concat_axis1_tanh") return tg::tanh(tg::concat({a, b, c}, 1));
+        if (n == "concat_last_neg") return tg::concat({a, b * b, c}, -1);
+        if (n == "concat_permuted") return tg::concat({tg::permute(a, {1, 0, 2}), b, tg::exp(c)}, 0);
+        if (n == "stack_axis0") return tg::stack({a, b, c * a}, 0);
+        if (n == "stack_last") return tg::tanh(tg::stack({a, b, c}, -1));
+        if (n == "stack_middle_of_views")
+            return tg::square(tg::stack({a, tg::transpose(b, 0, 1), tg::reshape(c, {4, 3})}, 1));
+        if (n == "stack_then_matmul") return tg::matmul(tg::stack({a, b}, 0), c);
+        FAIL("unknown cat case " << n);
+    }
+    // ---- end ndio ----
     // reductions: op;axes;keepdim;extra
     std::vector<std::ptrdiff_t> axes;
     for (const auto& a : split(f[1], ',')) axes.push_back(std::stol(a));

@@ -156,6 +156,54 @@ VIEWS = {
 for name, (shape, f) in VIEWS.items():
     add_case(f"view;{name}", {"x": t(*shape)}, f)
 
+# ---- ndio: batched matmul, concat/stack, more view chains (issue 11 item 13) ---------------------
+# Appended after every earlier case, so the generator's draws above (and their fixtures) are
+# unchanged. Keys: bmm;<name> (inputs a, b), cat;<name> (inputs a, b, c), view;<name> (input x);
+# tests/test_reductions.cpp builds the same expressions.
+BMM = {
+    "broadcast_batch": ((2, 1, 3, 4), (5, 4, 2), lambda a, b: a @ b),
+    "matrix_times_batch": ((3, 4), (2, 4, 5), lambda a, b: a @ b),
+    "batch_times_matrix": ((2, 3, 3, 4), (4, 2), lambda a, b: a @ b),
+    "flag_ta": ((2, 4, 3), (2, 4, 5), lambda a, b: a.transpose(-1, -2) @ b),
+    "flag_tb_broadcast": ((3, 2, 4), (1, 5, 4), lambda a, b: a @ b.transpose(-1, -2)),
+    "flag_ta_tb": ((2, 1, 4, 3), (3, 5, 4), lambda a, b: a.transpose(-1, -2) @ b.transpose(-1, -2)),
+    "transpose_view_a": ((2, 4, 3), (1, 4, 2), lambda a, b: a.transpose(1, 2) @ b),
+    "permute_view_b": ((5, 2, 4), (2, 3, 4), lambda a, b: b @ a.permute(1, 2, 0)),
+    "permuted_batch_axes": ((4, 2, 3, 3), (3, 2), lambda a, b: a.permute(1, 0, 2, 3) @ b),
+    "attention_like": ((2, 3, 4, 2), (2, 3, 4, 2),
+                       lambda a, b: torch.softmax(a @ b.transpose(-1, -2), -1) @ b),
+}
+for name, (sa, sb, f) in BMM.items():
+    add_case(f"bmm;{name}", {"a": t(*sa), "b": t(*sb)}, f)
+
+CAT = {
+    "concat_axis1_tanh": (((2, 3, 4), (2, 1, 4), (2, 2, 4)), lambda a, b, c: torch.cat([a, b, c], 1).tanh()),
+    "concat_last_neg": (((3, 2), (3, 1), (3, 4)), lambda a, b, c: torch.cat([a, b * b, c], -1)),
+    "concat_permuted": (((3, 2, 4), (1, 3, 4), (2, 3, 4)),
+                        lambda a, b, c: torch.cat([a.permute(1, 0, 2), b, c.exp()], 0)),
+    "stack_axis0": (((3, 2), (3, 2), (3, 2)), lambda a, b, c: torch.stack([a, b, c * a], 0)),
+    "stack_last": (((2, 3, 2), (2, 3, 2), (2, 3, 2)), lambda a, b, c: torch.stack([a, b, c], -1).tanh()),
+    "stack_middle_of_views": (((4, 3), (3, 4), (2, 2, 3)),
+                              lambda a, b, c: torch.stack([a, b.t(), c.reshape(4, 3)], 1) ** 2),
+    "stack_then_matmul": (((2, 3), (2, 3), (3, 4)),
+                          lambda a, b, c: torch.stack([a, b], 0) @ c),
+}
+for name, (shapes, f) in CAT.items():
+    sa, sb, sc = shapes
+    add_case(f"cat;{name}", {"a": t(*sa), "b": t(*sb), "c": t(*sc)}, f)
+
+VIEWS_ND = {
+    "transpose_bmm_sum": ((2, 3, 4), lambda x: (x.transpose(1, 2) @ x).sum(-1)),
+    "flatten_matmul_permute": ((2, 3, 4), lambda x: x.reshape(6, 4) @ x.permute(2, 0, 1).flatten(1)),
+    "expand_bmm": ((1, 3, 3), lambda x: x.expand(2, 3, 3) @ x.tanh()),
+    "slice_concat_self": ((4, 3), lambda x: torch.cat([x[::2], x[1::2]], 1) * x[:2].sum()),
+    "unsqueeze_stack_mean": ((3, 2), lambda x: torch.stack([x.unsqueeze(0), x.exp().unsqueeze(0)], 2).mean((1, 3))),
+    "select_narrow_matmul": ((3, 4, 4), lambda x: x.select(0, 1).narrow(1, 0, 2).t() @ x[2]),
+}
+for name, (shape, f) in VIEWS_ND.items():
+    add_case(f"view;{name}", {"x": t(*shape)}, f)
+# ---- end ndio ---------------------------------------------------------------------------------
+
 path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cases.txt")
 with open(path, "w") as fh:
     fh.write(f"# written by tests/reference/make_cases.py with torch {torch.__version__}; {len(cases)} cases\n")
