@@ -189,3 +189,73 @@ TEST_CASE("anomaly reports give the N-D index of the first non-finite element") 
     CHECK(contains(e2, "anomaly: forward of 'log' produced"));
     CHECK(contains(e2, "at (1, 0, 1, 1) of its (2×1×2×3) output"));
 }
+
+// ---- the README's N-D examples ----------------------------------------------------------------
+
+TEST_CASE("the README's N-D first graph prints the explain() output the README shows") {
+    tg::Tape<double> tape;
+    auto X = tape.constant(tg::randn<double>({8, 5, 16}, /*seed=*/1), "X");
+    auto W = tape.variable(tg::randn<double>({16, 4}, 2), "W");
+    auto b = tape.variable(tg::Tensor<double>({4}), "b");
+    auto A = tg::affine(X, W, b).named("A");
+    auto H = tg::tanh(A).named("H");
+    auto S = tg::softmax(tg::matmul(H, H, false, true)).named("S");
+    auto E = tg::sum(tg::square(tg::mean(S, {0}))).named("E");
+    tape.backward(E);
+    CHECK(A.shape() == Shape{8, 5, 4});
+    CHECK(S.shape() == Shape{8, 5, 5});
+    CHECK(tape.explain(W, {.shapes = true}) ==
+          "∂E/∂S = 0.125·reshape(2·mean_{axis 0}(S))    (8×5×5)\n"
+          "∂E/∂H = (S ⊙ (∂E/∂S − Σ_{axis 2}(∂E/∂S ⊙ S))) · H + (S ⊙ (∂E/∂S − Σ_{axis 2}(∂E/∂S ⊙ S)))ᵀ · H    (8×5×4)\n"
+          "∂E/∂A = ∂E/∂H ⊙ tanh′(A)    (8×5×4)\n"
+          "∂E/∂W = reshape(X)ᵀ · reshape(∂E/∂A)    (16×4)");
+    // And the gradient it explains is right.
+    auto f = [](tg::Tape<double>& t, std::span<const tg::Var<double>> v) {
+        auto x = t.constant(tg::randn<double>({8, 5, 16}, 1));
+        auto h = tg::tanh(tg::affine(x, v[0], v[1]));
+        return tg::sum(tg::square(tg::mean(tg::softmax(tg::matmul(h, h, false, true)), {0})));
+    };
+    CHECK(tg::gradcheck(f, {tg::randn<double>({16, 4}, 2), tg::Tensor<double>({4})}));
+}
+
+namespace {
+// The README's add-an-op example: y = x ⊙ σ(x), declared for every rank.
+struct Swish {
+    static constexpr std::string_view name = "swish";
+    static constexpr std::size_t arity = 1;
+    static constexpr bool any_rank = true;
+    tg::Shape shape(tg::Shape x) const { return x; }
+    template <class T>
+    void forward(tg::Tensor<T>& out, const tg::Tensor<T>& x) const {
+        for (std::size_t i = 0; i < x.size(); ++i) out[i] = x[i] / (1 + std::exp(-x[i]));
+    }
+    template <class V>
+    V vjp(tg::In<0>, const V& g, const V&, const V& x) const {
+        return g * (tg::sigmoid(x) + x * tg::sigmoid_grad(x));
+    }
+};
+struct Swish2d {  // the same without any_rank: a 2-D op
+    static constexpr std::string_view name = "swish2d";
+    static constexpr std::size_t arity = 1;
+    tg::Shape shape(tg::Shape x) const { return x; }
+    template <class T>
+    void forward(tg::Tensor<T>& out, const tg::Tensor<T>& x) const {
+        Swish{}.forward(out, x);
+    }
+    template <class V>
+    V vjp(tg::In<0>, const V& g, const V& y, const V& x) const {
+        return Swish{}.vjp(tg::In<0>{}, g, y, x);
+    }
+};
+}  // namespace
+
+TEST_CASE("the README's user op runs at rank 3 when it declares any_rank, and is refused at rank 3 without") {
+    tg::Tape<double> tape;
+    auto z = tg::apply(Swish{}, tape.variable(tg::randn<double>({2, 3, 4}, 3), "Z"));
+    CHECK(z.shape() == Shape{2, 3, 4});
+    auto f = [](tg::Tape<double>&, std::span<const tg::Var<double>> x) { return tg::sum(tg::apply(Swish{}, x[0])); };
+    CHECK(tg::gradcheck(f, {tg::randn<double>({2, 3, 4}, 3)}));
+    const std::string e = message_of([&] { (void)tg::apply(Swish2d{}, tape.variable(tg::randn<double>({2, 3, 4}, 3))); });
+    CHECK(contains(e, "swish2d"));
+    CHECK(contains(e, "(2×3×4)"));
+}
