@@ -259,3 +259,15 @@ TEST_CASE("the README's user op runs at rank 3 when it declares any_rank, and is
     CHECK(contains(e, "swish2d"));
     CHECK(contains(e, "(2×3×4)"));
 }
+
+TEST_CASE("affine refuses X whose flattened rows exceed BLAS's int, without wrapping around") {
+    // (2³¹ · 2³¹ · 4 elements wraps to 0 in 64 bits): the row count is checked as it is formed.
+    const tg::Sym x = tg::Sym::atom("X", Shape{std::size_t(1) << 31, std::size_t(1) << 31, 3});
+    const std::string e = message_of([&] {
+        (void)tg::affine(x, tg::Sym::atom("W", Shape{3, 2}), tg::Sym::atom("b", Shape{2}));
+    });
+    CHECK(contains(e, "affine: (2147483648×2147483648×3)·(3×2) has an extent above 2³¹ − 1"));
+    const tg::Sym ok = tg::affine(tg::Sym::atom("X", Shape{4, 1000, 3}), tg::Sym::atom("W", Shape{3, 2}),
+                                  tg::Sym::atom("b", Shape{2}));
+    CHECK(ok.shape() == Shape{4, 1000, 2});
+}

@@ -308,7 +308,8 @@ struct Affine {
         if (w.rank() > 2) [[unlikely]]
             fail("affine: the weight has shape {}; it must be a matrix (in×out), X being {}", w, x);
         if (x.cols() != w.rows()) fail("affine: inner dimensions differ: {}·{}", x, w);
-        const std::size_t m = x.rank() > 2 ? flat_rows(x) : x.rows();
+        std::size_t m = x.rows();
+        for (std::size_t i = 0; i + 2 < x.rank() && m <= kMaxBlasExtent; ++i) m *= x[i];  // no wrap-around
         if ((m | x.cols() | w.cols()) > kMaxBlasExtent) [[unlikely]]
             fail("affine: {}·{} has an extent above 2³¹ − 1, BLAS's int", x, w);
         if (b.rank() > 2 || b.rows() != 1 || b.cols() != w.cols())
