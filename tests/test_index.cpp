@@ -221,3 +221,65 @@ TEST_CASE("an op keeps its index tensor in the tape's arena: the caller's tensor
     tape.backward(sum(gx));
     CHECK(fmt::format("{}", tape.grad(v)) == "Tensor(2×3) [[2, 0, 2], [0, 0, 4]]");
 }
+
+// ---- PyTorch fixtures (tests/reference/index_fixtures.py, PyTorch 1.13, double) -----------------
+
+#include "index_fixtures.hpp"
+
+namespace {
+Tensor<double> seq(const Shape& s, double a = 1.0, double b = 0.0) {
+    Tensor<double> t(s);
+    for (std::size_t i = 0; i < t.size(); ++i) t[i] = std::sin(a * static_cast<double>(i + 1) + b);
+    return t;
+}
+// ≤ 1e-12 · max(1, ‖reference‖∞), element by element.
+void check_fixture(const std::string& key, const Tensor<double>& got) {
+    INFO(key);
+    const std::vector<double>& ref = index_fixtures().at(key);
+    REQUIRE(got.size() == ref.size());
+    double scale = 1;
+    for (double r : ref) scale = std::max(scale, std::abs(r));
+    double err = 0;
+    for (std::size_t i = 0; i < ref.size(); ++i) err = std::max(err, std::abs(got[i] - ref[i]));
+    CHECK(err <= 1e-12 * scale);
+}
+// out = f(inputs…) on a tape; loss = Σ out ⊙ c; out and every input's gradient checked.
+template <class F>
+void check_case(const std::string& name, std::vector<Tensor<double>> inputs, std::vector<std::string> names, F f) {
+    Tape<double> tape;
+    std::vector<Var<double>> v;
+    for (const auto& x : inputs) v.push_back(tape.variable(x));
+    Var<double> y = f(v);
+    tape.backward(sum(y * tape.constant(seq(y.shape(), 0.9, 0.1))));
+    check_fixture(name + "_y", y.value().clone(std::pmr::get_default_resource()));
+    for (std::size_t i = 0; i < v.size(); ++i) check_fixture(name + "_d" + names[i], tape.grad(v[i]));
+}
+}  // namespace
+
+TEST_CASE("gather, scatter_add, index_select, index_add, where, masked_fill, tril, triu, int64 cross-entropy "
+          "and embedding match PyTorch 1.13 in double") {
+    using Vs = std::vector<Var<double>>;
+    const IndexTensor gi(Shape{2, 2, 4}, {2, 0, 1, 2, 1, 1, 0, 0, 0, 2, 2, 1, 2, 2, 2, 0});
+    check_case("gather", {seq({2, 3, 4})}, {"x"}, [&](Vs& v) { return gather(v[0], 1, gi); });
+    const IndexTensor si(Shape{2, 4}, {2, 0, 1, 2, 2, 1, 0, 2});
+    check_case("scatter_add", {seq({3, 4}), seq({2, 4}, 0.7)}, {"x", "s"},
+               [&](Vs& v) { return scatter_add(v[0], 0, si, v[1]); });
+    const IndexTensor ii(Shape{3}, {3, 0, 3});
+    check_case("index_select", {seq({3, 4, 2})}, {"x"}, [&](Vs& v) { return index_select(v[0], 1, ii); });
+    check_case("index_add", {seq({3, 4, 2}), seq({3, 3, 2}, 0.3)}, {"x", "s"},
+               [&](Vs& v) { return index_add(v[0], 1, ii, v[1]); });
+    const MaskTensor cond(Shape{2, 1}, {true, false});
+    check_case("where", {seq({2, 3}), seq({3}, 1.3)}, {"a", "b"}, [&](Vs& v) { return where(cond, v[0], v[1]); });
+    const MaskTensor mask(Shape{3, 1}, {true, false, true});
+    check_case("masked_fill", {seq({2, 3, 4})}, {"x"}, [&](Vs& v) { return masked_fill(v[0], mask, 0.25); });
+    check_case("tril", {seq({3, 4})}, {"x"}, [&](Vs& v) { return tril(v[0], -1); });
+    check_case("triu", {seq({2, 3, 3})}, {"x"}, [&](Vs& v) { return triu(v[0], 1); });
+    const IndexTensor lab(Shape{3}, {1, 4, -100});
+    check_case("ce_mean", {seq({3, 5})}, {"z"}, [&](Vs& v) { return softmax_cross_entropy(v[0], lab); });
+    const IndexTensor lab3(Shape{2, 2}, {0, 2, 1, 1});
+    check_case("ce_none", {seq({2, 3, 2})}, {"z"}, [&](Vs& v) {
+        return softmax_cross_entropy(v[0], lab3, CrossEntropyOptions{1, Reduction::none});
+    });
+    const IndexTensor ei(Shape{2, 3}, {4, 2, 0, 2, 2, 1});
+    check_case("embedding", {seq({5, 3})}, {"w"}, [&](Vs& v) { return embedding(ei, v[0], 2); });
+}
