@@ -41,6 +41,15 @@ TEST_CASE("index and mask tensors are built from values and a shape, and print a
     CHECK(error_of([] { IndexTensor(Shape{2}, {1, 2, 3}); }) == "tensor: 3 values given for shape (2)");
 }
 
+// Index and mask tensors are not values: ops do not take them as operands.
+static_assert(!Value<IndexTensor> && !Value<MaskTensor> && Value<Tensor<float>>);
+template <class I>
+concept TanhTakes = requires(const I& i) { tanh(i); };
+template <class M>
+concept MulTakes = requires(const Tensor<double>& x, const M& m) { x * m; };
+static_assert(!TanhTakes<IndexTensor> && TanhTakes<Tensor<double>>);
+static_assert(!MulTakes<MaskTensor> && MulTakes<Tensor<double>>);
+
 TEST_CASE("comparisons give masks, with broadcasting; masks combine with !, & and |") {
     Tensor<float> x(Shape{2, 2}, {-1, 0, 2, 3});
     CHECK(fmt::format("{}", x > 0.0f) == "Tensor(2×2) [[0, 0], [1, 1]]");
