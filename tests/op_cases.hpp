@@ -998,6 +998,126 @@ inline std::vector<OpCase> ndio() {
 }
 // ---- end ndio ----
 
+// ---- ndint: index (int64) and mask (bool) operands: gather / scatter_add, index_select / index_add,
+// where / masked_fill with a mask, tril / triu, int64 cross-entropy and embedding ----
+// Index and mask data are made from the inputs' shapes (deterministic), kept by the ops in the tape.
+inline IndexTensor index_pattern(const Shape& s, std::size_t extent) {
+    IndexTensor t(s);
+    for (std::size_t i = 0; i < t.size(); ++i) t[i] = static_cast<std::int64_t>((3 * i + 1) % extent);
+    return t;
+}
+inline MaskTensor mask_pattern(const Shape& s, std::size_t period, std::size_t phase) {
+    MaskTensor m(s);
+    for (std::size_t i = 0; i < m.size(); ++i) m[i] = (i % period) == phase;
+    return m;
+}
+// The axis a row indexes along (varies with the drawn shape), and gather's index shape for x:
+// extent 1–3 along the axis, one less along the last other axis (when above 1).
+inline std::size_t index_axis(const Shape& x) { return x.numel() % x.rank(); }
+inline Shape gather_index_shape(const Shape& x) {
+    const std::size_t a = index_axis(x);
+    Shape s = x.with(a, x.numel() % 3 + 1);
+    for (std::size_t k = x.rank(); k-- > 0;)
+        if (k != a) {
+            if (s[k] > 1) s = s.with(k, s[k] - 1);
+            break;
+        }
+    return s;
+}
+inline ShapeGen scatter_shapes() {
+    return [](std::mt19937_64& r) {
+        const auto d = random_dims(r, 1, 4);
+        const Shape x = Shape::from_range(d.begin(), d.end());
+        return std::vector<Shape>{x, gather_index_shape(x)};
+    };
+}
+inline ShapeGen index_add_shapes() {
+    return [](std::mt19937_64& r) {
+        const auto d = random_dims(r, 1, 4);
+        const Shape x = Shape::from_range(d.begin(), d.end());
+        return std::vector<Shape>{x, x.with(index_axis(x), 4)};
+    };
+}
+inline std::vector<OpCase> ndint() {
+    std::vector<OpCase> v;
+    v.push_back({"gather", "gather along a drawn axis, ranks 1–4, repeated indices", one_nd(1, 4), {Domain::Real},
+                 [](Tape<double>&, Vars x) {
+                     const Shape s = x[0].shape(), is = gather_index_shape(s);
+                     return tanh(gather(x[0], static_cast<std::ptrdiff_t>(index_axis(s)), index_pattern(is, s[index_axis(s)])));
+                 }});
+    v.push_back({"scatter_add", "scatter_add of a source into x along a drawn axis", scatter_shapes(), {Domain::Real},
+                 [](Tape<double>&, Vars x) {
+                     const Shape s = x[0].shape();
+                     const auto a = index_axis(s);
+                     return tanh(scatter_add(x[0], static_cast<std::ptrdiff_t>(a), index_pattern(x[1].shape(), s[a]), x[1]));
+                 }});
+    v.push_back({"index_select", "index_select of 4 entries (repeats) along a drawn axis", one_nd(1, 4), {Domain::Real},
+                 [](Tape<double>&, Vars x) {
+                     const Shape s = x[0].shape();
+                     const auto a = index_axis(s);
+                     return tanh(index_select(x[0], static_cast<std::ptrdiff_t>(a), index_pattern(Shape{4}, s[a])));
+                 }});
+    v.push_back({"index_add", "index_add of 4 slices (repeats) along a drawn axis", index_add_shapes(), {Domain::Real},
+                 [](Tape<double>&, Vars x) {
+                     const Shape s = x[0].shape();
+                     const auto a = index_axis(s);
+                     return tanh(index_add(x[0], static_cast<std::ptrdiff_t>(a), index_pattern(Shape{4}, s[a]), x[1]));
+                 }});
+    v.push_back({"index_select", "embedding with int64 indices and padding_idx 0 (the padding row zeroed)",
+                 [](std::mt19937_64& r) { return std::vector<Shape>{{dim(r, 2, 4), dim(r, 1, 3)}}; }, {Domain::Real},
+                 [](Tape<double>&, Vars x) {
+                     const IndexTensor idx = index_pattern(Shape{2, 3}, x[0].shape()[0]);
+                     return tanh(embedding(idx, masked_fill(x[0], mask_pattern(Shape{x[0].shape()[0], 1}, 1000, 1), 0.0), 1));
+                 }});
+    v.push_back({"where_mask", "where(bool C, A, B) with A, B, C broadcast", bcast_nd(), {Domain::Real},
+                 [](Tape<double>&, Vars x) {
+                     const Shape o = broadcast_shape("where", x[0].shape(), x[1].shape());
+                     return where(mask_pattern(o, 3, 1), x[0], x[1]);
+                 }});
+    v.push_back({"masked_fill_mask", "masked_fill with a bool mask broadcast along the leading axes", one_nd(1, 4),
+                 {Domain::Real}, [](Tape<double>&, Vars x) {
+                     const Shape s = x[0].shape();
+                     return tanh(masked_fill(x[0], mask_pattern(Shape{s[s.rank() - 1]}, 2, 0), 0.5));
+                 }});
+    v.push_back({"mask_keep", "mask_keep stretching its input to the mask's shape", one_nd(0, 3), {Domain::Real},
+                 [](Tape<double>&, Vars x) {
+                     const MaskTensor m = mask_pattern(stretched_pattern(x[0].shape()), 3, 0);
+                     return tanh(apply(MaskKeep{Saved<bool>::of(m), false}, x[0]));
+                 }});
+    v.push_back({"tril", "tril with diagonal 0 and −1, rank 2–4", one_nd(2, 4), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return tanh(tril(x[0])) + tril(x[0], -1); }});
+    v.push_back({"triu", "triu with diagonal 1, rank 2–4", one_nd(2, 4), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return tanh(triu(x[0], 1)); }});
+    v.push_back({"cross_entropy_labels", "cross-entropy of (N, C) logits, int64 labels, mean, ignore_index 0",
+                 [](std::mt19937_64& r) { return std::vector<Shape>{{dim(r, 2, 4), dim(r, 2, 4)}}; }, {Domain::Real},
+                 [](Tape<double>&, Vars x) {
+                     const Shape s = x[0].shape();
+                     return softmax_cross_entropy(x[0], index_pattern(Shape{s[0]}, s[1]), CrossEntropyOptions{0, Reduction::mean});
+                 }});
+    v.push_back({"cross_entropy_labels", "cross-entropy of (N, C, d) logits, int64 labels, none",
+                 [](std::mt19937_64& r) { return std::vector<Shape>{{dim(r, 1, 3), dim(r, 2, 4), dim(r, 1, 3)}}; },
+                 {Domain::Real}, [](Tape<double>&, Vars x) {
+                     const Shape s = x[0].shape();
+                     auto l = softmax_cross_entropy(x[0], index_pattern(Shape{s[0], s[2]}, s[1]),
+                                                    CrossEntropyOptions{-100, Reduction::none});
+                     return l * l;
+                 }});
+    v.push_back({"label_weight", "label weights (ignore_index 0, sum) on a labels-shaped adjoint", one_nd(1, 3),
+                 {Domain::Real}, [](Tape<double>&, Vars x) {
+                     const IndexTensor l = index_pattern(x[0].shape(), 4);
+                     return tanh(apply(LabelWeight{Saved<std::int64_t>::of(l), {0, Reduction::sum}}, x[0]));
+                 }});
+    v.push_back({"one_hot_labels", "one-hot of int64 labels (constant in z) times z",
+                 [](std::mt19937_64& r) { return std::vector<Shape>{{dim(r, 1, 3), dim(r, 2, 4)}}; }, {Domain::Real},
+                 [](Tape<double>&, Vars x) {
+                     const Shape s = x[0].shape();
+                     const IndexTensor l = index_pattern(Shape{s[0]}, s[1]);
+                     return tanh(x[0]) * apply(OneHotLabels{Saved<std::int64_t>::of(l), -100}, x[0]);
+                 }});
+    return v;
+}
+// ---- end ndint ----
+
 }  // namespace cases
 
 // Every row, in family order.
@@ -1005,7 +1125,7 @@ inline const std::vector<OpCase>& op_cases() {
     static const std::vector<OpCase> all = [] {
         std::vector<OpCase> v;
         for (auto family : {cases::elementwise, cases::elementwise_nd, cases::linalg, cases::engine, cases::math, cases::activations,
-                            cases::structure, cases::losses, cases::views, cases::reduce_axes, cases::conv, cases::bmm, cases::gpt, cases::ndio}) {
+                            cases::structure, cases::losses, cases::views, cases::reduce_axes, cases::conv, cases::bmm, cases::gpt, cases::ndio, cases::ndint}) {
             auto f = family();
             v.insert(v.end(), f.begin(), f.end());
         }

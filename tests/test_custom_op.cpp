@@ -72,7 +72,89 @@ struct ShrunkVjp {
     }
 };
 
+// ---- ndint: an op that keeps data for its VJP in the tape's arena (Saved / Keep, saved.hpp) ----
+// Y = max of X along its last axis (kept as a unit axis); the argmax is found once, in forward, and
+// kept for the VJP: dX = scatter_add(0, last axis, argmax, dY) — written with ops, so it holds in
+// every reading (second order, explain()).
+inline int max_last_forwards = 0;
+struct MaxLast {
+    static constexpr std::string_view name = "max_last";
+    static constexpr std::size_t arity = 1;
+    static constexpr bool any_rank = true;
+    static constexpr tg::Notation notation{"max_last({0})", "max_last({0})", tg::Prec::Atom};
+    mutable tg::Saved<std::int64_t> arg;  // set by forward; the node's copy of the op keeps it
+    tg::Shape shape(tg::Shape x) const {
+        if (x.rank() == 0 || x.dim(-1) == 0) tg::fail("max_last: {} has no last axis to reduce", x);
+        return x.with(x.rank() - 1, 1);
+    }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& x, tg::Keep keep) const {
+        ++max_last_forwards;
+        arg = keep.array<std::int64_t>(out.shape());
+        const std::size_t n = x.cols();
+        for (std::size_t r = 0; r < out.size(); ++r) {
+            const T* p = x.data() + r * n;
+            std::size_t k = 0;
+            for (std::size_t j = 1; j < n; ++j)
+                if (p[j] > p[k]) k = j;
+            out[r] = p[k];
+            arg[r] = static_cast<std::int64_t>(k);
+        }
+    }
+    template <class V>
+    V vjp(tg::In<0>, const V& g, const V&, const V& x) const {
+        const std::size_t last = x.shape().rank() - 1;
+        return tg::apply(tg::ScatterAdd{last, arg}, tg::apply(tg::ZerosLike{}, x), g);
+    }
+};
+
 }  // namespace user
+
+TEST_CASE("a user op keeps its argmax for the VJP in the tape's arena, found once, in forward") {
+    Tensor<double> x(tg::Shape{2, 2, 3}, {1, 5, 2, 7, 0, 3, -1, -2, -3, 4, 4.5, 4});
+    tg::Tape<double> tape;
+    auto v = tape.variable(x);
+    const std::size_t before = tape.arena().bytes_used();
+    user::max_last_forwards = 0;
+    auto y = tg::apply(user::MaxLast{}, v);
+    CHECK(tape.arena().bytes_used() >= before + 4 * sizeof(std::int64_t));  // the argmax, in the arena
+    CHECK(fmt::format("{}", y.value()) == "Tensor(2×2×1) [[[5], [7]], [[-1], [4.5]]]");
+    tape.backward(tg::sum(y * y), {.create_graph = true});
+    CHECK(user::max_last_forwards == 1);  // the VJP read the kept argmax; nothing recomputed it
+    CHECK(fmt::format("{}", tape.grad(v)) ==
+          "Tensor(2×2×3) [[[0, 10, 0], [14, 0, 0]], [[-2, 0, 0], [0, 9, 0]]]");
+    // Second order through the kept indices: d/dx Σ 2·max = 2 at each argmax.
+    tape.backward(tg::sum(tape.grad_var(v)));
+    CHECK(fmt::format("{}", tape.grad(v)) == "Tensor(2×2×3) [[[0, 2, 0], [2, 0, 0]], [[2, 0, 0], [0, 2, 0]]]");
+    // On plain tensors (no tape) the kept data is scratch, freed when the call returns.
+    CHECK(fmt::format("{}", tg::apply(user::MaxLast{}, x)) == "Tensor(2×2×1) [[[5], [7]], [[-1], [4.5]]]");
+    // explain() prints the VJP written with ops.
+    tg::Tape<double> t2;
+    auto w = t2.variable(x, "X");
+    t2.backward(tg::sum(tg::apply(user::MaxLast{}, w)));
+    const std::string e = t2.explain(w);
+    INFO(e);
+    CHECK(e.find("scatter_add") != std::string::npos);
+}
+
+TEST_CASE("a user op that keeps data passes the gradient check at ranks 1 to 4") {
+    std::mt19937_64 rng(5);
+    std::uniform_real_distribution<double> u(-3, 3);
+    std::uniform_int_distribution<std::size_t> d(1, 4);
+    for (std::size_t rank = 1; rank <= 4; ++rank) {
+        std::vector<std::size_t> dims;
+        for (std::size_t k = 0; k < rank; ++k) dims.push_back(d(rng));
+        Tensor<double> x(tg::Shape::from_range(dims.begin(), dims.end()));
+        for (std::size_t i = 0; i < x.size(); ++i) x[i] = u(rng);
+        auto r = tg::gradcheck(
+            [](tg::Tape<double>&, std::span<const tg::Var<double>> v) {
+                return tg::tanh(tg::apply(user::MaxLast{}, v[0]));
+            },
+            {x});
+        INFO(fmt::format("{}", r));
+        CHECK(r.passed);
+    }
+}
 
 TEST_CASE("a user-declared Swish computes x·σ(x) in float and double without overflow") {
     Tensor<double> x(1, 5, {-800, -1, 0, 2, 800});

@@ -26,5 +26,6 @@
 #include <tapegrad/ops/pool.hpp>
 #include <tapegrad/ops/norm.hpp>
 #include <tapegrad/ops/transformer.hpp>
+#include <tapegrad/ops/index.hpp>
 #include <tapegrad/core/functional.hpp>
 #include <tapegrad/core/checkpoint_op.hpp>

@@ -20,6 +20,12 @@
 // explain()). An input with no vjp is not differentiable. A VJP may return the adjoint in the
 // output's broadcast shape; the engine sums it back to the input's shape.
 //
+// Data for the VJPs: a forward kernel that takes a last parameter `Keep keep` may keep arrays
+// (indices, an argmax, a mask, statistics) in the tape's arena, in `mutable Saved<U>` members
+// that the VJPs read; the engine copies the op into the node after forward has run. Index and
+// mask tensors a user passes (gather's index, where's condition) travel the same way:
+// Saved<U>::of(tensor) in the op, Keep::copy in forward. See saved.hpp.
+//
 // A view op declares `Tensor<T> view(const Tensor<T>& x…) const` instead of forward: it returns
 // a tensor aliasing its input (ops/views.hpp), and `static constexpr bool strided = true;` says
 // that it takes strided inputs. Every other op's forward and VJPs receive contiguous tensors.
@@ -56,6 +62,7 @@
 #include <type_traits>
 #include <utility>
 
+#include <tapegrad/core/saved.hpp>
 #include <tapegrad/core/sym.hpp>
 #include <tapegrad/core/tensor.hpp>
 
@@ -81,9 +88,16 @@ struct is_var : std::false_type {};
 template <class T>
 struct is_var<Var<T>> : std::true_type {};
 
-// The three kinds of value an op runs on.
+// Whether V is a tensor of values (float or double) — not an index or mask tensor.
 template <class V>
-concept Value = is_tensor<V>::value || is_var<V>::value || std::same_as<V, Sym>;
+struct is_value_tensor : std::false_type {};
+template <class T>
+struct is_value_tensor<Tensor<T>> : std::is_floating_point<T> {};
+
+// The three kinds of value an op runs on. (Index and mask tensors are not values: ops take them
+// as parameters, index.hpp.)
+template <class V>
+concept Value = is_value_tensor<V>::value || is_var<V>::value || std::same_as<V, Sym>;
 
 namespace detail {
 
@@ -222,7 +236,16 @@ Tensor<T> apply(const Op& op, const Tensor<T>& a, const Ts&... rest) {
                 return apply(op, detail::dense(a), detail::dense(rest)...);
         Shape s = op.shape(a.shape(), rest.shape()...);
         Tensor<T> out = Tensor<T>::uninit_like(s, a);
-        op.forward(out, a, rest...);
+        if constexpr (keeps_v<Op, T, Tensor<T>, Ts...>) {
+            if (out.in_arena()) {  // inside a sweep: the data lives with the tape's arena
+                op.forward(out, a, rest..., Keep(*static_cast<Arena*>(out.resource())));
+            } else {  // plain tensors: no VJP will run; the kept data is scratch for this call
+                Arena scratch(4096);
+                op.forward(out, a, rest..., Keep(scratch));
+            }
+        } else {
+            op.forward(out, a, rest...);
+        }
         return out;
     }
 }

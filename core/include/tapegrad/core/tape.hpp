@@ -395,10 +395,18 @@ public:
                 out = op.view(nodes_[x.id_].value...);  // aliases the input: no arena bytes for data
             } else {
                 out = Tensor<T>::uninit(s, &arena_);
-                if (strided_v<Op> || (nodes_[x.id_].value.is_contiguous() && ...)) [[likely]]
+                if constexpr (keeps_v<Op, T, decltype(nodes_[x.id_].value)...>) {
+                    // The op keeps data for its VJPs in the arena (saved.hpp); rule_for(op) below
+                    // copies the op with the handles forward set.
+                    if (strided_v<Op> || (nodes_[x.id_].value.is_contiguous() && ...))
+                        op.forward(out, nodes_[x.id_].value..., Keep(arena_));
+                    else
+                        op.forward(out, dense(nodes_[x.id_].value)..., Keep(arena_));
+                } else if (strided_v<Op> || (nodes_[x.id_].value.is_contiguous() && ...)) [[likely]] {
                     op.forward(out, nodes_[x.id_].value...);
-                else  // a strided view among the operands: the kernel reads a gathered copy
+                } else {  // a strided view among the operands: the kernel reads a gathered copy
                     op.forward(out, dense(nodes_[x.id_].value)...);
+                }
             }
             rg = (nodes_[x.id_].requires_grad || ...);
             // (under no-grad, no input wants a gradient: the loads vanish for ops whose inputs are all differentiable)

@@ -1,5 +1,10 @@
 // Tensor<T>: sizes, element strides and a data pointer, rank 0 to kMaxRank (shape.hpp).
 //
+// T is float or double for values (what ops differentiate), std::int64_t for index tensors and
+// bool for masks (IndexTensor, MaskTensor: operands without gradients, index.hpp). Integer and
+// boolean tensors share the geometry, construction, views and printing; kernels, gemm and the
+// tape take float and double only.
+//
 // A tensor either owns its buffer (allocated from a std::pmr::memory_resource: the heap for
 // user tensors, a tape's arena for node values and adjoints) or is a view of someone else's
 // buffer. Either way it remembers a resource: kernels applied to it allocate their results
@@ -57,8 +62,9 @@ using Strides = std::array<std::int64_t, kMaxRank>;
 
 template <class T>
 class Tensor {
-    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
-                  "tapegrad tensors hold float or double");
+    static_assert(std::is_same_v<T, float> || std::is_same_v<T, double> || std::is_same_v<T, std::int64_t> ||
+                      std::is_same_v<T, bool>,
+                  "tapegrad tensors hold float or double (values), std::int64_t (indices) or bool (masks)");
 
 public:
     using value_type = T;
@@ -593,12 +599,20 @@ struct fmt::formatter<tapegrad::Tensor<T>> {
         auto out = fmt::format_to(ctx.out(), "Tensor{} ", t.shape());
         const tapegrad::Shape s = t.shape();
         std::array<std::size_t, tapegrad::kMaxRank> idx{};
-        if (s.rank() == 0) return t.empty() ? fmt::format_to(out, "[]") : fmt::format_to(out, "{:.6g}", t.get(idx.data()));
+        if (s.rank() == 0) return t.empty() ? fmt::format_to(out, "[]") : element(out, t.get(idx.data()));
         return axis(out, t, s, idx, 0);
     }
 
 private:
     static constexpr std::size_t kEdge = 3;
+    // Values with six significant digits; indices as integers; masks as 0 and 1.
+    template <class Out>
+    static Out element(Out out, T v) {
+        if constexpr (std::is_floating_point_v<T>)
+            return fmt::format_to(out, "{:.6g}", v);
+        else
+            return fmt::format_to(out, "{}", static_cast<std::int64_t>(v));
+    }
     template <class Out>
     static Out axis(Out out, const tapegrad::Tensor<T>& t, const tapegrad::Shape& s,
                     std::array<std::size_t, tapegrad::kMaxRank>& idx, std::size_t k) {
@@ -613,7 +627,7 @@ private:
             idx[k] = i;
             if (i) out = fmt::format_to(out, ", ");
             if (k + 1 == s.rank())
-                out = fmt::format_to(out, "{:.6g}", t.get(idx.data()));
+                out = element(out, t.get(idx.data()));
             else
                 out = axis(out, t, s, idx, k + 1);
         }

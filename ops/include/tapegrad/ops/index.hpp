@@ -1,0 +1,889 @@
+// Index and mask tensors, and the ops that take them: gather / scatter_add, index_select /
+// index_add, where and masked_fill with a boolean condition, tril / triu, and the data makers
+// arange, one_hot and comparisons (x > 0 → a mask).
+//
+// IndexTensor = Tensor<std::int64_t>, MaskTensor = Tensor<bool>: exact at any size (a float
+// holds integers exactly only up to 2²⁴). They are operands without gradients: an op takes them
+// as parameters (Saved<U> handles, saved.hpp), copies them into the tape's arena when it is
+// recorded, and its VJPs — written with ops, so they hold in all three readings — use them again.
+// Indices are checked: one outside its axis is an Error naming the op, the value and its position.
+//
+// VJP pairs (so that second order is free): gather ↔ scatter_add, index_select ↔ index_add,
+// where / masked_fill ↔ mask_keep (g where the mask holds, 0 elsewhere), tril ↔ tril, triu ↔ triu.
+#pragma once
+
+#include <array>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <limits>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <type_traits>
+
+#include <fmt/format.h>
+
+#include <tapegrad/core/broadcast.hpp>
+#include <tapegrad/core/engine_ops.hpp>
+#include <tapegrad/core/op.hpp>
+#include <tapegrad/core/saved.hpp>
+#include <tapegrad/core/site.hpp>
+#include <tapegrad/core/tape.hpp>
+#include <tapegrad/ops/elementwise.hpp>
+#include <tapegrad/ops/losses.hpp>
+#include <tapegrad/ops/math.hpp>
+#include <tapegrad/ops/reductions.hpp>
+#include <tapegrad/ops/transformer.hpp>
+#include <tapegrad/ops/views.hpp>
+
+namespace tapegrad {
+
+using IndexTensor = Tensor<std::int64_t>;
+using MaskTensor = Tensor<bool>;
+
+namespace detail {
+
+// "(1, 0, 2)": the multi-index of flat position p in a row-major shape s.
+inline std::string position(const Shape& s, std::size_t p) {
+    std::array<std::size_t, kMaxRank> idx{};
+    for (std::size_t k = s.rank(); k-- > 0;) {
+        idx[k] = s[k] ? p % s[k] : 0;
+        p = s[k] ? p / s[k] : 0;
+    }
+    std::string r = "(";
+    for (std::size_t k = 0; k < s.rank(); ++k) r += fmt::format("{}{}", k ? ", " : "", idx[k]);
+    return r + ")";
+}
+// idx[p], checked to lie in [0, extent).
+inline std::size_t index_at(std::string_view op, const Saved<std::int64_t>& idx, std::size_t p, std::size_t extent,
+                            std::size_t axis, const Shape& x) {
+    const std::int64_t v = idx[p];
+    if (v < 0 || static_cast<std::uint64_t>(v) >= extent)
+        fail("{}: index {} at position {} of the index {} is outside [0, {}) (axis {} of {})", op, v,
+             position(idx.shape(), p), idx.shape(), extent, axis, x);
+    return static_cast<std::size_t>(v);
+}
+// A contiguous tensor with t's values, kept alive by the caller for one call.
+template <class U>
+Tensor<U> dense_data(const Tensor<U>& t) {
+    if (t.is_contiguous()) return Tensor<U>::view(const_cast<U*>(t.data()), t.shape(), std::pmr::get_default_resource());
+    return t.clone(std::pmr::get_default_resource());
+}
+// gather / scatter_add: x and the index have one rank; the index fits in x off `dim`.
+inline void check_gather(std::string_view op, std::size_t dim, const Shape& x, const Shape& idx) {
+    if (x.rank() == 0) fail("{}: input {} has rank 0; it needs an axis to index", op, x);
+    if (dim >= x.rank()) fail("{}: axis {} out of range for {} (rank {})", op, dim, x, x.rank());
+    if (idx.rank() != x.rank())
+        fail("{}: index {} has rank {}, the input {} rank {}: they must have one rank", op, idx, idx.rank(), x, x.rank());
+    for (std::size_t k = 0; k < x.rank(); ++k)
+        if (k != dim && idx[k] > x[k])
+            fail("{}: index {} is larger than the input {} along axis {} (only axis {} may differ)", op, idx, x, k, dim);
+}
+// Calls f(p, o) for every flat position p of the (contiguous) index, o being the flat offset in
+// a contiguous x of the element at p's multi-index with axis `dim` left at 0.
+template <class F>
+void for_each_indexed(const Shape& idx, const Shape& x, F&& f) {
+    const std::size_t n = idx.numel(), r = idx.rank();
+    if (n == 0) return;
+    const auto xs = x.contiguous_strides();
+    std::array<std::size_t, kMaxRank> i{};
+    std::int64_t off = 0;
+    for (std::size_t p = 0; p < n; ++p) {
+        f(p, off);
+        for (std::size_t k = r; k-- > 0;) {  // next multi-index
+            if (++i[k] < idx[k]) {
+                off += xs[k];
+                break;
+            }
+            off -= static_cast<std::int64_t>(i[k] - 1) * xs[k];
+            i[k] = 0;
+        }
+    }
+}
+template <class F>
+void for_each_indexed_dim(const Shape& idx, const Shape& x, std::size_t dim, F&& f) {
+    // (axis `dim` of the index runs too; its contribution to the offset is dropped below)
+    const auto xs = x.contiguous_strides();
+    const std::size_t inner = static_cast<std::size_t>(idx.contiguous_strides()[dim]);
+    for_each_indexed(idx, x, [&](std::size_t p, std::int64_t off) {
+        const std::int64_t id = static_cast<std::int64_t>((p / inner) % idx[dim]);
+        f(p, static_cast<std::size_t>(off - id * xs[dim]), static_cast<std::size_t>(xs[dim]));
+    });
+}
+
+}  // namespace detail
+
+// ---- gather / scatter_add ----------------------------------------------------------------------
+
+// Y[…, i, …] = X[…, I[…, i, …], …] along `dim` (torch.gather)    I: int64, X's rank, Y: I's shape.
+// dX = scatter_add(zeros(X), dim, I, dY).   I: none.
+struct Gather {
+    static constexpr std::string_view name = "gather";
+    static constexpr std::size_t arity = 1;
+    static constexpr bool any_rank = true;
+    std::size_t dim = 0;
+    mutable Saved<std::int64_t> index;
+
+    Notation notation() const { return {"gather({0})", "gather({0})", Prec::Atom}; }
+    Shape shape(Shape x) const {
+        detail::check_gather(name, dim, x, index.shape());
+        return index.shape();
+    }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& x, Keep keep) const {
+        index = keep.copy(index);
+        const Shape xs = x.shape();
+        const T* px = x.data();
+        T* o = out.data();
+        detail::for_each_indexed_dim(index.shape(), xs, dim, [&](std::size_t p, std::size_t off, std::size_t st) {
+            o[p] = px[off + detail::index_at(name, index, p, xs[dim], dim, xs) * st];
+        });
+    }
+    template <class V>
+    V vjp(In<0>, const V& g, const V&, const V& x) const;
+};
+
+// Y = X, then Y[…, I[…, i, …], …] += S[…, i, …] along `dim` (torch.Tensor.scatter_add; S has I's
+// shape).   dX = dY,  dS = gather(dY, dim, I).   I: none.
+struct ScatterAdd {
+    static constexpr std::string_view name = "scatter_add";
+    static constexpr std::size_t arity = 2;
+    static constexpr bool any_rank = true;
+    std::size_t dim = 0;
+    mutable Saved<std::int64_t> index;
+
+    Notation notation() const { return {"scatter_add({0}, {1})", "scatter_add({0}, {1})", Prec::Atom}; }
+    Shape shape(Shape x, Shape src) const {
+        detail::check_gather(name, dim, x, index.shape());
+        if (src != index.shape()) fail("scatter_add: source {} must have the index's shape {}", src, index.shape());
+        return x;
+    }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& x, const Tensor<T>& src, Keep keep) const {
+        index = keep.copy(index);
+        const Shape xs = x.shape();
+        if (x.size()) std::copy_n(x.data(), x.size(), out.data());
+        const T* ps = src.data();
+        T* o = out.data();
+        detail::for_each_indexed_dim(index.shape(), xs, dim, [&](std::size_t p, std::size_t off, std::size_t st) {
+            o[off + detail::index_at(name, index, p, xs[dim], dim, xs) * st] += ps[p];
+        });
+    }
+    template <class V>
+    V vjp(In<0>, const V& g, const V&, const V&, const V&) const {
+        return g;
+    }
+    template <class V>
+    V vjp(In<1>, const V& g, const V&, const V&, const V&) const {
+        return apply(Gather{dim, index}, g);
+    }
+};
+
+template <class V>
+V Gather::vjp(In<0>, const V& g, const V&, const V& x) const {
+    return apply(ScatterAdd{dim, index}, apply(ZerosLike{}, x), g);
+}
+
+// ---- index_select / index_add ------------------------------------------------------------------
+
+namespace detail {
+inline void check_index_select(std::string_view op, std::size_t dim, const Shape& x, const Shape& idx) {
+    if (idx.rank() != 1) fail("{}: index {} must have rank 1", op, idx);
+    if (dim >= x.rank()) fail("{}: axis {} out of range for {} (rank {})", op, dim, x, x.rank());
+}
+// The extents before, along and after axis `dim`.
+inline std::array<std::size_t, 3> split_at(const Shape& s, std::size_t dim) {
+    std::size_t outer = 1, inner = 1;
+    for (std::size_t k = 0; k < dim; ++k) outer *= s[k];
+    for (std::size_t k = dim + 1; k < s.rank(); ++k) inner *= s[k];
+    return {outer, s[dim], inner};
+}
+inline constexpr std::int64_t kNoSkip = -1;
+}  // namespace detail
+
+struct IndexAdd;
+
+// Y = X with axis `dim` replaced by the entries I (torch.index_select)    I: int64, rank 1.
+// dX = index_add(zeros(X), dim, I, dY).   With `skip` ≥ 0, entries equal to skip send no gradient
+// (embedding's padding_idx); with zero_skipped they also read as 0 (the VJP of index_add).
+struct IndexSelect {
+    static constexpr std::string_view name = "index_select";
+    static constexpr std::size_t arity = 1;
+    static constexpr bool any_rank = true;
+    std::size_t dim = 0;
+    mutable Saved<std::int64_t> index;
+    std::int64_t skip = detail::kNoSkip;
+    bool zero_skipped = false;
+
+    Notation notation() const { return {"index_select({0})", "index_select({0})", Prec::Atom}; }
+    Shape shape(Shape x) const {
+        detail::check_index_select(name, dim, x, index.shape());
+        return x.with(dim, index.size());
+    }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& x, Keep keep) const {
+        index = keep.copy(index);
+        const Shape xs = x.shape();
+        const auto [outer, n, inner] = detail::split_at(xs, dim);
+        const std::size_t m = index.size();
+        for (std::size_t i = 0; i < m; ++i) {
+            const std::size_t r = detail::index_at(name, index, i, n, dim, xs);
+            const bool zero = zero_skipped && index[i] == skip;
+            for (std::size_t o = 0; o < outer; ++o) {
+                T* dst = out.data() + (o * m + i) * inner;
+                if (zero)
+                    std::fill_n(dst, inner, T(0));
+                else
+                    std::copy_n(x.data() + (o * n + r) * inner, inner, dst);
+            }
+        }
+    }
+    template <class V>
+    V vjp(In<0>, const V& g, const V&, const V& x) const;
+};
+
+// Y = X, then Y[…, I[i], …] += S[…, i, …] along `dim` (torch.Tensor.index_add; entries equal to
+// `skip` left out).   dX = dY,  dS = index_select(dY, dim, I) (skipped entries read as 0).
+struct IndexAdd {
+    static constexpr std::string_view name = "index_add";
+    static constexpr std::size_t arity = 2;
+    static constexpr bool any_rank = true;
+    std::size_t dim = 0;
+    mutable Saved<std::int64_t> index;
+    std::int64_t skip = detail::kNoSkip;
+
+    Notation notation() const { return {"index_add({0}, {1})", "index_add({0}, {1})", Prec::Atom}; }
+    Shape shape(Shape x, Shape src) const {
+        detail::check_index_select(name, dim, x, index.shape());
+        if (src != x.with(dim, index.size()))
+            fail("index_add: source {} must be the input {} with axis {} of extent {} (the index's length)", src, x,
+                 dim, index.size());
+        return x;
+    }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& x, const Tensor<T>& src, Keep keep) const {
+        index = keep.copy(index);
+        const Shape xs = x.shape();
+        if (x.size()) std::copy_n(x.data(), x.size(), out.data());
+        const auto [outer, n, inner] = detail::split_at(xs, dim);
+        const std::size_t m = index.size();
+        for (std::size_t i = 0; i < m; ++i) {
+            const std::size_t r = detail::index_at(name, index, i, n, dim, xs);
+            if (index[i] == skip) continue;
+            for (std::size_t o = 0; o < outer; ++o) {
+                T* dst = out.data() + (o * n + r) * inner;
+                const T* s = src.data() + (o * m + i) * inner;
+                for (std::size_t j = 0; j < inner; ++j) dst[j] += s[j];
+            }
+        }
+    }
+    template <class V>
+    V vjp(In<0>, const V& g, const V&, const V&, const V&) const {
+        return g;
+    }
+    template <class V>
+    V vjp(In<1>, const V& g, const V&, const V&, const V&) const {
+        return apply(IndexSelect{dim, index, skip, true}, g);
+    }
+};
+
+template <class V>
+V IndexSelect::vjp(In<0>, const V& g, const V&, const V& x) const {
+    return apply(IndexAdd{dim, index, skip}, apply(ZerosLike{}, x), g);
+}
+
+// ---- where / masked_fill with a boolean mask ----------------------------------------------------
+
+// Y = G where M = `when`, 0 elsewhere (M: bool, broadcast with G; Y: the broadcast shape).
+// dG = dY where M = `when`, 0 elsewhere (summed back to G's shape by the engine).
+struct MaskKeep {
+    static constexpr std::string_view name = "mask_keep";
+    static constexpr std::size_t arity = 1;
+    static constexpr bool any_rank = true;
+    mutable Saved<bool> mask;
+    bool when = true;
+
+    Notation notation() const {
+        return when ? Notation{"[M]⊙{0}", "[M]*{0}", Prec::Product} : Notation{"[¬M]⊙{0}", "[!M]*{0}", Prec::Product};
+    }
+    Shape shape(Shape g) const { return broadcast_shape("where", mask.shape(), g); }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& g, Keep keep) const {
+        mask = keep.copy(mask);
+        const Shape so = out.shape(), sm = mask.shape(), sg = g.shape();
+        const auto L = detail::plan_loop<3>(so, {&so, &sm, &sg});
+        T* o = out.data();
+        const bool* pm = mask.data();
+        const T* pg = g.data();
+        const bool w = when;
+        detail::run_loop(L, [&](const std::array<std::int64_t, 3>& off, std::size_t n, const std::array<std::int64_t, 3>& in) {
+            for (std::size_t j = 0; j < n; ++j) {
+                const auto s = static_cast<std::int64_t>(j);
+                o[off[0] + s * in[0]] = pm[off[1] + s * in[1]] == w ? pg[off[2] + s * in[2]] : T(0);
+            }
+        });
+    }
+    template <class V>
+    V vjp(In<0>, const V& g, const V&, const V&) const {
+        return apply(MaskKeep{mask, when}, g);
+    }
+};
+
+// Y = C ? A : B elementwise (torch.where), C: bool; C, A and B broadcast together.
+// dA = dY where C, dB = dY where ¬C (each summed back to its input's shape).   C: none.
+struct WhereMask {
+    static constexpr std::string_view name = "where_mask";
+    static constexpr std::size_t arity = 2;
+    static constexpr bool any_rank = true;
+    mutable Saved<bool> cond;
+
+    Notation notation() const { return {"where(C, {0}, {1})", "where(C, {0}, {1})", Prec::Atom}; }
+    Shape shape(Shape a, Shape b) const {
+        return broadcast_shape("where", broadcast_shape("where", cond.shape(), a), b);
+    }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& a, const Tensor<T>& b, Keep keep) const {
+        cond = keep.copy(cond);
+        const Shape so = out.shape(), sc = cond.shape(), sa = a.shape(), sb = b.shape();
+        const auto L = detail::plan_loop<4>(so, {&so, &sc, &sa, &sb});
+        T* o = out.data();
+        const bool* pc = cond.data();
+        const T *pa = a.data(), *pb = b.data();
+        detail::run_loop(L, [&](const std::array<std::int64_t, 4>& off, std::size_t n, const std::array<std::int64_t, 4>& in) {
+            for (std::size_t j = 0; j < n; ++j) {
+                const auto s = static_cast<std::int64_t>(j);
+                o[off[0] + s * in[0]] = pc[off[1] + s * in[1]] ? pa[off[2] + s * in[2]] : pb[off[3] + s * in[3]];
+            }
+        });
+    }
+    template <class V>
+    V vjp(In<0>, const V& g, const V&, const V&, const V&) const {
+        return apply(MaskKeep{cond, true}, g);
+    }
+    template <class V>
+    V vjp(In<1>, const V& g, const V&, const V&, const V&) const {
+        return apply(MaskKeep{cond, false}, g);
+    }
+};
+
+// Y = X with `value` where M (M: bool, broadcast to X's shape; torch.Tensor.masked_fill).
+// dX = dY where ¬M: no gradient flows into the filled places.
+struct MaskedFillMask {
+    static constexpr std::string_view name = "masked_fill_mask";
+    static constexpr std::size_t arity = 1;
+    static constexpr bool any_rank = true;
+    mutable Saved<bool> mask;
+    double value = 0;
+
+    std::optional<Sym> simplify(const Sym& x) const {
+        const std::string v = fmt::format("{:g}", value);
+        return Sym(fmt::format("masked_fill({}, M, {})", x.str(false), v),
+                   fmt::format("masked_fill({}, M, {})", x.str(true), v), Prec::Atom, x.shape());
+    }
+    Shape shape(Shape x) const {
+        if (!broadcastable(mask.shape(), x)) fail("masked_fill: mask {} does not broadcast to {}", mask.shape(), x);
+        return x;
+    }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& x, Keep keep) const {
+        mask = keep.copy(mask);
+        const Shape so = out.shape(), sm = mask.shape();
+        const auto L = detail::plan_loop<3>(so, {&so, &sm, &so});
+        T* o = out.data();
+        const bool* pm = mask.data();
+        const T* px = x.data();
+        const T v = static_cast<T>(value);
+        detail::run_loop(L, [&](const std::array<std::int64_t, 3>& off, std::size_t n, const std::array<std::int64_t, 3>& in) {
+            for (std::size_t j = 0; j < n; ++j) {
+                const auto s = static_cast<std::int64_t>(j);
+                o[off[0] + s * in[0]] = pm[off[1] + s * in[1]] ? v : px[off[2] + s * in[2]];
+            }
+        });
+    }
+    template <class V>
+    V vjp(In<0>, const V& g, const V&, const V&) const {
+        return apply(MaskKeep{mask, false}, g);
+    }
+};
+
+// ---- tril / triu -------------------------------------------------------------------------------
+
+namespace detail {
+// Y = X where (j − i ≤ k) (lower) or (j − i ≥ k) (upper) on the last two axes, 0 elsewhere.
+template <class T>
+void triangle(Tensor<T>& out, const Tensor<T>& x, std::int64_t k, bool upper) {
+    const Shape s = x.shape();
+    const std::size_t rows = s[s.rank() - 2], cols = s[s.rank() - 1];
+    const std::size_t mats = rows * cols == 0 ? 0 : x.size() / (rows * cols);
+    for (std::size_t m = 0; m < mats; ++m)
+        for (std::size_t i = 0; i < rows; ++i) {
+            const std::size_t base = (m * rows + i) * cols;
+            for (std::size_t j = 0; j < cols; ++j) {
+                const std::int64_t d = static_cast<std::int64_t>(j) - static_cast<std::int64_t>(i);
+                out[base + j] = (upper ? d >= k : d <= k) ? x[base + j] : T(0);
+            }
+        }
+}
+inline Shape check_triangle(std::string_view op, const Shape& x) {
+    if (x.rank() < 2) fail("{}: {} has rank {}; the triangle needs the last two axes", op, x, x.rank());
+    return x;
+}
+}  // namespace detail
+
+// Y = X on and below diagonal k of the last two axes (j − i ≤ k), 0 above (torch.tril).
+// dX = tril(dY, k): the same mask on the adjoint.
+struct Tril {
+    static constexpr std::string_view name = "tril";
+    static constexpr std::size_t arity = 1;
+    static constexpr bool any_rank = true;
+    static constexpr Notation notation{"tril({0})", "tril({0})", Prec::Atom};
+    std::int64_t diagonal = 0;
+    Shape shape(Shape x) const { return detail::check_triangle(name, x); }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& x) const {
+        detail::triangle(out, x, diagonal, false);
+    }
+    template <class V>
+    V vjp(In<0>, const V& g, const V&, const V&) const {
+        return apply(Tril{diagonal}, g);
+    }
+};
+
+// Y = X on and above diagonal k of the last two axes (j − i ≥ k), 0 below (torch.triu).
+// dX = triu(dY, k).
+struct Triu {
+    static constexpr std::string_view name = "triu";
+    static constexpr std::size_t arity = 1;
+    static constexpr bool any_rank = true;
+    static constexpr Notation notation{"triu({0})", "triu({0})", Prec::Atom};
+    std::int64_t diagonal = 0;
+    Shape shape(Shape x) const { return detail::check_triangle(name, x); }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& x) const {
+        detail::triangle(out, x, diagonal, true);
+    }
+    template <class V>
+    V vjp(In<0>, const V& g, const V&, const V&) const {
+        return apply(Triu{diagonal}, g);
+    }
+};
+
+// ---- cross-entropy and embedding with int64 indices ---------------------------------------------
+
+namespace detail {
+// The class of position p, or −1 for ignore_index; an Error naming the label and its position.
+inline std::ptrdiff_t class_at(const Saved<std::int64_t>& labels, std::size_t p, std::size_t classes,
+                               std::int64_t ignore) {
+    const std::int64_t v = labels[p];
+    if (v == ignore) return -1;
+    if (v < 0 || static_cast<std::uint64_t>(v) >= classes)
+        fail("softmax_cross_entropy: label {} at position {} of the labels {} is not a class index in [0, {})", v,
+             position(labels.shape(), p), labels.shape(), classes);
+    return static_cast<std::ptrdiff_t>(v);
+}
+}  // namespace detail
+
+// onehot of int64 labels along the logits' class axis: Y of Z's shape with Y[n, label_p, …] = 1
+// (a zero line where the label is ignore_index). Data: Y does not depend on Z (dZ = 0); Z is an
+// operand only to give the op a place in the graph.
+struct OneHotLabels {
+    static constexpr std::string_view name = "one_hot_labels";
+    static constexpr std::size_t arity = 1;
+    static constexpr bool any_rank = true;
+    static constexpr Notation notation{"onehot(labels)", "onehot(labels)", Prec::Atom};
+    mutable Saved<std::int64_t> labels;
+    std::int64_t ignore_index = -100;
+
+    Shape shape(Shape z) const {
+        detail::check_nd_labels(z, labels.shape());
+        return z;
+    }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& z, Keep keep) const {
+        labels = keep.copy(labels);
+        out.fill(T(0));
+        const Shape to = z.shape();
+        const std::size_t a = detail::class_axis(to), c = to[a];
+        const std::size_t outer = a == 1 ? to[0] : 1, inner = to.numel() / (outer * c);
+        for (std::size_t o = 0; o < outer; ++o)
+            for (std::size_t i = 0; i < inner; ++i) {
+                const std::ptrdiff_t k = detail::class_at(labels, o * inner + i, c, ignore_index);
+                if (k >= 0) out[o * c * inner + static_cast<std::size_t>(k) * inner + i] = T(1);
+            }
+    }
+    template <class V>
+    V vjp(In<0>, const V&, const V&, const V& z) const {
+        return apply(ZerosLike{}, z);
+    }
+};
+
+// Y_p = w_p · G (G: rank 0, stretched, or the labels' shape), w_p = [label_p ≠ ignore_index],
+// divided by Σ w for the mean: a cross-entropy's weights applied to its adjoint. Y: the labels'
+// shape.   dG = w ⊙ dY (summed back to G's shape).
+struct LabelWeight {
+    static constexpr std::string_view name = "label_weight";
+    static constexpr std::size_t arity = 1;
+    static constexpr bool any_rank = true;
+    static constexpr Notation notation{"w ⊙ {0}", "w * {0}", Prec::Product};
+    mutable Saved<std::int64_t> labels;
+    CrossEntropyOptions opt;
+
+    Shape shape(Shape g) const {
+        if (g.numel() != 1 && g != labels.shape())
+            fail("label_weight: adjoint {} is neither a scalar nor the labels' shape {}", g, labels.shape());
+        return labels.shape();
+    }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& g, Keep keep) const {
+        labels = keep.copy(labels);
+        std::size_t kept = 0;
+        for (std::size_t p = 0; p < labels.size(); ++p) kept += labels[p] != opt.ignore_index;
+        const T scale = opt.reduction == Reduction::mean ? T(1) / static_cast<T>(kept) : T(1);
+        const bool one = g.size() == 1;
+        for (std::size_t p = 0; p < out.size(); ++p)
+            out[p] = labels[p] != opt.ignore_index ? scale * g[one ? 0 : p] : T(0);
+    }
+    template <class V>
+    V vjp(In<0>, const V& g, const V&, const V&) const {
+        return apply(LabelWeight{labels, opt}, g);
+    }
+};
+
+// softmax_cross_entropy with int64 labels (torch.nn.functional.cross_entropy): L_p = log Σ_c
+// exp(Z[n, c, …]) − Z[n, label_p, …] at each position p whose label is not ignore_index; mean over
+// the positions kept, sum, or none (the labels' shape).   Z: (N, C, d1, …, dk) or (C); labels
+// (N, d1, …, dk) or () (or (N×1) for (N, C) logits).
+// dZ = (softmax_C(Z) − onehot_C(labels)) ⊙ (w ⊙ dL) (stretched over C).   labels: none.
+struct CrossEntropyLabels {
+    static constexpr std::string_view name = "cross_entropy_labels";
+    static constexpr std::size_t arity = 1;
+    static constexpr bool any_rank = true;
+    static constexpr Notation notation{"CE({0}, labels)", "CE({0}, labels)", Prec::Atom};
+    mutable Saved<std::int64_t> labels;
+    CrossEntropyOptions opt;
+
+    Shape shape(Shape z) const {
+        detail::check_nd_labels(z, labels.shape());
+        return opt.reduction == Reduction::none ? labels.shape() : Shape{};
+    }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& z, Keep keep) const {
+        labels = keep.copy(labels);
+        const Shape zs = z.shape();
+        const std::size_t a = detail::class_axis(zs), c = zs[a];
+        const std::size_t outer = a == 1 ? zs[0] : 1, inner = zs.numel() / (outer * c);
+        const T* pz = z.data();
+        T total = 0;
+        std::size_t kept = 0;
+        for (std::size_t o = 0; o < outer; ++o)
+            for (std::size_t i = 0; i < inner; ++i) {
+                const std::size_t p = o * inner + i;
+                const std::ptrdiff_t k = detail::class_at(labels, p, c, opt.ignore_index);
+                T loss = 0;
+                if (k >= 0) {
+                    const T* r = pz + o * c * inner + i;
+                    T mx = r[0];
+                    for (std::size_t j = 1; j < c; ++j) mx = std::max(mx, r[j * inner]);
+                    T s = 0;
+                    for (std::size_t j = 0; j < c; ++j) s += std::exp(r[j * inner] - mx);
+                    loss = std::log(s) - (r[static_cast<std::size_t>(k) * inner] - mx);
+                    ++kept;
+                }
+                if (opt.reduction == Reduction::none)
+                    out[p] = loss;
+                else
+                    total += loss;
+            }
+        if (opt.reduction == Reduction::sum) out[0] = total;
+        if (opt.reduction == Reduction::mean) out[0] = total / static_cast<T>(kept);  // 0/0: NaN, as torch
+    }
+    template <class V>
+    V vjp(In<0>, const V& g, const V&, const V& z) const {
+        const Shape zs = z.shape();
+        const std::size_t a = detail::class_axis(zs);
+        const V gw = apply(Reshape{zs.with(a, 1)}, apply(LabelWeight{labels, opt}, g));
+        const V diff = apply(Sub{}, apply(Softmax{static_cast<std::ptrdiff_t>(a)}, z),
+                             apply(OneHotLabels{labels, opt.ignore_index}, z));
+        return apply(Mul{}, diff, gw);
+    }
+};
+
+// ---- the functions users call ------------------------------------------------------------------
+
+// torch.gather(x, dim, index): Y[…, i, …] = X[…, index[…, i, …], …] along dim; index (int64)
+// has x's rank and fits in x along the other axes; Y has index's shape.
+template <Value V>
+V gather(const V& x, std::ptrdiff_t dim, const IndexTensor& index, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
+    const Shape s = x.shape();
+    const IndexTensor d = detail::dense_data(index);
+    return apply(Gather{detail::axis_of("gather", dim, s.rank(), s), Saved<std::int64_t>::of(d)}, x);
+}
+// x.scatter_add(dim, index, src) (out of place): x with src's entries added at the indexed places
+// along dim; src has index's shape.
+template <Value V>
+V scatter_add(const V& x, std::ptrdiff_t dim, const IndexTensor& index, const V& src,
+              SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
+    const Shape s = x.shape();
+    const IndexTensor d = detail::dense_data(index);
+    return apply(ScatterAdd{detail::axis_of("scatter_add", dim, s.rank(), s), Saved<std::int64_t>::of(d)}, x, src);
+}
+// torch.index_select(x, dim, index): the entries index (int64, rank 1) of axis dim.
+template <Value V>
+V index_select(const V& x, std::ptrdiff_t dim, const IndexTensor& index, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
+    const Shape s = x.shape();
+    const IndexTensor d = detail::dense_data(index);
+    return apply(IndexSelect{detail::axis_of("index_select", dim, s.rank(), s), Saved<std::int64_t>::of(d)}, x);
+}
+// x.index_add(dim, index, src) (out of place): src's slices added to x's entries index of axis dim.
+template <Value V>
+V index_add(const V& x, std::ptrdiff_t dim, const IndexTensor& index, const V& src,
+            SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
+    const Shape s = x.shape();
+    const IndexTensor d = detail::dense_data(index);
+    return apply(IndexAdd{detail::axis_of("index_add", dim, s.rank(), s), Saved<std::int64_t>::of(d)}, x, src);
+}
+// torch.where(cond, a, b) with a boolean condition; cond, a and b broadcast together.
+template <Value V>
+V where(const MaskTensor& cond, const V& a, const V& b, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
+    const MaskTensor d = detail::dense_data(cond);
+    return apply(WhereMask{Saved<bool>::of(d)}, a, b);
+}
+// x with `value` where mask (bool, broadcast to x's shape).
+template <Value V>
+V masked_fill(const V& x, const MaskTensor& mask, double value, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
+    const MaskTensor d = detail::dense_data(mask);
+    return apply(MaskedFillMask{Saved<bool>::of(d), value}, x);
+}
+// torch.tril / torch.triu on the last two axes: entries with j − i ≤ k (tril) or ≥ k (triu) kept.
+template <Value V>
+V tril(const V& x, std::int64_t diagonal = 0, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
+    return apply(Tril{diagonal}, x);
+}
+template <Value V>
+V triu(const V& x, std::int64_t diagonal = 0, SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
+    return apply(Triu{diagonal}, x);
+}
+// torch.nn.functional.cross_entropy with int64 class labels (ignore_index, reduction as
+// CrossEntropyOptions): mean and sum give rank 0, none the labels' shape.
+template <Value V>
+V softmax_cross_entropy(const V& logits, const IndexTensor& labels, CrossEntropyOptions opt = {},
+                        SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
+    const IndexTensor d = detail::dense_data(labels);
+    return apply(CrossEntropyLabels{Saved<std::int64_t>::of(d), opt}, logits);
+}
+// embedding with int64 indices (any shape): rows of weight (num_embeddings, dim); Y: indices'
+// shape + (dim). padding_idx's row gets no gradient. An index outside [0, num_embeddings) is an
+// Error naming it and its position.
+template <Value V>
+V embedding(const IndexTensor& indices, const V& weight, std::ptrdiff_t padding_idx = detail::kNoPadding,
+            SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
+    const Shape w = weight.shape(), s = indices.shape();
+    if (w.rank() != 2) fail("embedding: weight {} must be (num_embeddings, embedding_dim)", w);
+    if (s.rank() + 1 > kMaxRank) fail("embedding: indices {} have too many axes", s);
+    const auto rows = static_cast<std::ptrdiff_t>(w[0]);
+    if (padding_idx != detail::kNoPadding) {
+        if (padding_idx < -rows || padding_idx >= rows)
+            fail("embedding: padding_idx {} out of range for weight {}", padding_idx, w);
+        if (padding_idx < 0) padding_idx += rows;
+    }
+    const IndexTensor d = detail::dense_data(indices);
+    for (std::size_t p = 0; p < d.size(); ++p)
+        if (d[p] < 0 || d[p] >= rows)
+            fail("embedding: index {} at position {} of the indices {} is not in [0, {})", d[p],
+                 detail::position(s, p), s, rows);
+    std::array<std::size_t, kMaxRank> out{};
+    for (std::size_t k = 0; k < s.rank(); ++k) out[k] = s[k];
+    out[s.rank()] = w[1];
+    const Saved<std::int64_t> flat = Saved<std::int64_t>::of(d).reshaped(Shape{d.size()});
+    const V rows_used = apply(IndexSelect{0, flat, padding_idx == detail::kNoPadding ? detail::kNoSkip : padding_idx}, weight);
+    const V y = apply(Reshape{Shape(std::span<const std::size_t>(out.data(), s.rank() + 1))}, rows_used);
+    if constexpr (is_tensor<V>::value)  // (a view of the local rows_used would dangle)
+        return y.clone(rows_used.resource());
+    else
+        return y;
+}
+
+// ---- data: arange, one_hot, comparisons ---------------------------------------------------------
+
+// torch.arange(start, stop, step): start, start + step, … up to (not including) stop, as T
+// (float, double or std::int64_t). The count is ⌈(stop − start)/step⌉; step 0 or of the wrong
+// sign is an Error.
+template <class T>
+Tensor<T> arange(std::type_identity_t<T> start, std::type_identity_t<T> stop, std::type_identity_t<T> step = T(1)) {
+    static_assert(!std::is_same_v<T, bool>, "arange: a mask has no range");
+    if (step == T(0) || (stop > start && step < T(0)) || (stop < start && step > T(0)))
+        fail("arange: step {} cannot go from {} to {}", step, start, stop);
+    std::size_t n = 0;
+    if constexpr (std::is_integral_v<T>) {
+        const std::int64_t span = stop - start;
+        n = static_cast<std::size_t>(span == 0 ? 0 : (span + step + (step > 0 ? -1 : 1)) / step);
+    } else {
+        n = static_cast<std::size_t>(std::max(0.0, std::ceil((static_cast<double>(stop) - static_cast<double>(start)) /
+                                                             static_cast<double>(step))));
+    }
+    Tensor<T> t(Shape{n});
+    for (std::size_t i = 0; i < n; ++i) t[i] = static_cast<T>(start + static_cast<T>(i) * step);
+    return t;
+}
+template <class T>
+Tensor<T> arange(std::type_identity_t<T> stop) {
+    return arange<T>(T(0), stop, T(1));
+}
+
+// torch.nn.functional.one_hot: labels (int64, any shape) → labels' shape + (classes) of T, 1 at
+// each label. classes −1: one more than the largest label. A label outside [0, classes) is an
+// Error naming it and its position. Data (a constant), as in torch.
+template <class T = float>
+Tensor<T> one_hot(const IndexTensor& labels, std::ptrdiff_t classes = -1) {
+    const IndexTensor d = detail::dense_data(labels);
+    const Shape s = labels.shape();
+    if (classes < 0) {
+        std::int64_t m = -1;
+        for (std::size_t p = 0; p < d.size(); ++p) m = std::max(m, d[p]);
+        classes = static_cast<std::ptrdiff_t>(m + 1);
+    }
+    if (s.rank() + 1 > kMaxRank) fail("one_hot: labels {} have too many axes", s);
+    std::array<std::size_t, kMaxRank> out{};
+    for (std::size_t k = 0; k < s.rank(); ++k) out[k] = s[k];
+    out[s.rank()] = static_cast<std::size_t>(classes);
+    Tensor<T> t(Shape(std::span<const std::size_t>(out.data(), s.rank() + 1)));
+    for (std::size_t p = 0; p < d.size(); ++p) {
+        if (d[p] < 0 || d[p] >= classes)
+            fail("one_hot: label {} at position {} of the labels {} is not a class in [0, {})", d[p],
+                 detail::position(s, p), s, classes);
+        t[p * static_cast<std::size_t>(classes) + static_cast<std::size_t>(d[p])] = T(1);
+    }
+    return t;
+}
+
+namespace detail {
+// f(a, b) elementwise over a and b broadcast together, into a mask.
+template <class A, class B, class F>
+MaskTensor compare(std::string_view op, const Tensor<A>& a, const Tensor<B>& b, F f) {
+    const Tensor<A> da = dense_data(a);
+    const Tensor<B> db = dense_data(b);
+    const Shape sa = a.shape(), sb = b.shape();
+    const Shape so = broadcast_shape(op, sa, sb);
+    MaskTensor out(so);
+    if (so.empty()) return out;
+    const auto L = plan_loop<3>(so, {&so, &sa, &sb});
+    bool* o = out.data();
+    const A* pa = da.data();
+    const B* pb = db.data();
+    run_loop(L, [&](const std::array<std::int64_t, 3>& off, std::size_t n, const std::array<std::int64_t, 3>& in) {
+        for (std::size_t j = 0; j < n; ++j) {
+            const auto s = static_cast<std::int64_t>(j);
+            o[off[0] + s * in[0]] = f(pa[off[1] + s * in[1]], pb[off[2] + s * in[2]]);
+        }
+    });
+    return out;
+}
+template <class A, class F>
+MaskTensor compare_scalar(const Tensor<A>& a, F f) {
+    const Tensor<A> da = dense_data(a);
+    MaskTensor out(a.shape());
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = f(da[i]);
+    return out;
+}
+template <class T>
+concept Comparable = std::is_floating_point_v<T> || std::is_same_v<T, std::int64_t>;
+}  // namespace detail
+
+// Comparisons of value and index tensors (and of a Var's value) give masks: x > 0, x == y (x and
+// y broadcast together). Masks combine with !, & and |.
+template <detail::Comparable T>
+MaskTensor operator>(const Tensor<T>& a, std::type_identity_t<T> c) {
+    return detail::compare_scalar(a, [c](T v) { return std::greater<>{}(v, c); });
+}
+template <detail::Comparable T>
+MaskTensor operator>(const Tensor<T>& a, const Tensor<T>& b) {
+    return detail::compare(">", a, b, std::greater<>{});
+}
+template <class T>
+MaskTensor operator>(const Var<T>& a, std::type_identity_t<T> c) {
+    return a.value() > c;
+}
+template <detail::Comparable T>
+MaskTensor operator<(const Tensor<T>& a, std::type_identity_t<T> c) {
+    return detail::compare_scalar(a, [c](T v) { return std::less<>{}(v, c); });
+}
+template <detail::Comparable T>
+MaskTensor operator<(const Tensor<T>& a, const Tensor<T>& b) {
+    return detail::compare("<", a, b, std::less<>{});
+}
+template <class T>
+MaskTensor operator<(const Var<T>& a, std::type_identity_t<T> c) {
+    return a.value() < c;
+}
+template <detail::Comparable T>
+MaskTensor operator>=(const Tensor<T>& a, std::type_identity_t<T> c) {
+    return detail::compare_scalar(a, [c](T v) { return std::greater_equal<>{}(v, c); });
+}
+template <detail::Comparable T>
+MaskTensor operator>=(const Tensor<T>& a, const Tensor<T>& b) {
+    return detail::compare(">=", a, b, std::greater_equal<>{});
+}
+template <class T>
+MaskTensor operator>=(const Var<T>& a, std::type_identity_t<T> c) {
+    return a.value() >= c;
+}
+template <detail::Comparable T>
+MaskTensor operator<=(const Tensor<T>& a, std::type_identity_t<T> c) {
+    return detail::compare_scalar(a, [c](T v) { return std::less_equal<>{}(v, c); });
+}
+template <detail::Comparable T>
+MaskTensor operator<=(const Tensor<T>& a, const Tensor<T>& b) {
+    return detail::compare("<=", a, b, std::less_equal<>{});
+}
+template <class T>
+MaskTensor operator<=(const Var<T>& a, std::type_identity_t<T> c) {
+    return a.value() <= c;
+}
+template <detail::Comparable T>
+MaskTensor operator==(const Tensor<T>& a, std::type_identity_t<T> c) {
+    return detail::compare_scalar(a, [c](T v) { return std::equal_to<>{}(v, c); });
+}
+template <detail::Comparable T>
+MaskTensor operator==(const Tensor<T>& a, const Tensor<T>& b) {
+    return detail::compare("==", a, b, std::equal_to<>{});
+}
+template <class T>
+MaskTensor operator==(const Var<T>& a, std::type_identity_t<T> c) {
+    return a.value() == c;
+}
+template <detail::Comparable T>
+MaskTensor operator!=(const Tensor<T>& a, std::type_identity_t<T> c) {
+    return detail::compare_scalar(a, [c](T v) { return std::not_equal_to<>{}(v, c); });
+}
+template <detail::Comparable T>
+MaskTensor operator!=(const Tensor<T>& a, const Tensor<T>& b) {
+    return detail::compare("!=", a, b, std::not_equal_to<>{});
+}
+template <class T>
+MaskTensor operator!=(const Var<T>& a, std::type_identity_t<T> c) {
+    return a.value() != c;
+}
+
+inline MaskTensor operator!(const MaskTensor& m) {
+    return detail::compare_scalar(m, [](bool v) { return !v; });
+}
+inline MaskTensor operator&(const MaskTensor& a, const MaskTensor& b) {
+    return detail::compare("&", a, b, [](bool u, bool v) { return u && v; });
+}
+inline MaskTensor operator|(const MaskTensor& a, const MaskTensor& b) {
+    return detail::compare("|", a, b, [](bool u, bool v) { return u || v; });
+}
+
+}  // namespace tapegrad
