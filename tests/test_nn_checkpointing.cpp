@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <memory>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include <tapegrad/core/checkpoint_op.hpp>
@@ -182,5 +183,32 @@ TEST_CASE("a recomputation that draws a different number of values is a clear Er
                              tg::Error);
         CHECK(tg::detail::recompute::top() == nullptr);
         CHECK(tg::detail::ckpt::scratch<double>().depth == 0);
+    }
+}
+
+TEST_CASE("the replay state is per thread: two threads checkpointing dropout networks side by side") {
+    // Each thread trains its own network, checkpointed, for three steps; the results equal the
+    // plain network's run on this thread (the record of one thread's segment never serves the
+    // other's recomputation).
+    const Tensor<double> x = randn({2, 2, 4, 4}, 5), u = randn({2, 3, 4, 4}, 6);
+    auto train = [&](Mode mode, std::vector<Step>& out) {
+        Net net;
+        for (int k = 0; k < 3; ++k) out.push_back(step(net, mode, x, u));
+    };
+    std::vector<Step> plain, a, b;
+    train(Mode::plain, plain);
+    std::thread ta([&] { train(Mode::one_segment, a); });
+    std::thread tb([&] { train(Mode::nested, b); });
+    ta.join();
+    tb.join();
+    REQUIRE(a.size() == 3);
+    REQUIRE(b.size() == 3);
+    for (std::size_t k = 0; k < 3; ++k) {
+        CAPTURE(k);
+        for (const std::vector<Step>* r : {&a, &b}) {
+            check_bitwise((*r)[k].y, plain[k].y);
+            check_bitwise((*r)[k].dx, plain[k].dx);
+            for (std::size_t i = 0; i < plain[k].dp.size(); ++i) check_bitwise((*r)[k].dp[i], plain[k].dp[i]);
+        }
     }
 }
