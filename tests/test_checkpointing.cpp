@@ -229,3 +229,39 @@ TEST_CASE("a segment whose inputs are constants still gives the parameters it re
     Var<double> c = tg::checkpoint([](const Var<double>& a) { return tg::tanh(a); }, tape.constant(x));
     CHECK_FALSE(tape.node(c.id()).requires_grad);
 }
+
+TEST_CASE("every second-order path through a checkpoint is the same clear Error; first-order transforms work") {
+    // Second order needs the segment's VJP recorded on the caller's tape, which checkpointing
+    // avoids: backward(create_graph), jvp (a VJP differentiated by its cotangent), grad of grad
+    // and jacfwd all refuse with the checkpoint's message. grad, vjp and jacrev on tensors are
+    // first order: they work and agree with the closed form 1 − tanh².
+    std::mt19937_64 rng(17);
+    const Tensor<double> x = randn({2, 3}, rng), v = randn({2, 3}, rng);
+    auto seg = [](const Var<double>& a) { return tg::tanh(a); };
+    auto f = [seg](const Var<double>& a) { return tg::checkpoint(seg, a); };
+    auto loss = [f](const Var<double>& a) { return tg::sum(f(a)); };
+    const auto msg = doctest::Contains("checkpoint: a checkpointed segment");
+    CHECK_THROWS_WITH_AS(tg::jvp(f, x, v), msg, tg::Error);
+    CHECK_THROWS_WITH_AS(tg::jacfwd(f)(x), msg, tg::Error);
+    auto grad_of_grad = [loss](const Var<double>& a) { return tg::sum(tg::grad(loss)(a)); };
+    CHECK_THROWS_WITH_AS(tg::grad(grad_of_grad)(x), msg, tg::Error);
+    {
+        tg::Tape<double> tape;
+        Var<double> xv = tape.variable(x);
+        CHECK_THROWS_WITH_AS(tg::jvp(f, xv, v), msg, tg::Error);
+    }
+    CHECK(tg::detail::ckpt::scratch<double>().depth == 0);
+
+    const Tensor<double> g = tg::grad(loss)(x);
+    auto [y, pullback] = tg::vjp(f, x);
+    const Tensor<double> pb = pullback(v);
+    const Tensor<double> J = tg::jacrev(f)(x);
+    REQUIRE(J.shape() == Shape{2, 3, 2, 3});
+    for (std::size_t i = 0; i < x.size(); ++i) {
+        const double d = 1 - std::pow(std::tanh(x[i]), 2);
+        CHECK(y[i] == doctest::Approx(std::tanh(x[i])).epsilon(1e-15));
+        CHECK(g[i] == doctest::Approx(d).epsilon(1e-14));
+        CHECK(pb[i] == doctest::Approx(d * v[i]).epsilon(1e-14));
+        for (std::size_t k = 0; k < x.size(); ++k) CHECK(J[i * x.size() + k] == doctest::Approx(i == k ? d : 0.0));
+    }
+}

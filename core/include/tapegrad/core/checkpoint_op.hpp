@@ -27,17 +27,24 @@
 // caller's tape, which is what checkpointing exists to avoid. (Differentiate an uncheckpointed
 // f for gradients of gradients.)
 //
-// f must be deterministic: the backward recomputes its values. tapegrad has no dropout or
-// batch-norm layer; a random op must draw from a counter-based generator (philox.hpp) keyed by
-// something f captures, so that the recomputation draws the same numbers. f is stored in the
+// f must be deterministic: the backward recomputes its values. Stateful layers consult
+// recompute.hpp: a random draw goes through replay(counter), which the forward run records in
+// the node and the recomputation replays (nn::Dropout: the same masks), and a side effect the
+// forward already had is skipped while recomputing() (nn::BatchNorm2d: running statistics and
+// num_batches_tracked are updated once). A different number of replay() calls in the
+// recomputation is an Error. Other random ops must draw from a counter-based generator
+// (philox.hpp) keyed by something f captures, or through replay(). f is stored in the
 // caller's arena until reset() and never destroyed: it must be trivially copyable and
 // destructible (a lambda capturing by reference), and what it refers to must live until the
 // backward. Parameters changed in place between the forward and the backward are not detected
 // (they are not on the caller's tape): the backward would use the new values.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
+#include <cstdint>
+#include <deque>
 #include <memory>
 #include <span>
 #include <type_traits>
@@ -45,6 +52,7 @@
 #include <vector>
 
 #include <tapegrad/core/grad_mode.hpp>
+#include <tapegrad/core/recompute.hpp>
 #include <tapegrad/core/tape.hpp>
 
 namespace tapegrad {
@@ -54,6 +62,8 @@ namespace detail::ckpt {
 template <class T>
 struct Scratch {
     std::vector<std::unique_ptr<Tape<T>>> tapes;  // one per nesting depth
+    std::deque<std::vector<std::uint64_t>> draws;  // replay() record of a forward run, per depth
+                                                   // (a deque: growing it moves no element)
     std::size_t depth = 0;
 };
 template <class T>
@@ -69,7 +79,10 @@ public:
     Region() {
         Scratch<T>& s = scratch<T>();
         if (s.tapes.size() <= s.depth) s.tapes.push_back(std::make_unique<Tape<T>>(std::size_t(1) << 16));
+        if (s.draws.size() <= s.depth) s.draws.emplace_back();
         tape_ = s.tapes[s.depth].get();
+        draws_ = &s.draws[s.depth];
+        draws_->clear();
         ++s.depth;
     }
     ~Region() {
@@ -79,9 +92,12 @@ public:
     Region(const Region&) = delete;
     Region& operator=(const Region&) = delete;
     Tape<T>& tape() noexcept { return *tape_; }
+    // Where the forward run records its replay() values (kept, like the tape, for reuse).
+    std::vector<std::uint64_t>& draws() noexcept { return *draws_; }
 
 private:
     Tape<T>* tape_;
+    std::vector<std::uint64_t>* draws_;
 };
 
 template <class T, class F, std::size_t N>
@@ -92,7 +108,8 @@ Var<T> call(const F& f, const std::array<Var<T>, N>& x) {
 template <class T, class F, std::size_t N>
 class CheckpointRule final : public OpRule<T> {
 public:
-    explicit CheckpointRule(const F& f) : f_(f) {}
+    CheckpointRule(const F& f, const std::uint64_t* draws, std::size_t n_draws)
+        : f_(f), draws_(draws), n_draws_(n_draws) {}
     std::string_view name() const noexcept override { return "checkpoint"; }
     std::size_t arity() const noexcept override { return N; }
     bool differentiable(std::size_t) const noexcept override { return true; }
@@ -107,7 +124,16 @@ public:
             const Node<T>& in = tape.node(n.in[k]);
             x[k] = in.requires_grad ? s.variable(in.value) : s.constant_ref(in.value);
         }
-        Var<T> out = call<T>(f_, x);
+        Var<T> out;
+        {
+            // The same dropout masks as the forward, and no second batch-norm statistics update.
+            recompute::Scope replaying(draws_, n_draws_);
+            out = call<T>(f_, x);
+            if (replaying.used() != n_draws_)
+                fail("checkpoint: recomputing the segment ({} {}) drew {} values (replay() calls: dropout masks), "
+                     "its forward {}; the checkpointed function must draw the same ones",
+                     tape.display_name(id), n.value.shape(), replaying.used(), n_draws_);
+        }
         s.check(out, "checkpoint");
         if (out.shape() != n.value.shape())
             fail("checkpoint: recomputing the segment gave an output of shape {}, the forward gave {}", out.shape(),
@@ -138,6 +164,8 @@ public:
 
 private:
     F f_;
+    const std::uint64_t* draws_;  // the forward's replay() values, in the caller's arena
+    std::size_t n_draws_;
 };
 
 }  // namespace detail::ckpt
@@ -157,6 +185,8 @@ Var<T> checkpoint(const F& f, const Var<T>& x0, const Vs&... xs) {
     const std::array<Var<T>, N> in{x0, xs...};
     Tensor<T> value;
     bool uses_leaves = false;
+    std::uint64_t* draws = nullptr;
+    std::size_t n_draws = 0;
     {
         detail::ckpt::Region<T> region;  // f's intermediates live here, until the end of the block
         Tape<T>& s = region.tape();
@@ -166,14 +196,24 @@ Var<T> checkpoint(const F& f, const Var<T>& x0, const Vs&... xs) {
         GradModeGuard<T> on(s, true);
         std::array<Var<T>, N> sx;
         for (std::size_t k = 0; k < N; ++k) sx[k] = s.constant_ref(in[k].value());
-        Var<T> out = detail::ckpt::call<T>(f, sx);
+        Var<T> out;
+        {
+            detail::recompute::Scope recording(region.draws());  // the dropout counters f uses
+            out = detail::ckpt::call<T>(f, sx);
+        }
         s.check(out, "checkpoint");
         value = out.value().clone(&tape.arena());
         uses_leaves = s.node(out.id()).requires_grad;
+        n_draws = region.draws().size();
+        if (n_draws != 0) {
+            draws = static_cast<std::uint64_t*>(
+                tape.arena().allocate(n_draws * sizeof(std::uint64_t), alignof(std::uint64_t)));
+            std::copy_n(region.draws().data(), n_draws, draws);
+        }
     }
     using Rule = detail::ckpt::CheckpointRule<T, F, N>;
     void* mem = tape.arena().allocate(sizeof(Rule), alignof(Rule));
-    const Rule* rule = ::new (mem) Rule(f);
+    const Rule* rule = ::new (mem) Rule(f, draws, n_draws);
     return tape.record_rule(rule, std::move(value), std::span<const Var<T>>(in), uses_leaves);
 }
 
@@ -190,6 +230,7 @@ void release_checkpoint_scratch() {
     auto& s = detail::ckpt::scratch<T>();
     if (s.depth != 0) fail("release_checkpoint_scratch: a checkpointed segment is running");
     s.tapes.clear();
+    s.draws.clear();
 }
 
 }  // namespace tapegrad

@@ -162,27 +162,23 @@ void Tape<T>::sweep_hooked(std::uint32_t root, Tensor<T>&& seed, BackwardOptions
     for (std::uint32_t i = root + 1; i-- > opt.first_node;) {
         if (nodes_[i].adj_var == kNoNode || !nodes_[i].requires_grad) continue;
         if (nodes_[i].extra != nullptr && nodes_[i].extra->hooked) run_var_hooks(i, true);
-        if (nodes_[i].op) {
+        Node<T>& n = nodes_[i];  // (after the hooks: they may record nodes)
+        if (n.op) {
             sweeping_ = i;
-            nodes_[i].op->vjp_recorded(*this, i);
+            n.op->vjp_recorded(*this, i);
+        } else if (n.kind == LeafKind::External) {
+            // Complete here, as in the numeric sweep: every consumer of the leaf is later on the
+            // tape. Its value goes into the buffer now, so its hooks run while the sweep goes on.
+            n.adj = nodes_[n.adj_var].value.clone(&arena_);
+            n.extra->sink->resize(n.value.shape());
+            n.extra->sink->add(n.adj);
+            run_post_hooks(i, pending, fired);
         }
     }
     for (std::uint32_t i = opt.first_node; i <= root; ++i) {
         Node<T>& n = nodes_[i];
-        if (n.adj_var == kNoNode || !n.requires_grad) continue;
+        if (n.adj_var == kNoNode || !n.requires_grad || n.kind == LeafKind::External) continue;
         n.adj = nodes_[n.adj_var].value.clone(&arena_);
-        if (n.kind == LeafKind::External) {
-            n.extra->sink->resize(n.value.shape());
-            n.extra->sink->add(n.adj);
-        }
-    }
-    // Every buffer is complete now: hooks in reverse tape order of the parameters' leaves.
-    for (std::size_t k = externals_.size(); k-- > 0;) {
-        const std::uint32_t id = externals_[k];
-        if (id > root || nodes_[id].adj_var == kNoNode || !nodes_[id].requires_grad) continue;
-        const GradBuffer<T>* b = nodes_[id].extra->sink;
-        if (b->has_post_accumulate_hooks() && std::find(pending.begin(), pending.end(), b) == pending.end())
-            pending.push_back(b);
     }
     finish();
 }

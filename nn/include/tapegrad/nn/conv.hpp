@@ -20,6 +20,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <tapegrad/core/recompute.hpp>
 #include <tapegrad/nn/checkpoint.hpp>
 #include <tapegrad/nn/init.hpp>
 #include <tapegrad/nn/layers.hpp>
@@ -243,8 +244,10 @@ private:
         o.momentum = opt_.momentum;
         // torch: batch statistics in training, or always when not tracking running statistics.
         o.training = this->is_training() || !opt_.track_running_stats;
-        if (opt_.track_running_stats) {
-            o.running_mean = &running_mean_;  // updated in training, used in eval
+        // Updated in training, used in eval; a checkpoint's recomputation of the forward
+        // (recompute.hpp) uses the batch statistics again but does not update them twice.
+        if (opt_.track_running_stats && (!this->is_training() || !recomputing())) {
+            o.running_mean = &running_mean_;
             o.running_var = &running_var_;
             if (this->is_training()) o.num_batches_tracked = &tracked_;
         }
@@ -261,7 +264,8 @@ private:
 };
 
 // torch.nn.Dropout(p=0.5): inverted dropout in training, the identity in eval. The mask of
-// the k-th training forward is Philox(seed, k): reproducible from the seed.
+// the k-th training forward is Philox(seed, k): reproducible from the seed. Under checkpoint(),
+// the recomputation replays the k of the first run (recompute.hpp) and does not advance k.
 template <class T>
 class Dropout final : public Module<T> {
 public:
@@ -270,7 +274,9 @@ public:
     }
     Var<T> forward(Tape<T>&, const Var<T>& x) override {
         if (!this->is_training()) return x;
-        return dropout(x, p_, true, seed_, calls_++);
+        const std::uint64_t k = replay(calls_);
+        if (!recomputing()) ++calls_;
+        return dropout(x, p_, true, seed_, k);
     }
     Var<T> forward_with(Tape<T>& tape, const Var<T>& x, std::span<const Var<T>> p) override {
         if (!p.empty()) fail("{}: takes no parameters, {} given", describe(), p.size());
