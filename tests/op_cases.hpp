@@ -1118,6 +1118,57 @@ inline std::vector<OpCase> ndint() {
 }
 // ---- end ndint ----
 
+// ---- gpttrain: softmax_cross_entropy with weight, label_smoothing, class_axis ----
+inline Tensor<double> ce_labels(const Shape& z, std::ptrdiff_t axis, bool ignore) {
+    const std::size_t a = z.rank() <= 1 ? 0 : static_cast<std::size_t>(axis < 0 ? axis + static_cast<std::ptrdiff_t>(z.rank()) : axis);
+    const std::size_t c = z[a];
+    std::vector<std::size_t> d;
+    for (std::size_t k = 0; k < z.rank(); ++k)
+        if (k != a) d.push_back(z[k]);
+    Tensor<double> l(Shape::from_range(d.begin(), d.end()));
+    for (std::size_t p = 0; p < l.size(); ++p)
+        l[p] = ignore && p % 4 == 2 ? -100.0 : static_cast<double>((3 * p + 1) % c);
+    return l;
+}
+inline Tensor<double> ce_class_weights(const Shape& z, std::ptrdiff_t axis) {
+    const std::size_t a = z.rank() <= 1 ? 0 : static_cast<std::size_t>(axis < 0 ? axis + static_cast<std::ptrdiff_t>(z.rank()) : axis);
+    Tensor<double> w(Shape{z[a]});
+    for (std::size_t c = 0; c < w.size(); ++c) w[c] = 0.5 + 0.3 * static_cast<double>(c);
+    return w;
+}
+inline std::vector<OpCase> gpttrain() {
+    std::vector<OpCase> v;
+    for (Reduction red : {Reduction::mean, Reduction::sum, Reduction::none})
+        v.push_back({"softmax_cross_entropy_weighted",
+                     red == Reduction::mean ? "weighted cross-entropy (N, C, d…), smoothing 0.1, ignore_index, mean (ranks 1–5)"
+                     : red == Reduction::sum ? "weighted cross-entropy (N, C, d…), smoothing 0.1, ignore_index, sum (ranks 1–5)"
+                                             : "weighted cross-entropy (N, C, d…), smoothing 0.1, ignore_index, none (ranks 1–5)",
+                     one_nd(1, 5), {Domain::Real}, [red](Tape<double>& t, Vars x) {
+                         const Shape s = x[0].shape();
+                         return softmax_cross_entropy(x[0], t.constant(ce_labels(s, 1, true), "labels"),
+                                                      t.constant(ce_class_weights(s, 1), "weight"),
+                                                      {.reduction = red, .label_smoothing = 0.1});
+                     }});
+    v.push_back({"softmax_cross_entropy_weighted", "weighted cross-entropy (…, C), class_axis −1, mean (ranks 2–4)",
+                 one_nd(2, 4), {Domain::Real}, [](Tape<double>& t, Vars x) {
+                     const Shape s = x[0].shape();
+                     return softmax_cross_entropy(x[0], t.constant(ce_labels(s, -1, false), "labels"),
+                                                  t.constant(ce_class_weights(s, -1), "weight"), {.class_axis = -1});
+                 }});
+    v.push_back({"softmax_cross_entropy_nd", "cross-entropy (N, C, d…), label_smoothing 0.2, ignore_index, mean (ranks 1–5)",
+                 one_nd(1, 5), {Domain::Real}, [](Tape<double>& t, Vars x) {
+                     return softmax_cross_entropy(x[0], t.constant(ce_labels(x[0].shape(), 1, true), "labels"),
+                                                  {.label_smoothing = 0.2});
+                 }});
+    v.push_back({"softmax_cross_entropy_nd", "cross-entropy (…, C), class_axis −1, smoothing 0.1, none (ranks 2–4)",
+                 one_nd(2, 4), {Domain::Real}, [](Tape<double>& t, Vars x) {
+                     return softmax_cross_entropy(x[0], t.constant(ce_labels(x[0].shape(), -1, true), "labels"),
+                                                  {.reduction = Reduction::none, .label_smoothing = 0.1, .class_axis = -1});
+                 }});
+    return v;
+}
+// ---- end gpttrain ----
+
 }  // namespace cases
 
 // Every row, in family order.
@@ -1125,7 +1176,7 @@ inline const std::vector<OpCase>& op_cases() {
     static const std::vector<OpCase> all = [] {
         std::vector<OpCase> v;
         for (auto family : {cases::elementwise, cases::elementwise_nd, cases::linalg, cases::engine, cases::math, cases::activations,
-                            cases::structure, cases::losses, cases::views, cases::reduce_axes, cases::conv, cases::bmm, cases::gpt, cases::ndio, cases::ndint}) {
+                            cases::structure, cases::losses, cases::views, cases::reduce_axes, cases::conv, cases::bmm, cases::gpt, cases::ndio, cases::ndint, cases::gpttrain}) {
             auto f = family();
             v.insert(v.end(), f.begin(), f.end());
         }
@@ -1141,7 +1192,8 @@ inline const std::vector<std::string_view>& ops_without_cases() {
     // cross_entropy_weights and one_hot_axis are data ops on labels (inside the N-D
     // cross-entropy's VJP), as one_hot.
     static const std::vector<std::string_view> v{"one_hot", "detach", "stop_gradient", "cross_entropy_weights",
-                                                 "one_hot_axis"};
+                                                 "one_hot_axis",
+                                                 "cross_entropy_targets"};  // gpttrain: data op of the weighted CE
     return v;
 }
 

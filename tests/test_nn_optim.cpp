@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include <tapegrad/nn/checkpoint.hpp>
 #include <tapegrad/nn/clip.hpp>
 #include <tapegrad/nn/optim.hpp>
 
@@ -361,4 +362,188 @@ TEST_CASE("the schedules reject NaN, infinite and negative factors, naming the o
     CHECK(sgd.lr() == 0.5);
     CHECK_NOTHROW(nn::StepLR(sgd, 2, 0.0));
     CHECK_NOTHROW(nn::CosineAnnealingLR(sgd, 10, 0.0));
+}
+
+// ---- gpttrain: per-parameter step counts, parameter groups, warm-up + cosine schedule ----------
+
+namespace {
+tg::Tensor<double> sin_seq(std::size_t rows, std::size_t cols, double a, double b, bool vector = false) {
+    tg::Tensor<double> t = vector ? tg::Tensor<double>(tg::Shape{cols}) : tg::Tensor<double>(rows, cols);
+    for (std::size_t i = 0; i < t.size(); ++i) t[i] = std::sin(a * double(i + 1) + b);
+    return t;
+}
+void set_grad(nn::Parameter<double>& p, const tg::Tensor<double>& g) {
+    for (std::size_t i = 0; i < g.size(); ++i) p.grad.mutable_tensor()[i] = g[i];
+}
+double nanogpt_lr(std::size_t it, std::size_t w, std::size_t d, double base, double min_lr) {
+    if (it < w) return base * double(it + 1) / double(w + 1);
+    if (it > d) return min_lr;
+    const double r = double(it - w) / double(d - w);
+    return min_lr + 0.5 * (1.0 + std::cos(std::numbers::pi * r)) * (base - min_lr);
+}
+}  // namespace
+
+TEST_CASE("AdamW with two parameter groups, a parameter without gradient for two steps and the warm-up cosine "
+          "schedule matches torch 1.13 (tests/reference/optim_fixtures.py)") {
+    nn::Parameter<double> a{sin_seq(2, 3, 1.0, 0.0), "a"}, b{sin_seq(1, 3, 0.7, 0.2, true), "b"},
+        c{sin_seq(2, 2, 1.3, 0.5), "c"};
+    nn::AdamW<double> opt({{.params = {&a, &c}, .weight_decay = 0.1}, {.params = {&b}, .lr = 0.02, .weight_decay = 0.0}},
+                          {.lr = 0.01, .beta2 = 0.95});
+    CHECK(opt.group_count() == 2);
+    CHECK(opt.group_of(1) == 0);  // params(): a, c, b
+    CHECK(opt.group_of(2) == 1);
+    CHECK(opt.group_weight_decay(0) == 0.1);
+    nn::WarmupCosineLR sched(opt, {.warmup_iters = 2, .lr_decay_iters = 4, .min_lr = 0.001});
+    // torch's param_groups[g]['lr'] before each step (printed by the fixture script)
+    const std::vector<double> torch_rates = {0.003333333333333334, 0.006666666666666668, 0.006666666666666668,
+                                             0.013333333333333336, 0.010000000000000002, 0.020000000000000004,
+                                             0.0055000000000000005, 0.011000000000000001, 0.001, 0.002, 0.001, 0.002};
+    std::vector<double> rates;
+    for (std::size_t step = 0; step < 6; ++step) {
+        rates.push_back(opt.group_lr(0));
+        rates.push_back(opt.group_lr(1));
+        set_grad(a, sin_seq(2, 3, 0.3 * double(step) + 0.1, 1.0));
+        set_grad(b, sin_seq(1, 3, 0.5 * double(step) + 0.2, 0.4, true));
+        const bool has_grad = step != 1 && step != 2;  // torch: c.grad = None (here: frozen for the step)
+        c.requires_grad(has_grad);
+        if (has_grad) set_grad(c, sin_seq(2, 2, 0.9 * double(step) + 0.3, 0.7));
+        opt.step();
+        sched.step();
+    }
+    check_close(rates, torch_rates, 1e-15);
+    check_close({a.value.data(), a.value.data() + 6},
+                {0.8117309164605848, 0.8815293215996208, 0.12177055978078008, -0.7668971662885233,
+                 -0.9643836396974454, -0.2847785119525981});
+    check_close({b.value.data(), b.value.data() + 3}, {0.729324884218331, 0.9570474961810209, 0.7216343245681447});
+    check_close({c.value.data(), c.value.data() + 4},
+                {0.9694010975504893, 0.03185399064972356, -0.9571216289395097, -0.5583644769339582});
+    // torch's state['step'] per parameter, in params() order a, c, b
+    const auto t = opt.param_steps();
+    REQUIRE(t.size() == 3);
+    CHECK(t[0] == 6);
+    CHECK(t[1] == 4);
+    CHECK(t[2] == 6);
+    CHECK(opt.steps() == 6);
+}
+
+TEST_CASE("a parameter frozen for some steps gets Adam's bias correction for its own step count") {
+    // p frozen at the first step, q never: after step 2, p has taken one step: its update is a
+    // first step's (≈ lr against the gradient's sign), where a shared t = 2 would give lr·(1−β₁)/(1−β₁²)·…
+    nn::Parameter<double> p{tg::Tensor<double>(1, 1, {0.0}), "p"}, q{tg::Tensor<double>(1, 1, {0.0}), "q"};
+    nn::Adam<double> opt({&p, &q}, {.lr = 0.1});
+    p.requires_grad(false);
+    q.grad.mutable_tensor()[0] = 1.0;
+    opt.step();
+    CHECK(p.value[0] == 0.0);
+    p.requires_grad(true);
+    p.grad.mutable_tensor()[0] = 3.0;
+    opt.step();
+    CHECK(p.value[0] == doctest::Approx(-0.1).epsilon(1e-9));  // m̂ = g, v̂ = g²: exactly −lr·g/(|g|+ε)
+    CHECK(opt.param_steps()[0] == 1);
+    CHECK(opt.param_steps()[1] == 2);
+}
+
+TEST_CASE("SGD parameter groups use their own lr and weight decay, the options' where a group gives none") {
+    nn::Parameter<double> p{tg::Tensor<double>(1, 2, {1.0, 2.0}), "p"}, q{tg::Tensor<double>(1, 1, {4.0}), "q"};
+    nn::SGD<double> opt({{.params = {&p}}, {.params = {&q}, .lr = 0.5, .weight_decay = 0.25}},
+                        {.lr = 0.1, .weight_decay = 0.0});
+    p.grad.fill(1.0);
+    q.grad.fill(2.0);
+    opt.step();
+    CHECK(p.value[0] == doctest::Approx(0.9));
+    CHECK(p.value[1] == doctest::Approx(1.9));
+    CHECK(q.value[0] == doctest::Approx(4.0 - 0.5 * (2.0 + 0.25 * 4.0)));
+    // a schedule scales each group from its own initial rate
+    nn::StepLR sched(opt, 1, 0.1);
+    sched.step();
+    CHECK(opt.group_lr(0) == doctest::Approx(0.01));
+    CHECK(opt.group_lr(1) == doctest::Approx(0.05));
+    CHECK_THROWS_WITH_AS(opt.set_group_lr(2, 0.1), doctest::Contains("no parameter group 2"), tg::Error);
+    nn::Parameter<double> r{tg::Tensor<double>(1, 1, {0.0}), "r"};
+    CHECK_THROWS_WITH_AS(nn::SGD<double>({{.params = {&r}}, {.params = {&r}}}, {}), doctest::Contains("listed twice"),
+                         tg::Error);
+    CHECK_THROWS_WITH_AS(nn::SGD<double>({{.params = {&r}, .weight_decay = -1.0}}, {}),
+                         doctest::Contains("weight_decay"), tg::Error);
+}
+
+TEST_CASE("adamw_param_groups decays matrices and embedding tables, not biases or LayerNorm parameters") {
+    nn::Parameter<double> w{tg::Tensor<double>(4, 3), "W0"}, bias{tg::Tensor<double>(1, 3), "b0"},
+        ln{tg::Tensor<double>(tg::Shape{3}), "ln.weight"}, emb{tg::Tensor<double>(10, 3), "wte.weight"};
+    const auto g = nn::adamw_param_groups<double>({&w, &bias, &ln, &emb}, 0.1);
+    REQUIRE(g.size() == 2);
+    CHECK(g[0].params == std::vector<nn::Parameter<double>*>{&w, &emb});
+    CHECK(g[1].params == std::vector<nn::Parameter<double>*>{&bias, &ln});
+    CHECK(*g[0].weight_decay == 0.1);
+    CHECK(*g[1].weight_decay == 0.0);
+    nn::AdamW<double> opt(g, {.lr = 1e-3});
+    CHECK(opt.group_weight_decay(1) == 0.0);
+    const auto only_named_w = nn::adamw_param_groups<double>(
+        {&w, &emb}, 0.1, [](const nn::Parameter<double>& p) { return p.name.starts_with("W"); });
+    CHECK(only_named_w[0].params == std::vector<nn::Parameter<double>*>{&w});
+}
+
+TEST_CASE("WarmupCosineLR follows nanoGPT's get_lr per iteration, then stays at min_lr") {
+    auto p = make_param();
+    nn::AdamW<double> opt({&p}, {.lr = 6e-4});
+    nn::WarmupCosineLR sched(opt, {.warmup_iters = 10, .lr_decay_iters = 50, .min_lr = 6e-5});
+    for (std::size_t it = 0; it <= 60; ++it) {
+        CHECK(sched.iteration() == it);
+        CHECK(opt.lr() == doctest::Approx(nanogpt_lr(it, 10, 50, 6e-4, 6e-5)).epsilon(1e-14));
+        sched.step();
+    }
+    sched.set_iteration(10);
+    CHECK(opt.lr() == doctest::Approx(6e-4).epsilon(1e-15));  // the peak, at the end of the warm-up
+    sched.set_iteration(30);
+    CHECK(opt.lr() == doctest::Approx(6e-5 + 0.5 * (6e-4 - 6e-5)).epsilon(1e-14));  // halfway down
+    CHECK_THROWS_WITH_AS(nn::WarmupCosineLR(opt, {.warmup_iters = 5, .lr_decay_iters = 4}),
+                         doctest::Contains("lr_decay_iters 4 is below warmup_iters 5"), tg::Error);
+}
+
+TEST_CASE("checkpoints keep each parameter's Adam step count and each group's rate; older ones still load") {
+    nn::Parameter<double> p{tg::Tensor<double>(1, 2, {1.0, 2.0}), "p"}, q{tg::Tensor<double>(1, 1, {3.0}), "q"};
+    nn::AdamW<double> opt({{.params = {&p}}, {.params = {&q}, .lr = 0.5}}, {.lr = 0.1});
+    for (int s = 0; s < 3; ++s) {
+        q.requires_grad(s != 1);
+        p.grad.fill(0.5);
+        q.grad.fill(-1.0);
+        opt.step();
+    }
+    q.requires_grad(true);
+    opt.set_group_lr(1, 0.25);
+    const nn::Archive a = nn::make_checkpoint<double>({&p, &q}, &opt, {});
+    CHECK(a.get_u64("optimizer/step/p") == std::vector<std::uint64_t>{3});
+    CHECK(a.get_u64("optimizer/step/q") == std::vector<std::uint64_t>{2});
+
+    nn::AdamW<double> fresh({{.params = {&p}}, {.params = {&q}, .lr = 0.5}}, {.lr = 0.1});
+    nn::TrainState st;
+    nn::restore_checkpoint<double>(nn::Archive::deserialize(a.serialize(), "ck"), {&p, &q}, &fresh, st);
+    CHECK(fresh.param_steps()[0] == 3);
+    CHECK(fresh.param_steps()[1] == 2);
+    CHECK(fresh.group_lr(0) == 0.1);
+    CHECK(fresh.group_lr(1) == 0.25);
+
+    // A checkpoint written before per-parameter counts and group rates: every parameter gets the
+    // optimiser's count, every group optimizer/lr's rate.
+    nn::Archive old;
+    for (const auto& [name, e] : a.entries()) {
+        if (name.starts_with("optimizer/step/") || name == "optimizer/group_lr") continue;
+        using K = nn::Archive::Kind;
+        if (e.kind == K::bytes) old.put_string(name, a.get_string(name));
+        if (e.kind == K::u64) old.put_u64(name, a.get_u64(name));
+        if (e.kind == K::f64 && name.starts_with("optimizer/lr")) old.put_f64(name, a.get_f64(name));
+        if (e.kind == K::f64 && !name.starts_with("optimizer/lr")) {
+            tg::Tensor<double> t(e.shape);
+            a.get(name, t);
+            old.put(name, t);
+        }
+    }
+    nn::AdamW<double> older({{.params = {&p}}, {.params = {&q}, .lr = 0.5}}, {.lr = 0.1});
+    nn::restore_checkpoint<double>(old, {&p, &q}, &older, st);
+    CHECK(older.param_steps()[0] == 3);
+    CHECK(older.param_steps()[1] == 3);
+    CHECK(older.group_lr(1) == 0.1);
+
+    nn::AdamW<double> one_group({&p, &q}, {.lr = 0.1});  // 1 group: the file has 2
+    CHECK_THROWS_WITH_AS(nn::restore_checkpoint<double>(a, {&p, &q}, &one_group, st),
+                         doctest::Contains("rates of 2 parameter groups, the optimizer has 1"), tg::Error);
 }

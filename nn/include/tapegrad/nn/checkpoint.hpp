@@ -2,7 +2,10 @@
 // and the position in training (epoch, batch, step, RNG state), so that a resumed run ends
 // with exactly the parameters of an uninterrupted one. Each parameter's frozen flag
 // (Parameter::requires_grad) is kept as entry "frozen/<name>" (u64, 1 = frozen); a checkpoint
-// without these entries leaves the flags as they are.
+// without these entries leaves the flags as they are. An optimiser's per-parameter step counts
+// (Adam's t) are entries "optimizer/step/<name>" (u64) and the rate of every parameter group
+// "optimizer/group_lr" (f64: lr, initial lr of each group); a checkpoint without them (older
+// files) gives every parameter the optimiser's step count and every group optimizer/lr's rate.
 //
 // File format (little-endian), version 2:
 //   offset  0  8 bytes   magic "TGCKPT\r\n"
@@ -26,6 +29,7 @@
 // file, what is wrong and the offset; a model is only modified once every check has passed.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -166,6 +170,17 @@ Archive make_checkpoint(const std::vector<Parameter<T>*>& params, Optimizer<T>* 
         const double lr[2] = {opt->lr(), opt->initial_lr()};
         a.put_f64("optimizer/lr", lr);
         for (const auto& s : opt->state()) a.put("optimizer/" + s.name, *s.tensor);
+        const auto counts = opt->param_steps();
+        for (std::size_t k = 0; k < counts.size(); ++k) {
+            const std::uint64_t t[1] = {counts[k]};
+            a.put_u64("optimizer/step/" + opt->params()[k]->name, t);
+        }
+        std::vector<double> rates;
+        for (std::size_t g = 0; g < opt->group_count(); ++g) {
+            rates.push_back(opt->group_lr(g));
+            rates.push_back(opt->group_initial_lr(g));
+        }
+        a.put_f64("optimizer/group_lr", rates);
     }
     const std::uint64_t pos[3] = {st.epoch, st.batch, st.step};
     a.put_u64("train/position", pos);
@@ -199,7 +214,8 @@ void restore_checkpoint(const Archive& a, const std::vector<Parameter<T>*>& para
     }
     std::vector<typename Optimizer<T>::StateTensor> state;
     std::vector<std::uint64_t> steps;
-    std::vector<double> lr;
+    std::vector<double> lr, group_lr;
+    std::vector<std::uint64_t> param_steps;
     if (opt) {
         const std::string name = a.contains("optimizer/name") ? a.get_string("optimizer/name") : std::string("none");
         if (name != opt->name())
@@ -210,6 +226,26 @@ void restore_checkpoint(const Archive& a, const std::vector<Parameter<T>*>& para
         if (!(std::isfinite(lr[0]) && lr[0] >= 0)) fail("{}: invalid learning rate {} in optimizer/lr", a.source(), lr[0]);
         state = opt->state();
         for (const auto& s : state) a.check_tensor<T>("optimizer/" + s.name, s.tensor->shape());
+        const auto counts = opt->param_steps();
+        for (std::size_t k = 0; k < counts.size(); ++k) {
+            const std::string key = "optimizer/step/" + opt->params()[k]->name;
+            if (!a.contains(key)) {  // an older checkpoint: one count for every parameter
+                param_steps.push_back(steps[0]);
+                continue;
+            }
+            const auto t = a.get_u64(key);
+            if (t.size() != 1) fail("{}: malformed entry '{}'", a.source(), key);
+            param_steps.push_back(t[0]);
+        }
+        if (a.contains("optimizer/group_lr")) {
+            group_lr = a.get_f64("optimizer/group_lr");
+            if (group_lr.size() != 2 * opt->group_count())
+                fail("{}: checkpoint holds the rates of {} parameter groups, the optimizer has {}", a.source(),
+                     group_lr.size() / 2, opt->group_count());
+            for (std::size_t i = 0; i < group_lr.size(); i += 2)
+                if (!(std::isfinite(group_lr[i]) && group_lr[i] >= 0))
+                    fail("{}: invalid learning rate {} in optimizer/group_lr", a.source(), group_lr[i]);
+        }
     }
     const auto pos = a.get_u64("train/position");
     const auto rng = a.get_u64("train/rng");
@@ -222,11 +258,70 @@ void restore_checkpoint(const Archive& a, const std::vector<Parameter<T>*>& para
         for (const auto& s : state) a.get("optimizer/" + s.name, *s.tensor);
         opt->set_steps(steps[0]);
         opt->set_lr(lr[0]);
+        for (std::size_t i = 0; i < group_lr.size(); i += 2) opt->set_group_lr(i / 2, group_lr[i]);
+        const auto counts = opt->param_steps();
+        for (std::size_t k = 0; k < counts.size(); ++k) counts[k] = param_steps[k];
     }
     st.epoch = pos[0];
     st.batch = pos[1];
     st.step = pos[2];
     st.rng.set_state({rng[0], rng[1], rng[2], rng[3]});
+}
+
+// ---- importing a PyTorch state_dict -------------------------------------------------------------
+// A state_dict exported by a script into an Archive file (tests/reference/gpt_lockstep.py writes
+// one with Python's struct and zlib.crc32): one f64 (or f32) entry per tensor, named by its
+// state_dict key, a torch vector (n) stored as 1×n and a matrix (r, c) as r×c. Each parameter is
+// read from the entry named like it; `transposed(p)` says that the file holds pᵀ (torch's Linear
+// stores its weight out×in, tapegrad's Linear in×out). A vector parameter (n) or a 1×n row (a
+// Linear's bias) takes a 1×n entry. Strict, as torch's load_state_dict: a missing entry, a shape
+// that differs or an entry that no parameter reads (outside `ignore`) raises an Error naming it,
+// before any parameter is modified. Values are converted to T.
+template <class T, class Transposed>
+void import_state_dict(const Archive& a, const std::vector<Parameter<T>*>& params, Transposed&& transposed,
+                       const std::vector<std::string>& ignore = {}) {
+    detail::check_parameters(params, a.source(), true);
+    std::vector<bool> flip(params.size());
+    for (std::size_t k = 0; k < params.size(); ++k) {
+        const Parameter<T>& p = *params[k];
+        if (!a.contains(p.name)) fail("{}: no entry '{}' for the parameter of shape {}", a.source(), p.name, p.shape());
+        const Archive::Entry& e = a.entry(p.name);
+        if (e.kind != Archive::Kind::f32 && e.kind != Archive::Kind::f64)
+            fail("{}: entry '{}' holds {} data, expected floating point", a.source(), p.name, Archive::kind_name(e.kind));
+        const Shape s = p.shape();
+        flip[k] = transposed(p);
+        bool ok;
+        if (flip[k])
+            ok = s.rank() == 2 && e.shape == Shape{s[1], s[0]};
+        else
+            ok = e.shape == s || (e.shape == Shape{1, s.numel()} && (s.rank() == 1 || (s.rank() == 2 && s[0] == 1)));
+        if (!ok)
+            fail("{}: entry '{}' has shape {}, the parameter has {}{}", a.source(), p.name, e.shape, s,
+                 flip[k] ? " (read transposed: torch's Linear stores out×in)" : "");
+    }
+    for (const auto& [name, e] : a.entries()) {
+        bool used = std::find(ignore.begin(), ignore.end(), name) != ignore.end();
+        for (const Parameter<T>* p : params) used = used || p->name == name;
+        if (!used) fail("{}: entry '{}' ({}) matches no parameter of the model", a.source(), name, e.shape);
+    }
+    for (std::size_t k = 0; k < params.size(); ++k) {
+        Parameter<T>& p = *params[k];
+        const Archive::Entry& e = a.entry(p.name);
+        auto at = [&](std::size_t i) -> T {
+            if (e.kind == Archive::Kind::f64) {
+                double v;
+                std::memcpy(&v, e.data.data() + i * sizeof(double), sizeof v);
+                return static_cast<T>(v);
+            }
+            float v;
+            std::memcpy(&v, e.data.data() + i * sizeof(float), sizeof v);
+            return static_cast<T>(v);
+        };
+        Tensor<T>& w = p.mutable_value();
+        const std::size_t rows = flip[k] ? p.shape()[0] : 1, cols = flip[k] ? p.shape()[1] : w.size();
+        for (std::size_t i = 0; i < rows; ++i)
+            for (std::size_t j = 0; j < cols; ++j) w[i * cols + j] = flip[k] ? at(j * rows + i) : at(i * cols + j);
+    }
 }
 
 template <class T>

@@ -11,6 +11,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <tapegrad/nn/checkpoint.hpp>
 #include <tapegrad/nn/layers.hpp>
 #include <tapegrad/nn/parameter.hpp>
 #include <tapegrad/nn/random.hpp>
@@ -214,9 +215,30 @@ struct GPTConfig {
     std::size_t n_head = 4;
     std::size_t n_embd = 128;
     std::string_view gelu = "tanh";
+    // Weight tying (nanoGPT, Press & Wolf 2017): the head is the token embedding, logits =
+    // x·wteᵀ; wte's gradient adds up from both uses and the table is counted once.
+    bool tie_weights = false;
 };
 
-// logits (B, T, vocab) = head(ln_f(blocks(wte[idx] + wpe[0..T)))), idx (B, T) integer-valued.
+// The names of GPT::parameters(), in order: nanoGPT's state_dict keys. Per block i the
+// parameters are ln_1, attn.c_attn (q, k, v), attn.c_proj, ln_2, mlp.c_fc, mlp.c_proj.
+inline std::vector<std::string> gpt_state_dict_names(const GPTConfig& cfg) {
+    std::vector<std::string> n = {"transformer.wte.weight", "transformer.wpe.weight"};
+    for (std::size_t i = 0; i < cfg.n_layer; ++i)
+        for (const char* part : {"ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias",
+                                 "attn.c_proj.weight", "attn.c_proj.bias", "ln_2.weight", "ln_2.bias",
+                                 "mlp.c_fc.weight", "mlp.c_fc.bias", "mlp.c_proj.weight", "mlp.c_proj.bias"})
+            n.push_back(fmt::format("transformer.h.{}.{}", i, part));
+    n.push_back("transformer.ln_f.weight");
+    n.push_back("transformer.ln_f.bias");
+    if (!cfg.tie_weights) n.push_back("lm_head.weight");
+    return n;
+}
+
+// logits (B, T, vocab) = head(ln_f(blocks(wte[idx] + wpe[0..T)))), idx (B, T) integer-valued;
+// head(x) = x·W (W: n_embd × vocab, no bias), or x·wteᵀ with tie_weights.
+// The parameters are named by nanoGPT's state_dict keys (gpt_state_dict_names below), so that
+// checkpoints name every parameter once and import_torch_gpt can map a PyTorch state_dict.
 template <class T>
 class GPT final : public Module<T> {
 public:
@@ -224,13 +246,17 @@ public:
         : cfg_(cfg),
           wte_(cfg.vocab_size, cfg.n_embd, rng, -1, "wte"),
           wpe_(cfg.block_size, cfg.n_embd, rng, -1, "wpe"),
-          ln_f_(cfg.n_embd, 1e-5, "ln_f"),
-          head_(cfg.n_embd, cfg.vocab_size, rng,
-                LinearOptions{.bias = false, .init = Init::torch_default, .gain = 1.0}) {
+          ln_f_(cfg.n_embd, 1e-5, "ln_f") {
         for (std::size_t i = 0; i < cfg.n_layer; ++i)
             blocks_.push_back(std::make_unique<TransformerBlock<T>>(cfg.n_embd, cfg.n_head, rng, cfg.gelu));
+        if (!cfg.tie_weights)
+            head_ = std::make_unique<Linear<T>>(cfg.n_embd, cfg.vocab_size, rng,
+                                                LinearOptions{.bias = false, .init = Init::torch_default, .gain = 1.0});
         pos_ = Tensor<T>(Shape{cfg.block_size});
         for (std::size_t i = 0; i < cfg.block_size; ++i) pos_[i] = static_cast<T>(i);
+        const std::vector<std::string> names = gpt_state_dict_names(cfg);
+        const std::vector<Parameter<T>*> ps = parameters();
+        for (std::size_t k = 0; k < ps.size(); ++k) ps[k]->name = names[k];
     }
 
     Var<T> forward(Tape<T>& tape, const Var<T>& idx) override {
@@ -244,13 +270,18 @@ public:
         if (s[1] > cfg_.block_size)
             fail("GPT: sequence of length {} (indices {}) is longer than the positional table ({})", s[1], s,
                  cfg_.block_size);
-        const Var<T> tok = wte_.forward_with(tape, idx, detail::take(params, wte_));
+        const auto wte = detail::take(params, wte_);
+        const Var<T> tok = wte_.forward_with(tape, idx, wte);
         const Var<T> pos =
             tape.constant(Tensor<T>::view(pos_.data(), Shape{s[1]}, std::pmr::get_default_resource()));
         Var<T> x = tok + wpe_.forward_with(tape, pos, detail::take(params, wpe_));
         for (auto& b : blocks_) x = b->forward_with(tape, x, detail::take(params, *b));
         x = ln_f_.forward_with(tape, x, detail::take(params, ln_f_));
-        return head_.forward_with(tape, x, detail::take(params, head_));
+        if (!head_) {  // tied: (B·T, C)·wteᵀ, wte (V, C)
+            const Var<T> rows = matmul(reshape(x, Shape{s[0] * s[1], cfg_.n_embd}), wte[0], false, true);
+            return reshape(rows, Shape{s[0], s[1], cfg_.vocab_size});
+        }
+        return head_->forward_with(tape, x, detail::take(params, *head_));
     }
     std::vector<Parameter<T>*> parameters() override {
         std::vector<Parameter<T>*> v;
@@ -261,12 +292,13 @@ public:
         add(wpe_);
         for (auto& b : blocks_) add(*b);
         add(ln_f_);
-        add(head_);
+        if (head_) add(*head_);
         return v;
     }
     std::string describe() const override {
-        return fmt::format("GPT(vocab {}, block {}, {} layers, {} heads, {} dims)", cfg_.vocab_size,
-                           cfg_.block_size, cfg_.n_layer, cfg_.n_head, cfg_.n_embd);
+        return fmt::format("GPT(vocab {}, block {}, {} layers, {} heads, {} dims{})", cfg_.vocab_size,
+                           cfg_.block_size, cfg_.n_layer, cfg_.n_head, cfg_.n_embd,
+                           cfg_.tie_weights ? ", tied head" : "");
     }
     const GPTConfig& config() const noexcept { return cfg_; }
 
@@ -275,8 +307,26 @@ private:
     Embedding<T> wte_, wpe_;
     std::vector<std::unique_ptr<TransformerBlock<T>>> blocks_;
     LayerNorm<T> ln_f_;
-    Linear<T> head_;
+    std::unique_ptr<Linear<T>> head_;  // null when tied to wte
     Tensor<T> pos_;
 };
+
+// Loads nanoGPT's state_dict (keys: gpt_state_dict_names) from an Archive exported by a script
+// (import_state_dict) into `gpt`: every Linear weight (attn.c_attn, attn.c_proj, mlp.c_fc,
+// mlp.c_proj, lm_head) is transposed from torch's out×in; embeddings, LayerNorms and biases are
+// read as stored. A tied model ignores the file's lm_head.weight (torch lists the shared tensor
+// under both keys). The q, k, v thirds of c_attn are in torch's order (columns 0..C, C..2C, 2C..3C
+// here, rows there), heads of C/H consecutive features each, as nanoGPT's split and view.
+// Entries named in `ignore` may be in the file and are not read.
+template <class T>
+void import_torch_gpt(GPT<T>& gpt, const Archive& a, std::vector<std::string> ignore = {}) {
+    auto linear_weight = [](const Parameter<T>& p) {
+        const std::string& n = p.name;
+        return n == "lm_head.weight" ||
+               (n.ends_with(".weight") && (n.find(".attn.") != std::string::npos || n.find(".mlp.") != std::string::npos));
+    };
+    if (gpt.config().tie_weights) ignore.push_back("lm_head.weight");
+    import_state_dict<T>(a, gpt.parameters(), linear_weight, ignore);
+}
 
 }  // namespace tapegrad::nn

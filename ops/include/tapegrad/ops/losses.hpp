@@ -18,6 +18,7 @@
 #include <tapegrad/ops/activations.hpp>
 #include <tapegrad/ops/elementwise.hpp>
 #include <tapegrad/ops/math.hpp>
+#include <tapegrad/ops/reduce_axes.hpp>
 #include <tapegrad/ops/reductions.hpp>
 #include <tapegrad/ops/views.hpp>
 
@@ -120,27 +121,41 @@ enum class Reduction { mean, sum, none };
 
 struct CrossEntropyOptions {
     std::int64_t ignore_index = -100;  // positions with this label contribute nothing
-    Reduction reduction = Reduction::mean;  // mean divides by the number of positions kept
+    Reduction reduction = Reduction::mean;  // mean divides by the number of positions kept (Σ w_label, weighted)
+    double label_smoothing = 0;  // ε in [0, 1]: the target is (1 − ε)·onehot + ε/C (torch's semantics)
+    // The class axis of logits of rank ≥ 2: 1 as torch ((N, C, d1, …, dk) with labels (N, d1, …, dk)),
+    // or any other axis, negative from the end: −1 takes GPT's (…, C) logits with (…) labels.
+    // Rank-1 logits (C) always have their classes on axis 0.
+    std::ptrdiff_t class_axis = 1;
 };
 
 namespace detail {
-// The class axis of logits: 1 (N, C, d1, …, dk), or 0 for a single vector of C logits.
-inline std::size_t class_axis(const Shape& z) { return z.rank() >= 2 ? 1 : 0; }
-// The labels' shape for logits z: z without its class axis. (For (N, C) logits, the column
-// (N×1) of the 2-D call is accepted too.)
-inline void check_nd_labels(const Shape& z, const Shape& labels) {
+// The class axis of logits z under `opt` (0 for a single vector of C logits).
+inline std::size_t class_axis(const Shape& z, const CrossEntropyOptions& opt = {}) {
+    if (z.rank() <= 1) return 0;
+    const auto r = static_cast<std::ptrdiff_t>(z.rank());
+    const std::ptrdiff_t a = opt.class_axis < 0 ? opt.class_axis + r : opt.class_axis;
+    if (a < 0 || a >= r) fail("softmax_cross_entropy: class_axis {} is outside logits {}", opt.class_axis, z);
+    return static_cast<std::size_t>(a);
+}
+// The labels' shape for logits z: z without its class axis. (For (N, C) logits with classes on
+// axis 1, the column (N×1) of the 2-D call is accepted too.)
+inline void check_nd_labels(const Shape& z, const Shape& labels, const CrossEntropyOptions& opt = {}) {
     if (z.rank() == 0) fail("softmax_cross_entropy: logits {} have no class axis", z);
-    const std::size_t a = class_axis(z);
+    const std::size_t a = class_axis(z, opt);
     if (z[a] == 0) fail("softmax_cross_entropy: logits {} have no classes", z);
     std::array<std::size_t, kMaxRank> d{};
     std::size_t r = 0;
     for (std::size_t k = 0; k < z.rank(); ++k)
         if (k != a) d[r++] = z[k];
     const Shape want(std::span<const std::size_t>(d.data(), r));
-    const bool column = z.rank() == 2 && labels == Shape{z[0], 1};
+    const bool column = z.rank() == 2 && a == 1 && labels == Shape{z[0], 1};
     if (labels != want && !column)
         fail("softmax_cross_entropy: labels must have shape {} (the logits {} without axis {}), got {}", want, z, a,
              labels);
+}
+inline void check_smoothing(double eps) {
+    if (!(eps >= 0 && eps <= 1)) fail("softmax_cross_entropy: label_smoothing {} is outside [0, 1]", eps);
 }
 // The label at flat position p (as T), or −1 for ignore_index.
 template <class T>
@@ -148,13 +163,64 @@ std::ptrdiff_t label_at(const Tensor<T>& labels, std::size_t p, std::size_t clas
     if (labels[p] == static_cast<T>(ignore)) return -1;
     return static_cast<std::ptrdiff_t>(class_index("softmax_cross_entropy", labels, p, classes));
 }
+// Positions of logits z with class axis a: `outer` blocks of C·inner elements; position
+// p = o·inner + i reads classes at z[o·C·inner + c·inner + i].
+struct CeLayout {
+    std::size_t c, outer, inner;
+    CeLayout(const Shape& z, std::size_t a) : c(z[a]), outer(1), inner(1) {
+        for (std::size_t k = 0; k < a; ++k) outer *= z[k];
+        for (std::size_t k = a + 1; k < z.rank(); ++k) inner *= z[k];
+    }
+};
+// The forward of both N-D cross-entropies; w: per-class weights, or nullptr (all 1). Per kept
+// position, with log p = log_softmax(z) over the classes and label k:
+//   L_p = (1 − ε)·(−w_k·log p_k) + (ε/C)·(−Σ_c w_c·log p_c)
+// mean divides Σ_p L_p by Σ_p w_k (the count kept without weights), as torch (0/0: NaN).
+template <class T>
+void cross_entropy_forward(Tensor<T>& out, const Tensor<T>& z, const Tensor<T>& labels, const T* w,
+                           const CrossEntropyOptions& opt) {
+    const CeLayout l(z.shape(), class_axis(z.shape(), opt));
+    const T eps = static_cast<T>(opt.label_smoothing), keep = 1 - eps, share = eps / static_cast<T>(l.c);
+    const T* pz = z.data();
+    T total = 0, denom = 0;
+    for (std::size_t o = 0; o < l.outer; ++o)
+        for (std::size_t i = 0; i < l.inner; ++i) {
+            const std::size_t p = o * l.inner + i;
+            const std::ptrdiff_t k = label_at(labels, p, l.c, opt.ignore_index);
+            T loss = 0;
+            if (k >= 0) {
+                const T* r = pz + o * l.c * l.inner + i;
+                T mx = r[0];
+                for (std::size_t j = 1; j < l.c; ++j) mx = std::max(mx, r[j * l.inner]);
+                T s = 0;
+                for (std::size_t j = 0; j < l.c; ++j) s += std::exp(r[j * l.inner] - mx);
+                const T lse = mx + std::log(s);
+                const T wk = w ? w[k] : T(1);
+                loss = wk * (lse - r[static_cast<std::size_t>(k) * l.inner]);
+                if (eps != 0) {
+                    T smooth = 0;
+                    for (std::size_t j = 0; j < l.c; ++j) smooth += (w ? w[j] : T(1)) * (lse - r[j * l.inner]);
+                    loss = keep * loss + share * smooth;
+                }
+                denom += wk;
+            }
+            if (opt.reduction == Reduction::none)
+                out[p] = loss;
+            else
+                total += loss;
+        }
+    if (opt.reduction == Reduction::sum) out[0] = total;
+    if (opt.reduction == Reduction::mean) out[0] = total / denom;
+}
 }  // namespace detail
 
-// L_p = log Σ_c exp(Z[n, c, …]) − Z[n, label_p, …] at each position p = (n, …) whose label is not
-// ignore_index; reduced as mean over the positions kept, sum, or none (L in the labels' shape).
-// Z: (N, C, d1, …, dk) or (C); labels: (N, d1, …, dk) or () of class indices stored as T.
-// dZ = (softmax_C(Z) − onehot_C(labels)) ⊙ (w ⊙ dL)   (stretched over C), w_p = [label_p kept],
-// divided by the number kept for mean.   labels: none.
+// L_p = log Σ_c exp(Z[…, c, …]) − Z[…, label_p, …] at each position p whose label is not
+// ignore_index (with label smoothing ε: (1 − ε)·that + (ε/C)·Σ_c (log Σ exp(Z) − Z[…, c, …]));
+// reduced as mean over the positions kept, sum, or none (L in the labels' shape).
+// Z: (N, C, d1, …, dk) or (C) (classes on opt.class_axis); labels: Z without the class axis,
+// class indices stored as T.
+// dZ = (softmax_C(Z) − y) ⊙ (s ⊙ dL)   (stretched over C), y = (1 − ε)·onehot_C(labels) + ε/C,
+// s_p = [label_p kept], divided by the number kept for mean.   labels: none.
 struct SoftmaxCrossEntropyNd {
     static constexpr std::string_view name = "softmax_cross_entropy_nd";
     static constexpr std::size_t arity = 2;
@@ -163,38 +229,13 @@ struct SoftmaxCrossEntropyNd {
     CrossEntropyOptions opt;
 
     Shape shape(Shape z, Shape labels) const {
-        detail::check_nd_labels(z, labels);
+        detail::check_nd_labels(z, labels, opt);
+        detail::check_smoothing(opt.label_smoothing);
         return opt.reduction == Reduction::none ? labels : Shape{};
     }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& z, const Tensor<T>& labels) const {
-        const Shape zs = z.shape();
-        const std::size_t a = detail::class_axis(zs), c = zs[a];
-        const std::size_t outer = a == 1 ? zs[0] : 1, inner = zs.numel() / (outer * c);
-        const T* pz = z.data();
-        T total = 0;
-        std::size_t kept = 0;
-        for (std::size_t o = 0; o < outer; ++o)
-            for (std::size_t i = 0; i < inner; ++i) {
-                const std::size_t p = o * inner + i;
-                const std::ptrdiff_t k = detail::label_at(labels, p, c, opt.ignore_index);
-                T loss = 0;
-                if (k >= 0) {
-                    const T* r = pz + o * c * inner + i;
-                    T mx = r[0];
-                    for (std::size_t j = 1; j < c; ++j) mx = std::max(mx, r[j * inner]);
-                    T s = 0;
-                    for (std::size_t j = 0; j < c; ++j) s += std::exp(r[j * inner] - mx);
-                    loss = std::log(s) - (r[static_cast<std::size_t>(k) * inner] - mx);
-                    ++kept;
-                }
-                if (opt.reduction == Reduction::none)
-                    out[p] = loss;
-                else
-                    total += loss;
-            }
-        if (opt.reduction == Reduction::sum) out[0] = total;
-        if (opt.reduction == Reduction::mean) out[0] = total / static_cast<T>(kept);  // 0/0: NaN, as torch
+        detail::cross_entropy_forward<T>(out, z, labels, nullptr, opt);
     }
     template <class V>
     V vjp(In<0>, const V& g, const V&, const V& z, const V& labels) const;
@@ -222,8 +263,9 @@ struct CrossEntropyWeights {
     }
 };
 
-// onehot along the class axis: Y of the logits' shape `to` with Y[n, label_p, …] = 1 (a zero
-// line where the label is ignore_index). Data, not differentiable.
+// onehot along the class axis: Y of the logits' shape `to` with Y[…, label_p, …] = 1 (a zero
+// line where the label is ignore_index); with label smoothing ε, (1 − ε)·onehot + ε/C on the
+// lines kept. Data, not differentiable.
 struct OneHotAxis {
     static constexpr std::string_view name = "one_hot_axis";
     static constexpr std::size_t arity = 1;
@@ -231,19 +273,24 @@ struct OneHotAxis {
     static constexpr Notation notation{"onehot({0})", "onehot({0})", Prec::Atom};
     Shape to;
     std::int64_t ignore_index = -100;
+    CrossEntropyOptions opt = {};  // class_axis and label_smoothing
     Shape shape(Shape labels) const {
-        detail::check_nd_labels(to, labels);
+        detail::check_nd_labels(to, labels, opt);
         return to;
     }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& labels) const {
         out.fill(T(0));
-        const std::size_t a = detail::class_axis(to), c = to[a];
-        const std::size_t outer = a == 1 ? to[0] : 1, inner = to.numel() / (outer * c);
-        for (std::size_t o = 0; o < outer; ++o)
-            for (std::size_t i = 0; i < inner; ++i) {
-                const std::ptrdiff_t k = detail::label_at(labels, o * inner + i, c, ignore_index);
-                if (k >= 0) out[o * c * inner + static_cast<std::size_t>(k) * inner + i] = T(1);
+        const detail::CeLayout l(to, detail::class_axis(to, opt));
+        const T eps = static_cast<T>(opt.label_smoothing), share = eps / static_cast<T>(l.c);
+        for (std::size_t o = 0; o < l.outer; ++o)
+            for (std::size_t i = 0; i < l.inner; ++i) {
+                const std::ptrdiff_t k = detail::label_at(labels, o * l.inner + i, l.c, ignore_index);
+                if (k < 0) continue;
+                T* line = out.data() + o * l.c * l.inner + i;
+                if (eps != 0)
+                    for (std::size_t j = 0; j < l.c; ++j) line[j * l.inner] = share;
+                line[static_cast<std::size_t>(k) * l.inner] += 1 - eps;
             }
     }
 };
@@ -251,11 +298,86 @@ struct OneHotAxis {
 template <class V>
 V SoftmaxCrossEntropyNd::vjp(In<0>, const V& g, const V&, const V& z, const V& labels) const {
     const Shape zs = z.shape();
-    const std::size_t a = detail::class_axis(zs);
+    const std::size_t a = detail::class_axis(zs, opt);
     V gw = apply(Mul{}, apply(CrossEntropyWeights{opt}, labels), g);
-    V diff = apply(Sub{}, apply(Softmax{static_cast<std::ptrdiff_t>(a)}, z), apply(OneHotAxis{zs, opt.ignore_index}, labels));
+    V diff = apply(Sub{}, apply(Softmax{static_cast<std::ptrdiff_t>(a)}, z),
+                   apply(OneHotAxis{zs, opt.ignore_index, opt}, labels));
     return apply(Mul{}, diff, apply(Reshape{zs.with(a, 1)}, gw));
 }
+
+// The weighted cross-entropy's target mass: q[…, c, …] = s_p·((1 − ε)·w_k·[c = k] + (ε/C)·w_c) at
+// each kept position p (label k), zero lines at ignored ones; s_p = 1 / Σ_p w_k for the mean,
+// else 1. Z's shape `to`; inputs labels and the class weights. Data, not differentiable.
+struct CrossEntropyTargets {
+    static constexpr std::string_view name = "cross_entropy_targets";
+    static constexpr std::size_t arity = 2;
+    static constexpr bool any_rank = true;
+    static constexpr Notation notation{"q({0}, {1})", "q({0}, {1})", Prec::Atom};
+    Shape to;
+    CrossEntropyOptions opt;
+    Shape shape(Shape labels, Shape) const {
+        detail::check_nd_labels(to, labels, opt);
+        return to;
+    }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& labels, const Tensor<T>& weight) const {
+        out.fill(T(0));
+        const detail::CeLayout l(to, detail::class_axis(to, opt));
+        const T* w = weight.data();
+        const T eps = static_cast<T>(opt.label_smoothing), share = eps / static_cast<T>(l.c);
+        T denom = 0;
+        for (std::size_t p = 0; p < labels.size(); ++p) {
+            const std::ptrdiff_t k = detail::label_at(labels, p, l.c, opt.ignore_index);
+            if (k >= 0) denom += w[k];
+        }
+        const T s = opt.reduction == Reduction::mean ? 1 / denom : T(1);
+        for (std::size_t o = 0; o < l.outer; ++o)
+            for (std::size_t i = 0; i < l.inner; ++i) {
+                const std::ptrdiff_t k = detail::label_at(labels, o * l.inner + i, l.c, opt.ignore_index);
+                if (k < 0) continue;
+                T* line = out.data() + o * l.c * l.inner + i;
+                if (eps != 0)
+                    for (std::size_t j = 0; j < l.c; ++j) line[j * l.inner] = s * share * w[j];
+                line[static_cast<std::size_t>(k) * l.inner] += s * (1 - eps) * w[k];
+            }
+    }
+};
+
+// torch's cross_entropy with a per-class `weight` (C), also with label smoothing and ignore_index:
+// L_p = −Σ_c y_pc·log softmax(Z_p)_c,  y_pc = (1 − ε)·w_k·[c = k] + (ε/C)·w_c  (label k kept),
+// mean: Σ_p L_p / Σ_p w_k.   Z, labels: as softmax_cross_entropy_nd; weight: (C).
+// dZ = (softmax_C(Z) ⊙ Σ_c q − q) ⊙ dL   (q = s·y: CrossEntropyTargets; Σ_c over the class axis,
+// dL stretched over C).   labels, weight: none (data, as torch's weight has no gradient here).
+struct SoftmaxCrossEntropyWeighted {
+    static constexpr std::string_view name = "softmax_cross_entropy_weighted";
+    static constexpr std::size_t arity = 3;
+    static constexpr bool any_rank = true;
+    static constexpr Notation notation{"CE_w({0}, {1})", "CE_w({0}, {1})", Prec::Atom};
+    CrossEntropyOptions opt;
+
+    Shape shape(Shape z, Shape labels, Shape weight) const {
+        detail::check_nd_labels(z, labels, opt);
+        detail::check_smoothing(opt.label_smoothing);
+        const std::size_t c = z[detail::class_axis(z, opt)];
+        if (weight != Shape{c})
+            fail("softmax_cross_entropy: weight must be a vector of {} class weights for logits {}, got {}", c, z,
+                 weight);
+        return opt.reduction == Reduction::none ? labels : Shape{};
+    }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& z, const Tensor<T>& labels, const Tensor<T>& weight) const {
+        detail::cross_entropy_forward<T>(out, z, labels, weight.data(), opt);
+    }
+    template <class V>
+    V vjp(In<0>, const V& g, const V&, const V& z, const V& labels, const V& weight) const {
+        const Shape zs = z.shape();
+        const std::size_t a = detail::class_axis(zs, opt);
+        const V q = apply(CrossEntropyTargets{zs, opt}, labels, weight);
+        const V mass = apply(SumAxes{detail::AxisSet{static_cast<std::uint8_t>(1u << a), true}}, q);
+        const V gz = opt.reduction == Reduction::none ? apply(Reshape{zs.with(a, 1)}, g) : g;
+        return apply(Mul{}, apply(Sub{}, apply(Mul{}, apply(Softmax{static_cast<std::ptrdiff_t>(a)}, z), mass), q), gz);
+    }
+};
 
 // ½‖P − T‖² = ½·Σ (P − T)²  → 1×1.
 template <Value V>
@@ -301,6 +423,15 @@ V softmax_cross_entropy(const V& logits, const V& labels, CrossEntropyOptions op
                         SourceLocation loc = SourceLocation::current()) {
     CallSite at(loc);
     return apply(SoftmaxCrossEntropyNd{opt}, logits, labels);
+}
+// With torch's per-class `weight` (a vector of C, data): each position's loss is scaled by its
+// label's weight (the smoothing term by every class's), and the mean divides by the sum of the
+// weights of the labels kept.
+template <Value V>
+V softmax_cross_entropy(const V& logits, const V& labels, const V& weight, CrossEntropyOptions opt = {},
+                        SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
+    return apply(SoftmaxCrossEntropyWeighted{opt}, logits, labels, weight);
 }
 
 // −(1/m)·Σᵢⱼ Tᵢⱼ log softmax(Z)ᵢⱼ for probability (or one-hot) targets T: m×n → 1×1.
