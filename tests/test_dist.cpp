@@ -476,3 +476,156 @@ TEST_CASE("checkpoint on rank 0, resume on every rank from its broadcast bytes: 
     }
     CHECK(err.find("on rank 0") != std::string::npos);  // every rank learns of rank 0's failure
 }
+
+// ---- buffers (batch norm's running statistics): broadcast at construction and before each forward ----
+
+namespace {
+
+// Input rows of kIn = 8 features as 2×2×2 images → batch norm (buffers) → a linear head. The
+// batch norm comes first, so its running statistics depend on the input rows only.
+template <class T>
+std::unique_ptr<nn::Sequential<T>> make_bn_net(std::uint64_t seed, bool track = true) {
+    auto net = std::make_unique<nn::Sequential<T>>();
+    nn::Rng rng(seed);
+    net->template emplace<nn::Unflatten<T>>(tg::Shape{2, 2, 2});
+    net->template emplace<nn::BatchNorm2d<T>>(2, nn::BatchNormLayerOptions{.track_running_stats = track});
+    net->template emplace<nn::Flatten<T>>();
+    net->template emplace<nn::Linear<T>>(kIn, kClasses, rng);
+    return net;
+}
+
+// Every buffer's values (counters as doubles), in buffers() order.
+template <class T>
+std::vector<double> buffer_values(nn::Module<T>& m) {
+    std::vector<double> v;
+    for (const nn::Buffer<T>& b : m.buffers()) {
+        if (b.tensor) v.insert(v.end(), b.tensor->data(), b.tensor->data() + b.tensor->size());
+        if (b.count) v.push_back(static_cast<double>(*b.count));
+    }
+    return v;
+}
+template <class T>
+void set_buffer_values(nn::Module<T>& m, const std::vector<double>& v) {
+    std::size_t at = 0;
+    for (const nn::Buffer<T>& b : m.buffers()) {
+        if (b.tensor)
+            for (std::size_t i = 0; i < b.tensor->size(); ++i) b.tensor->data()[i] = static_cast<T>(v.at(at++));
+        if (b.count) *b.count = static_cast<std::int64_t>(v.at(at++));
+    }
+    REQUIRE(at == v.size());
+}
+
+// A training forward of `net` on the rows of `b` (updates its running statistics).
+template <class T>
+void forward_only(nn::Module<T>& net, const Batch<T>& b) {
+    tg::Tape<T> tape;
+    (void)net(tape, tape.constant_ref(b.x));
+}
+
+}  // namespace
+
+TEST_CASE("buffers: differently initialised ranks hold rank 0's buffers after construction") {
+    const int r = dist::rank();
+    auto net = make_bn_net<double>(3);
+    std::vector<double> mine = buffer_values(*net);
+    REQUIRE(mine.size() == 2 + 2 + 1);  // running_mean, running_var, num_batches_tracked
+    for (double& v : mine) v += r;
+    set_buffer_values(*net, mine);
+    dist::DistributedDataParallel<double> ddp(*net);
+    CHECK(ddp.buffer_count() == 3);
+    auto ref = make_bn_net<double>(3);
+    CHECK(buffer_values(*net) == buffer_values(*ref));  // rank 0's: the initial values + 0
+    CHECK(same_on_all_ranks(buffer_values(*net)));
+}
+
+TEST_CASE("buffers: broadcast from rank 0 before each forward (default), per rank with broadcast_buffers = false") {
+    const int r = dist::rank(), n = dist::world_size();
+    const std::size_t m = kB / static_cast<std::size_t>(n);
+    for (bool bcast : {true, false}) {
+        CAPTURE(bcast);
+        auto net = make_bn_net<double>(11);
+        dist::DistributedDataParallel<double> ddp(net.operator*(), {.broadcast_buffers = bcast});
+        nn::SGD<double> opt(net->parameters(), {.lr = 0.1, .momentum = 0.9});
+        // ref0: the statistics of rank 0's shares alone; mine: of this rank's shares alone.
+        auto ref0 = make_bn_net<double>(11), mine = make_bn_net<double>(11), scratch = make_bn_net<double>(11);
+        tg::Tape<double> tape;
+        for (std::uint64_t step = 0; step < 4; ++step) {
+            const auto b = global_batch<double>(step);
+            const auto share = slice(b, r * m, (r + 1) * m);
+            // Expected on this rank: with the broadcast, rank 0's statistics so far updated by
+            // this rank's share; without, this rank's own statistics updated by its share.
+            set_buffer_values(*scratch, buffer_values(bcast ? *ref0 : *mine));
+            forward_only(*scratch, share);
+            loss_backward(ddp, tape, share);
+            ddp.finish_backward();
+            opt.step();
+            opt.zero_grad();
+            CHECK(buffer_values(*net) == buffer_values(*scratch));
+            CHECK(same_on_all_ranks(flat(net->parameters(), false)));  // replicas bitwise equal
+            forward_only(*ref0, slice(b, 0, m));
+            forward_only(*mine, share);
+        }
+        if (n > 1) CHECK(!same_on_all_ranks(buffer_values(*net)));  // each rank's last share
+        // Evaluation: with the broadcast, one more forward through the DDP makes every replica
+        // normalise with rank 0's statistics, and all ranks compute the same bits.
+        ddp.eval();
+        CHECK(!net->is_training());
+        const auto x = global_batch<double>(99, 5);
+        tape.reset();
+        const tg::Tensor<double> out = ddp(tape, tape.constant_ref(x.x)).value().clone(std::pmr::get_default_resource());
+        std::vector<double> outv(out.data(), out.data() + out.size());
+        if (bcast) {
+            CHECK(buffer_values(*net) == buffer_values(*ref0));
+            CHECK(same_on_all_ranks(buffer_values(*net)));
+            CHECK(same_on_all_ranks(outv));
+        } else {
+            CHECK(buffer_values(*net) == buffer_values(*mine));
+            if (n > 1) CHECK(!same_on_all_ranks(outv));  // each rank its own statistics
+        }
+        ddp.broadcast_buffers();  // explicitly, whatever the option
+        CHECK(buffer_values(*net) == buffer_values(*ref0));
+    }
+}
+
+TEST_CASE("buffers: a rank without them is an Error on every rank naming the buffer") {
+    const int n = dist::world_size();
+    if (n == 1) {
+        MESSAGE("a world of one: nothing to differ from");
+        return;
+    }
+    auto net = make_bn_net<double>(1, dist::rank() != n - 1);
+    std::string msg;
+    try {
+        dist::DistributedDataParallel<double> ddp(*net);
+    } catch (const tg::Error& e) {
+        msg = e.what();
+    }
+    CAPTURE(msg);
+    CHECK(msg.find("different models: at buffer 0, rank 0 has buffer 'running_mean") != std::string::npos);
+    CHECK(msg.find(fmt::format("ranks differing from rank 0: {}", n - 1)) != std::string::npos);
+}
+
+TEST_CASE("buffers: broadcasting them before each forward allocates nothing on the heap") {
+    const int r = dist::rank(), n = dist::world_size();
+    const std::size_t m = kB / static_cast<std::size_t>(n);
+    auto allocations = [&](bool bcast) {
+        auto net = make_bn_net<float>(2);
+        dist::DistributedDataParallel<float> ddp(*net, {.broadcast_buffers = bcast});
+        nn::SGD<float> opt(net->parameters(), {.lr = 0.05f});
+        tg::Tape<float> tape;
+        const auto b = slice(global_batch<float>(3), r * m, (r + 1) * m);
+        long news = 0;
+        for (int step = 0; step < 5; ++step) {
+            const long n0 = tg::test::g_news.load();
+            tape.reset();
+            auto loss = tg::softmax_cross_entropy(ddp(tape, tape.constant_ref(b.x)), tape.constant_ref(b.y));
+            tape.backward(loss);
+            ddp.finish_backward();
+            opt.step();
+            opt.zero_grad();
+            if (step >= 2) news += tg::test::g_news.load() - n0;
+        }
+        return news;
+    };
+    CHECK(allocations(true) == allocations(false));
+}
