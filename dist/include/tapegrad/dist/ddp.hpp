@@ -116,6 +116,11 @@ public:
     // before every forward). Collective; allocates nothing.
     void broadcast_buffers();
     std::size_t buffer_count() const noexcept { return buffers_.size(); }
+    // For a rank that takes part in a step without a forward (an empty share of an uneven last
+    // batch): makes the buffer broadcast the others' forward makes, so the collectives match.
+    void forward_skipped() {
+        if (sync_buffers_) broadcast_buffers();
+    }
 
     nn::Module<T>& module() noexcept { return *module_; }
     std::size_t bucket_count() const noexcept { return s_->buckets.size(); }
