@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <numeric>
 #include <set>
 #include <string>
@@ -84,6 +85,7 @@ double max_rel(const auto& a, const auto& b) {
     double m = 0;
     for (std::size_t i = 0; i < a.size(); ++i) {
         const double d = std::abs(double(a[i]) - double(b[i])), s = std::max(std::abs(double(b[i])), 1e-3);
+        if (std::isnan(d)) return std::numeric_limits<double>::infinity();  // NaN is no agreement
         m = std::max(m, d / s);
     }
     return m;
@@ -475,4 +477,291 @@ TEST_CASE("checkpoint on rank 0, resume on every rank from its broadcast bytes: 
         err = e.what();
     }
     CHECK(err.find("on rank 0") != std::string::npos);  // every rank learns of rank 0's failure
+}
+
+// ---- buffers (batch norm's running statistics): broadcast at construction and before each forward ----
+
+namespace {
+
+// Input rows of kIn = 8 features as 2×2×2 images → batch norm (buffers) → a linear head. The
+// batch norm comes first, so its running statistics depend on the input rows only.
+template <class T>
+std::unique_ptr<nn::Sequential<T>> make_bn_net(std::uint64_t seed, bool track = true) {
+    auto net = std::make_unique<nn::Sequential<T>>();
+    nn::Rng rng(seed);
+    net->template emplace<nn::Unflatten<T>>(tg::Shape{2, 2, 2});
+    net->template emplace<nn::BatchNorm2d<T>>(2, nn::BatchNormLayerOptions{.track_running_stats = track});
+    net->template emplace<nn::Flatten<T>>();
+    net->template emplace<nn::Linear<T>>(kIn, kClasses, rng);
+    return net;
+}
+
+// Every buffer's values (counters as doubles), in buffers() order.
+template <class T>
+std::vector<double> buffer_values(nn::Module<T>& m) {
+    std::vector<double> v;
+    for (const nn::Buffer<T>& b : m.buffers()) {
+        if (b.tensor) v.insert(v.end(), b.tensor->data(), b.tensor->data() + b.tensor->size());
+        if (b.count) v.push_back(static_cast<double>(*b.count));
+    }
+    return v;
+}
+template <class T>
+void set_buffer_values(nn::Module<T>& m, const std::vector<double>& v) {
+    std::size_t at = 0;
+    for (const nn::Buffer<T>& b : m.buffers()) {
+        if (b.tensor)
+            for (std::size_t i = 0; i < b.tensor->size(); ++i) b.tensor->data()[i] = static_cast<T>(v.at(at++));
+        if (b.count) *b.count = static_cast<std::int64_t>(v.at(at++));
+    }
+    REQUIRE(at == v.size());
+}
+
+// A training forward of `net` on the rows of `b` (updates its running statistics).
+template <class T>
+void forward_only(nn::Module<T>& net, const Batch<T>& b) {
+    tg::Tape<T> tape;
+    (void)net(tape, tape.constant_ref(b.x));
+}
+
+}  // namespace
+
+TEST_CASE("buffers: differently initialised ranks hold rank 0's buffers after construction") {
+    const int r = dist::rank();
+    auto net = make_bn_net<double>(3);
+    std::vector<double> mine = buffer_values(*net);
+    REQUIRE(mine.size() == 2 + 2 + 1);  // running_mean, running_var, num_batches_tracked
+    for (double& v : mine) v += r;
+    set_buffer_values(*net, mine);
+    dist::DistributedDataParallel<double> ddp(*net);
+    CHECK(ddp.buffer_count() == 3);
+    auto ref = make_bn_net<double>(3);
+    CHECK(buffer_values(*net) == buffer_values(*ref));  // rank 0's: the initial values + 0
+    CHECK(same_on_all_ranks(buffer_values(*net)));
+}
+
+TEST_CASE("buffers: broadcast from rank 0 before each forward (default), per rank with broadcast_buffers = false") {
+    const int r = dist::rank(), n = dist::world_size();
+    const std::size_t m = kB / static_cast<std::size_t>(n);
+    for (bool bcast : {true, false}) {
+        CAPTURE(bcast);
+        auto net = make_bn_net<double>(11);
+        dist::DistributedDataParallel<double> ddp(net.operator*(), {.broadcast_buffers = bcast});
+        nn::SGD<double> opt(net->parameters(), {.lr = 0.1, .momentum = 0.9});
+        // ref0: the statistics of rank 0's shares alone; mine: of this rank's shares alone.
+        auto ref0 = make_bn_net<double>(11), mine = make_bn_net<double>(11), scratch = make_bn_net<double>(11);
+        tg::Tape<double> tape;
+        for (std::uint64_t step = 0; step < 4; ++step) {
+            const auto b = global_batch<double>(step);
+            const auto share = slice(b, r * m, (r + 1) * m);
+            // Expected on this rank: with the broadcast, rank 0's statistics so far updated by
+            // this rank's share; without, this rank's own statistics updated by its share.
+            set_buffer_values(*scratch, buffer_values(bcast ? *ref0 : *mine));
+            forward_only(*scratch, share);
+            loss_backward(ddp, tape, share);
+            ddp.finish_backward();
+            opt.step();
+            opt.zero_grad();
+            CHECK(buffer_values(*net) == buffer_values(*scratch));
+            CHECK(same_on_all_ranks(flat(net->parameters(), false)));  // replicas bitwise equal
+            forward_only(*ref0, slice(b, 0, m));
+            forward_only(*mine, share);
+        }
+        if (n > 1) CHECK(!same_on_all_ranks(buffer_values(*net)));  // each rank's last share
+        // Evaluation: with the broadcast, one more forward through the DDP makes every replica
+        // normalise with rank 0's statistics, and all ranks compute the same bits.
+        ddp.eval();
+        CHECK(!net->is_training());
+        const auto x = global_batch<double>(99, 5);
+        tape.reset();
+        const tg::Tensor<double> out = ddp(tape, tape.constant_ref(x.x)).value().clone(std::pmr::get_default_resource());
+        std::vector<double> outv(out.data(), out.data() + out.size());
+        if (bcast) {
+            CHECK(buffer_values(*net) == buffer_values(*ref0));
+            CHECK(same_on_all_ranks(buffer_values(*net)));
+            CHECK(same_on_all_ranks(outv));
+        } else {
+            CHECK(buffer_values(*net) == buffer_values(*mine));
+            if (n > 1) CHECK(!same_on_all_ranks(outv));  // each rank its own statistics
+        }
+        ddp.broadcast_buffers();  // explicitly, whatever the option
+        CHECK(buffer_values(*net) == buffer_values(*ref0));
+    }
+}
+
+TEST_CASE("buffers: a rank without them is an Error on every rank naming the buffer") {
+    const int n = dist::world_size();
+    if (n == 1) {
+        MESSAGE("a world of one: nothing to differ from");
+        return;
+    }
+    auto net = make_bn_net<double>(1, dist::rank() != n - 1);
+    std::string msg;
+    try {
+        dist::DistributedDataParallel<double> ddp(*net);
+    } catch (const tg::Error& e) {
+        msg = e.what();
+    }
+    CAPTURE(msg);
+    CHECK(msg.find("different models: at buffer 0, rank 0 has buffer 'running_mean") != std::string::npos);
+    CHECK(msg.find(fmt::format("ranks differing from rank 0: {}", n - 1)) != std::string::npos);
+}
+
+TEST_CASE("buffers: broadcasting them before each forward allocates nothing on the heap") {
+    const int r = dist::rank(), n = dist::world_size();
+    const std::size_t m = kB / static_cast<std::size_t>(n);
+    auto allocations = [&](bool bcast) {
+        auto net = make_bn_net<float>(2);
+        dist::DistributedDataParallel<float> ddp(*net, {.broadcast_buffers = bcast});
+        nn::SGD<float> opt(net->parameters(), {.lr = 0.05f});
+        tg::Tape<float> tape;
+        const auto b = slice(global_batch<float>(3), r * m, (r + 1) * m);
+        long news = 0;
+        for (int step = 0; step < 5; ++step) {
+            const long n0 = tg::test::g_news.load();
+            tape.reset();
+            auto loss = tg::softmax_cross_entropy(ddp(tape, tape.constant_ref(b.x)), tape.constant_ref(b.y));
+            tape.backward(loss);
+            ddp.finish_backward();
+            opt.step();
+            opt.zero_grad();
+            if (step >= 2) news += tg::test::g_news.load() - n0;
+        }
+        return news;
+    };
+    CHECK(allocations(true) == allocations(false));
+}
+
+// ---- where the equivalence N × B/N = 1 × B ends (docs/distributed.md), stated and tested ----
+
+namespace {
+
+// The averaged DDP gradient (double) of make_mlp(seed) when this rank's loss is
+// local_loss(ddp, tape).
+template <class F>
+std::vector<double> ddp_gradient(std::uint64_t seed, F&& local_loss) {
+    auto net = make_mlp<double>(seed);
+    dist::DistributedDataParallel<double> ddp(net);
+    tg::Tape<double> tape;
+    tape.backward(local_loss(ddp, tape));
+    ddp.finish_backward();
+    return flat(net.parameters(), true);
+}
+template <class F>
+std::vector<double> one_process_gradient(std::uint64_t seed, F&& loss) {
+    auto net = make_mlp<double>(seed);
+    tg::Tape<double> tape;
+    tape.backward(loss(net, tape));
+    return flat(net.parameters(), true);
+}
+
+// Linear → tanh → dropout(0.5) → linear. The dropout is the op with (seed, counter) on this
+// rank's rows, or, with a mask, x ⊙ mask (the mask computed by the caller).
+class DropNet final : public nn::Module<double> {
+public:
+    explicit DropNet(std::uint64_t seed) : rng_(seed), a_(kIn, 12, rng_, {}, 0), b_(12, kClasses, rng_, {}, 1) {}
+    tg::Var<double> forward(tg::Tape<double>& tape, const tg::Var<double>& x) override {
+        auto h = tg::tanh(a_(tape, x));
+        h = mask_.size() ? h * tape.constant_ref(mask_) : tg::dropout(h, 0.5, true, /*seed=*/77, /*counter=*/3);
+        return b_(tape, h);
+    }
+    tg::Var<double> forward_with(tg::Tape<double>&, const tg::Var<double>&, std::span<const tg::Var<double>>) override {
+        tg::fail("DropNet: forward_with not needed here");
+    }
+    std::vector<nn::Parameter<double>*> parameters() override {
+        auto p = a_.parameters(), q = b_.parameters();
+        p.insert(p.end(), q.begin(), q.end());
+        return p;
+    }
+    std::string describe() const override { return "DropNet"; }
+    tg::Tensor<double> mask_;
+
+private:
+    nn::Rng rng_;
+    nn::Linear<double> a_, b_;
+};
+
+std::vector<double> grads_of(DropNet& net, const Batch<double>& b, dist::DistributedDataParallel<double>* ddp) {
+    tg::Tape<double> tape;
+    nn::Module<double>& m = ddp ? static_cast<nn::Module<double>&>(*ddp) : net;
+    net.zero_grad();
+    tape.backward(tg::softmax_cross_entropy(m(tape, tape.constant_ref(b.x)), tape.constant_ref(b.y)));
+    if (ddp) ddp->finish_backward();
+    return flat(net.parameters(), true);
+}
+
+}  // namespace
+
+TEST_CASE("equivalence: dropout matches one process only when its mask is keyed by the global sample index") {
+    const int r = dist::rank(), n = dist::world_size();
+    const std::size_t m = kB / static_cast<std::size_t>(n), lo = r * m, hidden = 12;
+    const auto b = global_batch<double>(5);
+    DropNet ref(8);
+    const auto want = grads_of(ref, b, nullptr);  // one process: dropout over all B rows
+
+    DropNet net(8);
+    dist::DistributedDataParallel<double> ddp(net);
+    // Keyed by the global index: element (i, j) of the batch takes uniform number i·12 + j of
+    // Philox(seed, counter), so this rank's rows [lo, lo + m) take numbers lo·12 … — the mask
+    // the one process drew for them.
+    net.mask_ = tg::Tensor<double>(m, hidden);
+    const tg::Philox philox(77, 3);
+    for (std::size_t k = 0; k < net.mask_.size(); ++k)
+        net.mask_.data()[k] = philox.uniform<double>(lo * hidden + k) >= 0.5 ? 2.0 : 0.0;
+    CHECK(max_rel(grads_of(net, slice(b, lo, lo + m), &ddp), want) <= 1e-12);
+    // The op on the rank's own rows numbers them from 0: every rank draws rank 0's mask.
+    net.mask_ = tg::Tensor<double>();
+    const double naive = max_rel(grads_of(net, slice(b, lo, lo + m), &ddp), want);
+    if (n == 1) CHECK(naive <= 1e-12);
+    else CHECK(naive > 1e-3);
+}
+
+TEST_CASE("equivalence: cross-entropy with ignore_index needs the kept counts reduced too") {
+    const int r = dist::rank(), n = dist::world_size();
+    const std::size_t m = kB / static_cast<std::size_t>(n), lo = r * m;
+    auto b = global_batch<double>(6);
+    constexpr std::size_t kIgnored = 18;  // rows 0–17 ignored: all on rank 0, which keeps some (m ≥ 24)
+    for (std::size_t i = 0; i < kIgnored; ++i) b.y.data()[i] = -100;
+    const tg::CrossEntropyOptions ignore{.ignore_index = -100};
+    const auto want = one_process_gradient(12, [&](nn::Module<double>& net, tg::Tape<double>& tape) {
+        return tg::softmax_cross_entropy(net(tape, tape.constant_ref(b.x)), tape.constant_ref(b.y), ignore);
+    });
+    const auto mine = slice(b, lo, lo + m);
+    // Each rank's mean over its own kept rows, averaged over ranks: another weighting.
+    const auto naive = ddp_gradient(12, [&](nn::Module<double>& net, tg::Tape<double>& tape) {
+        return tg::softmax_cross_entropy(net(tape, tape.constant_ref(mine.x)), tape.constant_ref(mine.y), ignore);
+    });
+    if (n == 1) CHECK(max_rel(naive, want) <= 1e-12);
+    else CHECK(max_rel(naive, want) > 1e-3);
+    // The sum over this rank's kept rows × N / (rows kept on all ranks) averages to the global mean.
+    std::int64_t kept = 0;
+    for (std::size_t i = 0; i < m; ++i) kept += mine.y.data()[i] != -100;
+    dist::allreduce_sum(&kept, 1, dist::Dtype::i64);
+    CHECK(kept == static_cast<std::int64_t>(kB - kIgnored));
+    const auto right = ddp_gradient(12, [&](nn::Module<double>& net, tg::Tape<double>& tape) {
+        const tg::CrossEntropyOptions sum{.ignore_index = -100, .reduction = tg::Reduction::sum};
+        return tg::softmax_cross_entropy(net(tape, tape.constant_ref(mine.x)), tape.constant_ref(mine.y), sum) *
+               (static_cast<double>(n) / static_cast<double>(kept));
+    });
+    CHECK(max_rel(right, want) <= 1e-12);
+}
+
+TEST_CASE("equivalence: an uneven last batch needs each rank's mean weighted by N·m_r/m") {
+    const int r = dist::rank(), n = dist::world_size();
+    const std::size_t m = 97;  // divides by none of 2, 3, 4
+    const std::size_t lo = r * m / n, hi = (r + 1) * m / n;
+    const auto b = global_batch<double>(8, m);
+    const auto want = one_process_gradient(13, [&](nn::Module<double>& net, tg::Tape<double>& tape) {
+        return tg::softmax_cross_entropy(net(tape, tape.constant_ref(b.x)), tape.constant_ref(b.y));
+    });
+    const auto mine = slice(b, lo, hi);
+    auto local = [&](double scale) {
+        return ddp_gradient(13, [&](nn::Module<double>& net, tg::Tape<double>& tape) {
+            return tg::softmax_cross_entropy(net(tape, tape.constant_ref(mine.x)), tape.constant_ref(mine.y)) * scale;
+        });
+    };
+    const double naive = max_rel(local(1.0), want);  // unweighted mean of the ranks' means
+    if (n == 1) CHECK(naive <= 1e-12);
+    else CHECK(naive > 1e-4);
+    CHECK(max_rel(local(static_cast<double>(n * (hi - lo)) / static_cast<double>(m)), want) <= 1e-12);
 }

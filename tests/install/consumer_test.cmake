@@ -23,7 +23,8 @@ if(MODE STREQUAL "package")
   run(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${prefix})
   foreach(f include/tapegrad/tapegrad.hpp include/tapegrad/core/tape.hpp include/tapegrad/nn.hpp
             lib/cmake/tapegrad/tapegradConfig.cmake lib/cmake/tapegrad/tapegradConfigVersion.cmake
-            lib/cmake/tapegrad/tapegradTargets.cmake lib/pkgconfig/tapegrad.pc)
+            lib/cmake/tapegrad/tapegradTargets.cmake lib/pkgconfig/tapegrad.pc
+            include/tapegrad/dist.hpp include/tapegrad/dist/ddp.hpp)
     if(NOT EXISTS ${prefix}/${f})
       message(FATAL_ERROR "cmake --install did not create ${prefix}/${f}")
     endif()
@@ -31,6 +32,7 @@ if(MODE STREQUAL "package")
   run(${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/consumer -B ${build} ${common} -DCMAKE_PREFIX_PATH=${prefix})
   run(${CMAKE_COMMAND} --build ${build})
   run(${build}/consumer)
+  run(${build}/consumer_dist)
 
   # pkg-config: compile and link the same program by hand.
   find_program(PKG_CONFIG pkg-config)
@@ -56,6 +58,7 @@ elseif(MODE STREQUAL "subdirectory")
       -DTAPEGRAD_SANITIZE=${SANITIZE})
   run(${CMAKE_COMMAND} --build ${build} -j2)
   run(${build}/consumer)
+  run(${build}/consumer_dist)
 else()
   message(FATAL_ERROR "MODE must be package or subdirectory")
 endif()

@@ -46,9 +46,19 @@
 // One backward per finish_backward() (outside no_sync): a second backward() into a bucket whose
 // reduction is in flight raises an Error.
 //
-// Not covered (stated): buffers (batch-norm running statistics) do not exist in nn yet; the
-// parameter set and the frozen flags are fixed at construction (freeze before wrapping); the
-// optimiser stays local (each rank steps the same averaged gradients: replicas stay equal).
+// Buffers (Module::buffers(): batch norm's running mean and variance, num_batches_tracked):
+// checked like the parameters and broadcast from rank 0 at construction; and, with
+// Options::broadcast_buffers (true by default, torch's broadcast_buffers=True), again before
+// every forward() / forward_with() through the DDP — so every replica's forward (and the
+// evaluation after training, once one more forward or broadcast_buffers() has run) uses rank 0's
+// statistics, while training-mode batch statistics stay those of each rank's share (this is not
+// synchronised batch norm). All buffers travel in one MPI_Bcast of a byte buffer made at
+// construction: nothing is allocated per step. infer() broadcasts nothing (it is not collective:
+// rank 0 may evaluate alone); call broadcast_buffers() first if the others must match.
+//
+// Not covered (stated): the parameter set, the buffers and the frozen flags are fixed at
+// construction (freeze before wrapping); the optimiser stays local (each rank steps the same
+// averaged gradients: replicas stay equal).
 #pragma once
 
 #include <algorithm>
@@ -77,6 +87,7 @@ public:
     struct Options {
         std::size_t bucket_bytes = std::size_t(25) << 20;  // torch's bucket_cap_mb = 25
         bool overlap = true;                               // start reductions from the sweep
+        bool broadcast_buffers = true;                     // rank 0's buffers before each forward
     };
 
     explicit DistributedDataParallel(nn::Module<T>& module) : DistributedDataParallel(module, Options{}) {}
@@ -101,6 +112,15 @@ public:
 
     // Rank 0's parameter values to every rank (done at construction; again after a load on rank 0).
     void broadcast_parameters();
+    // Rank 0's buffers to every rank (done at construction and, with Options::broadcast_buffers,
+    // before every forward). Collective; allocates nothing.
+    void broadcast_buffers();
+    std::size_t buffer_count() const noexcept { return buffers_.size(); }
+    // For a rank that takes part in a step without a forward (an empty share of an uneven last
+    // batch): makes the buffer broadcast the others' forward makes, so the collectives match.
+    void forward_skipped() {
+        if (sync_buffers_) broadcast_buffers();
+    }
 
     nn::Module<T>& module() noexcept { return *module_; }
     std::size_t bucket_count() const noexcept { return s_->buckets.size(); }
@@ -108,13 +128,23 @@ public:
     std::size_t bucket_elements(std::size_t b) const { return s_->buckets.at(b).count; }
     std::size_t bucket_of(const nn::Parameter<T>& p) const;
 
-    // Module interface: the wrapped module's.
-    Var<T> forward(Tape<T>& tape, const Var<T>& x) override { return module_->forward(tape, x); }
+    // Module interface: the wrapped module's (forward and forward_with broadcast the buffers
+    // first when Options::broadcast_buffers).
+    Var<T> forward(Tape<T>& tape, const Var<T>& x) override {
+        if (sync_buffers_) broadcast_buffers();
+        return module_->forward(tape, x);
+    }
     Tensor<T> infer(const Tensor<T>& x) override { return module_->infer(x); }
     Var<T> forward_with(Tape<T>& tape, const Var<T>& x, std::span<const Var<T>> params) override {
+        if (sync_buffers_) broadcast_buffers();
         return module_->forward_with(tape, x, params);
     }
     std::vector<nn::Parameter<T>*> parameters() override { return module_->parameters(); }
+    std::vector<nn::Buffer<T>> buffers() override { return module_->buffers(); }
+    void set_training(bool on) override {
+        nn::Module<T>::set_training(on);
+        module_->set_training(on);
+    }
     std::string describe() const override { return "DistributedDataParallel(" + module_->describe() + ")"; }
 
 private:
@@ -159,6 +189,9 @@ private:
 
     nn::Module<T>* module_;
     std::unique_ptr<State> s_;
+    std::vector<nn::Buffer<T>> buffers_;     // the module's, fixed at construction
+    std::vector<std::uint8_t> buffer_bytes_;  // all of them packed, for one broadcast
+    bool sync_buffers_ = false;              // broadcast before each forward
 };
 
 // ---- implementation ---------------------------------------------------------------------------
@@ -174,8 +207,16 @@ DistributedDataParallel<T>::DistributedDataParallel(nn::Module<T>& module, Optio
     : module_(&module), s_(std::make_unique<State>()) {
     if (opt.bucket_bytes == 0) fail("DistributedDataParallel: bucket_bytes must be positive");
     const std::vector<nn::Parameter<T>*> all = module.parameters();
+    buffers_ = module.buffers();
     verify_same_parameters(all);
     broadcast_parameters();
+    std::size_t nbytes = 0;
+    for (const nn::Buffer<T>& b : buffers_)
+        nbytes += (b.tensor ? b.tensor->size() * sizeof(T) : 0) + (b.count ? sizeof(std::int64_t) : 0);
+    buffer_bytes_.resize(nbytes);
+    broadcast_buffers();
+    sync_buffers_ = opt.broadcast_buffers && !buffers_.empty();
+    nn::Module<T>::set_training(module.is_training());  // mirrors the module's mode
 
     State& s = *s_;
     s.overlap = opt.overlap;
@@ -254,6 +295,9 @@ void DistributedDataParallel<T>::verify_same_parameters(const std::vector<nn::Pa
     std::vector<std::string> mine;
     for (nn::Parameter<T>* p : all)
         mine.push_back(detail::describe_parameter(p->name, p->shape(), std::is_same_v<T, float>, !p->requires_grad()));
+    for (const nn::Buffer<T>& b : buffers_)  // then the buffers, in buffers() order
+        mine.push_back(b.tensor ? "buffer " + detail::describe_parameter(b.name, b.tensor->shape(), std::is_same_v<T, float>, false)
+                                : fmt::format("buffer '{}' counter", b.name));
     std::string joined;
     for (const std::string& d : mine) joined += d + '\n';
     std::string zero = joined;
@@ -273,15 +317,41 @@ void DistributedDataParallel<T>::verify_same_parameters(const std::vector<nn::Pa
         if (at[r] != kSame && (worst < 0 || at[r] < at[static_cast<std::size_t>(worst)])) worst = static_cast<int>(r);
     if (worst < 0) return;
     const auto idx = static_cast<std::size_t>(at[static_cast<std::size_t>(worst)]);
-    std::string d = idx < mine.size() ? mine[idx] : fmt::format("no parameter {} (it has {})", idx, mine.size());
+    std::string d = idx < mine.size() ? mine[idx] : fmt::format("no entry {} (it has {})", idx, mine.size());
     broadcast_string(d, worst);
-    const std::string d0 = idx < theirs.size() ? theirs[idx] : fmt::format("no parameter {} (it has {})", idx, theirs.size());
+    const std::string d0 = idx < theirs.size() ? theirs[idx] : fmt::format("no entry {} (it has {})", idx, theirs.size());
     std::vector<int> differ;
     for (std::size_t r = 0; r < at.size(); ++r)
         if (at[r] != kSame) differ.push_back(static_cast<int>(r));
-    fail("DistributedDataParallel: the ranks hold different models: at parameter {}, rank 0 has {} and rank {} has {} "
+    const bool is_param = idx < all.size();
+    fail("DistributedDataParallel: the ranks hold different models: at {} {}, rank 0 has {} and rank {} has {} "
          "(ranks differing from rank 0: {})",
-         idx, d0, worst, d, fmt::join(differ, ", "));
+         is_param ? "parameter" : "buffer", is_param ? idx : idx - all.size(), d0, worst, d, fmt::join(differ, ", "));
+}
+
+template <class T>
+void DistributedDataParallel<T>::broadcast_buffers() {
+    if (buffers_.empty()) return;
+    const bool root = rank() == 0;
+    std::uint8_t* at = buffer_bytes_.data();
+    if (root)
+        for (const nn::Buffer<T>& b : buffers_) {
+            if (b.tensor) at = std::copy_n(reinterpret_cast<const std::uint8_t*>(b.tensor->data()), b.tensor->size() * sizeof(T), at);
+            if (b.count) at = std::copy_n(reinterpret_cast<const std::uint8_t*>(b.count), sizeof(std::int64_t), at);
+        }
+    broadcast(buffer_bytes_.data(), buffer_bytes_.size(), Dtype::u8, 0);
+    if (root) return;
+    at = buffer_bytes_.data();
+    for (const nn::Buffer<T>& b : buffers_) {
+        if (b.tensor) {
+            std::copy_n(at, b.tensor->size() * sizeof(T), reinterpret_cast<std::uint8_t*>(b.tensor->data()));
+            at += b.tensor->size() * sizeof(T);
+        }
+        if (b.count) {
+            std::copy_n(at, sizeof(std::int64_t), reinterpret_cast<std::uint8_t*>(b.count));
+            at += sizeof(std::int64_t);
+        }
+    }
 }
 
 template <class T>
