@@ -24,6 +24,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -42,6 +43,7 @@
 #include "handwritten.hpp"
 #include "tapegrad_side.hpp"
 #include "toolbox_rows.hpp"  // toolbox: jvp and checkpointing rows
+#include "cnn_bench.hpp"     // conv: the CNN and LeNet-5 steps (issue 12)
 
 namespace {
 
@@ -542,6 +544,23 @@ std::optional<double> child_peak_rss_mb(const Options& o, const char* which) {
 // A workload in a loop, alone, for `perf record` or `valgrind --tool=callgrind`:
 // step-tapegrad (nn) | step-tape | step-handwritten | tiny-tapegrad | tiny-handwritten | sweep-tapegrad (10³ nodes).
 int run_profile(const Options& o) {
+    // ---- conv: --profile cnn | lenet (one Adam step of the demo CNN / LeNet-5, batch 128) ----
+    if (o.profile == "cnn" || o.profile == "lenet") {
+        Dataset d = bench::load_fashion_mnist(o.data);
+        tg::set_blas_threads(o.threads);
+        std::vector<Batch> batches;
+        for (std::size_t k = 0; k < 16; ++k) batches.emplace_back(d, k * kBatch, kBatch);
+        bench::CnnNet net(o.profile);
+        volatile float sink = net.step(batches[0].x, batches[0].y);  // warm-up
+        std::size_t iters = 0;
+        const double t0 = now_s(), c0 = double(std::clock()) / CLOCKS_PER_SEC;
+        while (now_s() - t0 < o.seconds) sink = sink + net.step(batches[iters % 16].x, batches[iters % 16].y), ++iters;
+        const double dt = now_s() - t0, dc = double(std::clock()) / CLOCKS_PER_SEC - c0;
+        std::printf("%s: %zu iterations, %.3f ms each (process CPU time %.3f ms each)\n", o.profile.c_str(), iters,
+                    dt * 1e3 / double(iters), dc * 1e3 / double(iters));
+        return 0;
+    }
+    // ---- end conv ----
     const bool steps = o.profile.rfind("step-", 0) == 0;
     Dataset d = steps ? bench::load_fashion_mnist(o.data) : bench::synthetic_dataset(16 * kBatch, 784);
     Params init = bench::init_params(kSizes);
