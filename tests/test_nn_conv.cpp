@@ -353,3 +353,33 @@ TEST_CASE("conv layers infer on tensors (no tape) the same bits as a recorded ev
     CHECK(tg::max_abs_diff(got, want) == 0.0f);
     CHECK(tg::max_abs_diff(got, Tensor<float>(got.shape())) > 0.0f);
 }
+
+TEST_CASE("avg_pool2d and its VJP match PyTorch's with ceil_mode and count_include_pad both ways") {
+    // kernel 3×2, stride 2, padding 1; 6×5 is where ceil_mode adds a row of windows that reach
+    // into the padding (count_include_pad then divides by the window clipped to the padded input).
+    const std::vector<double>* want[] = {
+        &conv_fixtures::k_avg_5x4_floor_exc, &conv_fixtures::k_avg_5x4_floor_inc, &conv_fixtures::k_avg_5x4_ceil_exc,
+        &conv_fixtures::k_avg_5x4_ceil_inc,  &conv_fixtures::k_avg_6x5_floor_exc, &conv_fixtures::k_avg_6x5_floor_inc,
+        &conv_fixtures::k_avg_6x5_ceil_exc,  &conv_fixtures::k_avg_6x5_ceil_inc};
+    const std::vector<double>* want_dx[] = {
+        &conv_fixtures::k_avg_5x4_floor_exc_dx, &conv_fixtures::k_avg_5x4_floor_inc_dx,
+        &conv_fixtures::k_avg_5x4_ceil_exc_dx,  &conv_fixtures::k_avg_5x4_ceil_inc_dx,
+        &conv_fixtures::k_avg_6x5_floor_exc_dx, &conv_fixtures::k_avg_6x5_floor_inc_dx,
+        &conv_fixtures::k_avg_6x5_ceil_exc_dx,  &conv_fixtures::k_avg_6x5_ceil_inc_dx};
+    int k = 0;
+    for (Shape s : {Shape{2, 3, 5, 4}, Shape{2, 3, 6, 5}})
+        for (bool ceil : {false, true})
+            for (bool inc : {false, true}) {
+                CAPTURE(k);
+                const tg::Pool2dParams q{{3, 2}, {2, 2}, {1, 1}, {1, 1}, ceil};
+                tg::Tape<double> tape;
+                auto x = tape.variable(det(s, 0.53, 0.7));
+                auto y = tg::avg_pool2d(x, q, inc);
+                REQUIRE(y.value().size() == want[k]->size());
+                CHECK(max_diff(y.value(), *want[k]) < 1e-12);
+                tape.backward(tg::sum(y * tape.constant(det(y.shape(), 0.29, 0.4))));
+                CHECK(max_diff(tape.grad(x), *want_dx[k]) < 1e-12);
+                ++k;
+            }
+    CHECK(conv_fixtures::k_avg_6x5_ceil_inc.size() == 72);  // the extra row of windows: 4×3, not 3×3
+}
