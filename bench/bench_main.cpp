@@ -24,12 +24,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <map>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -42,6 +44,7 @@
 #include "handwritten.hpp"
 #include "tapegrad_side.hpp"
 #include "toolbox_rows.hpp"  // toolbox: jvp and checkpointing rows
+#include "cnn_bench.hpp"     // conv: the CNN and LeNet-5 steps (issue 12)
 
 namespace {
 
@@ -506,6 +509,27 @@ double sweep_ns(std::size_t n, int reps) {
 
 int run_child(const Options& o) {
     Dataset d = bench::load_fashion_mnist(o.data);
+    // ---- conv: the CNN demo's process: training steps, then evaluation of 10,000 images in
+    // batches of 1000 as examples/fashion_cnn does (tensors only, no tape) ----
+    if (o.child == "cnn") {
+        bench::CnnNet net("cnn");
+        tg::Tensor<float> x(1000, d.dim), y(1000, 1);
+        std::vector<int> yi(1000);
+        volatile float s = 0;
+        for (std::size_t k = 0; k < (o.quick ? 30u : 100u); ++k) {
+            bench::fill_batch(d, (k * kBatch) % (d.n - kBatch), kBatch, x.data(), y.data(), yi.data());
+            s = s + net.step(tg::Tensor<float>::view(x.data(), {kBatch, d.dim}, std::pmr::get_default_resource()),
+                             tg::Tensor<float>::view(y.data(), {kBatch, 1}, std::pmr::get_default_resource()));
+        }
+        net.net().eval();
+        for (std::size_t b0 = 0; b0 + 1000 <= std::min<std::size_t>(d.n, 10000); b0 += 1000) {
+            bench::fill_batch(d, b0, 1000, x.data(), y.data(), yi.data());
+            s = s + net.net()(x)[0];
+        }
+        std::printf("%.6f\n", double(s));
+        return std::isfinite(s) ? 0 : 1;
+    }
+    // ---- end conv ----
     Params init = bench::init_params(kSizes);
     double loss = 0;
     // --quick: 100 steps are enough to reach the steady state of the working set.
@@ -542,6 +566,23 @@ std::optional<double> child_peak_rss_mb(const Options& o, const char* which) {
 // A workload in a loop, alone, for `perf record` or `valgrind --tool=callgrind`:
 // step-tapegrad (nn) | step-tape | step-handwritten | tiny-tapegrad | tiny-handwritten | sweep-tapegrad (10³ nodes).
 int run_profile(const Options& o) {
+    // ---- conv: --profile cnn | lenet (one Adam step of the demo CNN / LeNet-5, batch 128) ----
+    if (o.profile == "cnn" || o.profile == "lenet") {
+        Dataset d = bench::load_fashion_mnist(o.data);
+        tg::set_blas_threads(o.threads);
+        std::vector<Batch> batches;
+        for (std::size_t k = 0; k < 16; ++k) batches.emplace_back(d, k * kBatch, kBatch);
+        bench::CnnNet net(o.profile);
+        volatile float sink = net.step(batches[0].x, batches[0].y);  // warm-up
+        std::size_t iters = 0;
+        const double t0 = now_s(), c0 = double(std::clock()) / CLOCKS_PER_SEC;
+        while (now_s() - t0 < o.seconds) sink = sink + net.step(batches[iters % 16].x, batches[iters % 16].y), ++iters;
+        const double dt = now_s() - t0, dc = double(std::clock()) / CLOCKS_PER_SEC - c0;
+        std::printf("%s: %zu iterations, %.3f ms each (process CPU time %.3f ms each)\n", o.profile.c_str(), iters,
+                    dt * 1e3 / double(iters), dc * 1e3 / double(iters));
+        return 0;
+    }
+    // ---- end conv ----
     const bool steps = o.profile.rfind("step-", 0) == 0;
     Dataset d = steps ? bench::load_fashion_mnist(o.data) : bench::synthetic_dataset(16 * kBatch, 784);
     Params init = bench::init_params(kSizes);
@@ -659,6 +700,7 @@ int run(int argc, char** argv) {
     Results r;
     const auto rss_tapegrad = child_peak_rss_mb(o, "tapegrad");
     const auto rss_handwritten = child_peak_rss_mb(o, "handwritten");
+    const auto rss_cnn = child_peak_rss_mb(o, "cnn");  // conv: issue 12
     Dataset d = bench::load_fashion_mnist(o.data);
     Params init = bench::init_params(kSizes);
     fmt::print("tapegrad_bench{}: data {} ({} images{})\n", q ? " --quick" : "", d.source, d.n,
@@ -732,6 +774,65 @@ int run(int argc, char** argv) {
     for (const char* k : {"mlp_step_ms_libtorch_1t", "mlp_step_ms_libtorch_2t", "epoch_s_libtorch_1t",
                           "tiny_ns_per_op_libtorch", "loss_max_abs_diff_libtorch"})
         r.set(k, std::nullopt);
+
+    // ---- conv: issue 12's CNN and LeNet-5 rows (bench/cnn_bench.hpp); PyTorch's come from
+    // bench/pytorch_bench.py --cnn, libtorch's from bench/libtorch_bench.cpp when it has them ----
+    {
+        std::vector<Batch> cb;
+        for (std::size_t k = 0; k < 16; ++k) cb.emplace_back(d, k * kBatch, kBatch);
+        volatile float sink = 0;
+        for (const char* kind : {"cnn", "lenet"})
+            for (int th : {1, 2}) {
+                tg::set_blas_threads(th);
+                bench::CnnNet net(kind);
+                for (int k = 0; k < 3; ++k) sink = sink + net.step(cb[k].x, cb[k].y);
+                if (std::string_view(kind) == "cnn" && th == 1) {
+                    const long a0 = bench::alloc_count();
+                    for (int k = 0; k < 10; ++k) sink = sink + net.step(cb[k].x, cb[k].y);
+                    r.set("cnn_allocs_per_step", a0 < 0 ? std::optional<double>() : double(bench::alloc_count() - a0) / 10);
+                }
+                std::vector<double> t;
+                const int n = (std::string_view(kind) == "cnn" ? 30 : 100) / (q ? 3 : 1);
+                for (int k = 0; k < n; ++k) {
+                    const double t0 = now_s();
+                    sink = sink + net.step(cb[k % 16].x, cb[k % 16].y);
+                    t.push_back((now_s() - t0) * 1e3);
+                }
+                r.set(fmt::format("{}_step_ms_tapegrad_{}t", kind, th), median(t));
+            }
+        tg::set_blas_threads(1);
+        const bench::ConvLayerTimes ct = bench::time_cnn_convs(q ? 5 : 15);
+        r.set("cnn_conv_fwd_ms_tapegrad", ct.fwd_ms[0] + ct.fwd_ms[1]);
+        r.set("cnn_conv_bwd_ms_tapegrad", ct.bwd_ms[0] + ct.bwd_ms[1]);
+        for (int l = 0; l < 2; ++l) {
+            r.set(fmt::format("cnn_conv{}_fwd_ms_tapegrad", l + 1), ct.fwd_ms[l]);
+            r.set(fmt::format("cnn_conv{}_bwd_ms_tapegrad", l + 1), ct.bwd_ms[l]);
+        }
+        // Epoch: the 60,000 images in order, batch conversion included (--quick: 40 steps, scaled).
+        for (int th : {1, 2}) {
+            tg::set_blas_threads(th);
+            bench::CnnNet net("cnn");
+            tg::Tensor<float> x(kBatch, d.dim), y(kBatch, 1);
+            std::vector<int> yi(kBatch);
+            const std::size_t nb = (d.n + kBatch - 1) / kBatch, steps = q ? std::min<std::size_t>(40, nb) : nb;
+            const double t0 = now_s();
+            for (std::size_t k = 0; k < steps; ++k) {
+                const std::size_t m = std::min(kBatch, d.n - k * kBatch);
+                bench::fill_batch(d, k * kBatch, m, x.data(), y.data(), yi.data());
+                sink = sink + net.step(tg::Tensor<float>::view(x.data(), {m, d.dim}, std::pmr::get_default_resource()),
+                                       tg::Tensor<float>::view(y.data(), {m, 1}, std::pmr::get_default_resource()));
+            }
+            r.set(fmt::format("cnn_epoch_s_tapegrad_{}t", th), (now_s() - t0) * double(nb) / double(steps));
+        }
+        tg::set_blas_threads(1);
+        r.set("cnn_peak_rss_mb_tapegrad", rss_cnn);
+        for (const char* k : {"cnn_step_ms_pytorch_1t", "cnn_step_ms_pytorch_2t", "cnn_step_ms_pytorch_2t_passive",
+                              "cnn_step_ms_libtorch_1t", "cnn_step_ms_libtorch_2t", "lenet_step_ms_pytorch_1t",
+                              "lenet_step_ms_pytorch_2t", "lenet_step_ms_pytorch_2t_passive", "cnn_epoch_s_pytorch_1t",
+                              "cnn_epoch_s_pytorch_2t", "cnn_peak_rss_mb_pytorch"})
+            r.set(k, std::nullopt);
+    }
+    // ---- end conv ----
 
     // Merge the PyTorch runs (bench/pytorch_bench.py) and the libtorch runs
     // (bench/libtorch_bench.cpp), later files overriding earlier ones.
@@ -870,6 +971,54 @@ int run(int argc, char** argv) {
             row(name.c_str(), none, r.get(tk), none, r.get(pk), none, "{:.3f}",
                 fmt::format("tg/PyTorch {}, ≤1×: {}", fmt_opt(rt, "{:.3f}×"), verdict(rt, 1.0)));
         }
+    // ---- conv: the CNN rows against PyTorch's fastest configuration at each thread count ----
+    {
+        auto best = [&](const std::string& a, const std::string& b) {
+            const auto x = r.get(a), y = r.get(b);
+            if (x && y) return std::optional<double>(std::min(*x, *y));
+            return x ? x : y;
+        };
+        const double gemm_floor_ms = 34;  // issue 12: the step's ≈ 3.2 GFLOP at OpenBLAS's one-core rate
+        for (const char* kind : {"cnn", "lenet"})
+            for (int th : {1, 2}) {
+                const std::string tk = fmt::format("{}_step_ms_tapegrad_{}t", kind, th);
+                const auto pt = th == 1 ? r.get(fmt::format("{}_step_ms_pytorch_1t", kind))
+                                        : best(fmt::format("{}_step_ms_pytorch_2t", kind),
+                                               fmt::format("{}_step_ms_pytorch_2t_passive", kind));
+                const auto rt = ratio(r.get(tk), pt);
+                r.set(fmt::format("ratio_{}_step_{}t", kind, th), rt);
+                const std::string name = fmt::format("{} step, {} thread{} (ms)", std::string_view(kind) == "cnn" ? "CNN" : "LeNet-5",
+                                                     th, th > 1 ? "s" : "");
+                std::string target = fmt::format("tg/PyTorch {}, ≤1×: {}", fmt_opt(rt, "{:.3f}×"), verdict(rt, 1.0));
+                if (std::string_view(kind) == "cnn" && th == 1 && r.get(tk))
+                    target += fmt::format("; {:.2f}× the GEMM floor ({:.0f} ms)", *r.get(tk) / gemm_floor_ms, gemm_floor_ms);
+                row(name.c_str(), none, r.get(tk),
+                    std::string_view(kind) == "cnn" ? r.get(fmt::format("cnn_step_ms_libtorch_{}t", th)) : none,
+                    r.get(fmt::format("{}_step_ms_pytorch_{}t", kind, th)),
+                    th == 2 ? r.get(fmt::format("{}_step_ms_pytorch_2t_passive", kind)) : none, "{:.2f}", target);
+            }
+        const auto fwd = g("cnn_conv_fwd_ms_tapegrad"), bwd = g("cnn_conv_bwd_ms_tapegrad");
+        row("CNN conv layers, forward (ms)", none, fwd, none, none, none, "{:.2f}",
+            fmt::format("conv1 {} + conv2 {}", fmt_opt(g("cnn_conv1_fwd_ms_tapegrad"), "{:.2f}"),
+                        fmt_opt(g("cnn_conv2_fwd_ms_tapegrad"), "{:.2f}")));
+        row("  same, backward (ms)", none, bwd, none, none, none, "{:.2f}",
+            fmt::format("bwd/fwd {}, ≤3×: {} (conv1 {}, conv2 {})", fmt_opt(ratio(bwd, fwd), "{:.2f}×"),
+                        verdict(ratio(bwd, fwd), 3.0), fmt_opt(g("cnn_conv1_bwd_ms_tapegrad"), "{:.2f}"),
+                        fmt_opt(g("cnn_conv2_bwd_ms_tapegrad"), "{:.2f}")));
+        for (int th : {1, 2}) {
+            const auto tv = r.get(fmt::format("cnn_epoch_s_tapegrad_{}t", th)), pv = r.get(fmt::format("cnn_epoch_s_pytorch_{}t", th));
+            r.set(fmt::format("ratio_cnn_epoch_{}t", th), ratio(tv, pv));
+            row(fmt::format("CNN epoch, {} thread{} (s)", th, th > 1 ? "s" : "").c_str(), none, tv, none, pv, none, "{:.1f}",
+                fmt::format("tg/PyTorch {}, ≤1×: {}", fmt_opt(ratio(tv, pv), "{:.3f}×"), verdict(ratio(tv, pv), 1.0)));
+        }
+        const auto rm = ratio(g("cnn_peak_rss_mb_tapegrad"), g("cnn_peak_rss_mb_pytorch"));
+        r.set("ratio_cnn_peak_rss_vs_pytorch", rm);
+        row("CNN peak RSS, train + eval (MiB)", none, g("cnn_peak_rss_mb_tapegrad"), none, g("cnn_peak_rss_mb_pytorch"), none,
+            "{:.1f}", fmt::format("≤½ PyTorch: {} ({})", verdict(rm, 0.5), fmt_opt(rm, "{:.3f}×")));
+        row("CNN heap allocations per step", none, g("cnn_allocs_per_step"), none, none, none, "{:.2f}",
+            fmt::format("= 0: {}", verdict(g("cnn_allocs_per_step"), 0)));
+    }
+    // ---- end conv ----
     fmt::print("\nlosses over the first {} steps: max |tapegrad − hand-written| = {:.3g}, "
                "max |tapegrad − PyTorch| = {}, max |tapegrad − libtorch| = {}\n",
                o.check_steps, lc.max_diff, fmt_opt(g("loss_max_abs_diff_pytorch"), "{:.3g}"),

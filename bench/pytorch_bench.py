@@ -105,6 +105,7 @@ def main():
     ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
     ap.add_argument("--check-steps", type=int, default=100)
     ap.add_argument("--steps-only", action="store_true", help="only the MLP step timing")
+    ap.add_argument("--cnn", action="store_true", help="only issue 12's CNN and LeNet-5 rows (conv)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
 
@@ -143,6 +144,14 @@ def main():
         loss.backward()
         opt.step()
         return loss.item()
+
+    # ---- conv: issue 12's rows, in a process of their own (its peak RSS is the CNN's) ----
+    if a.cnn:
+        out.update(cnn_rows(torch, F, a, suffix, images, labels))
+        with open(a.out, "w") as f:
+            json.dump(out, f, indent=1)
+        return
+    # ---- end conv ----
 
     # Losses of the first N steps (compared with tapegrad's by bench_main).
     if not a.steps_only:
@@ -234,6 +243,76 @@ def main():
     out["real_data_pytorch"] = 1 if real else 0
     with open(a.out, "w") as f:
         json.dump(out, f, indent=1)
+
+
+# ---- conv: the demo CNN (examples/fashion_cnn.cpp) and LeNet-5, Adam 1e-3, batch 128 ----
+def cnn_model(torch, kind):
+    nn = torch.nn
+    if kind == "lenet":
+        return nn.Sequential(
+            nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+            nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU(), nn.Linear(84, 10))
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+        nn.Linear(3136, 128), nn.ReLU(), nn.Linear(128, 10))
+
+
+def cnn_rows(torch, F, a, suffix, images, labels):
+    out = {}
+    torch.manual_seed(0)
+    n = images.shape[0]
+
+    def batch(first, m):
+        return images[first : first + m].float().mul_(1.0 / 255.0).view(m, 1, 28, 28), labels[first : first + m]
+
+    def make(kind):
+        model = cnn_model(torch, kind)
+        return model, torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step(model, opt, x, y):
+        opt.zero_grad()
+        loss = F.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    if a.threads == 1 and not a.tag:
+        # Peak RSS as bench_main's cnn child: training steps, then 10,000 images in batches of 1000.
+        model, opt = make("cnn")
+        for k in range(30 if a.quick else 100):
+            step(model, opt, *batch((k * BATCH) % (n - BATCH), BATCH))
+        model.eval()
+        with torch.no_grad():
+            for b0 in range(0, min(n, 10000), 1000):
+                model(batch(b0, 1000)[0])
+        out["cnn_peak_rss_mb_pytorch"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+    batches = [batch(k * BATCH, BATCH) for k in range(16)]
+    for kind in ("cnn", "lenet"):
+        model, opt = make(kind)
+        for k in range(3):
+            step(model, opt, *batches[k])
+        times = []
+        for k in range((30 if kind == "cnn" else 100) // (3 if a.quick else 1)):
+            t0 = time.perf_counter()
+            step(model, opt, *batches[k % 16])
+            times.append((time.perf_counter() - t0) * 1e3)
+        out[f"{kind}_step_ms_pytorch" + suffix] = statistics.median(times)
+
+    if not a.tag:
+        # Epoch in order, batch conversion included (--quick: 40 steps, scaled), as bench_main.
+        model, opt = make("cnn")
+        nb = (n + BATCH - 1) // BATCH
+        steps = min(40, nb) if a.quick else nb
+        t0 = time.perf_counter()
+        for k in range(steps):
+            first = k * BATCH
+            step(model, opt, *batch(first, min(BATCH, n - first)))
+        out[f"cnn_epoch_s_pytorch_{a.threads}t"] = (time.perf_counter() - t0) * nb / steps
+    return out
+# ---- end conv ----
 
 
 if __name__ == "__main__":

@@ -35,4 +35,16 @@ out = bn2(torch.nn.functional.max_pool2d(torch.nn.functional.conv2d(xx, ww, bias
 l = (out*det(tuple(out.shape), 0.23, 0.6)).sum()
 l.backward()
 p("dx", xx.grad); p("dw", ww.grad)
+# avg_pool2d (issue 12): x 2×3×5×4 and x 2×3×6×5 (where ceil_mode adds a row of windows), kernel 3×2, stride 2, padding 1×1, ceil_mode
+# and count_include_pad both ways; the gradient of Σ y ⊙ det.
+for shape in [(2,3,5,4), (2,3,6,5)]:
+    xa = det(shape, 0.53, 0.7)
+    for ceil in (False, True):
+        for inc in (False, True):
+            xg = xa.clone().requires_grad_()
+            ya = torch.nn.functional.avg_pool2d(xg, (3,2), stride=2, padding=1, ceil_mode=ceil, count_include_pad=inc)
+            (ya*det(tuple(ya.shape), 0.29, 0.4)).sum().backward()
+            tag = f"avg_{shape[2]}x{shape[3]}_{'ceil' if ceil else 'floor'}_{'inc' if inc else 'exc'}"
+            print("// shape", tuple(ya.shape))
+            p(tag, ya); p(tag + "_dx", xg.grad)
 print("}  // namespace conv_fixtures")

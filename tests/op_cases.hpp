@@ -647,18 +647,18 @@ inline ShapeGen nchw_pair() {
 inline std::vector<OpCase> conv() {
     std::vector<OpCase> v;
     const Conv2dParams p31{{1, 1}, {1, 1}, {1, 1}, 1};
-    v.push_back({"conv2d", "conv2d 3×3, padding 1, with bias", conv_shapes(p31, 3, 3, 3, true), {Domain::Real},
+    v.push_back({"conv2d_bias", "conv2d 3×3, padding 1, with bias", conv_shapes(p31, 3, 3, 3, true), {Domain::Real},
                  [p31](Tape<double>&, Vars x) { return conv2d(x[0], x[1], x[2], p31); }});
     const Conv2dParams pns{{2, 1}, {0, 1}, {2, 1}, 1};
     v.push_back({"conv2d", "conv2d 2×3 kernel, stride 2×1, padding 0×1, dilation 2×1", conv_shapes(pns, 2, 3, 2, false),
                  {Domain::Real}, [pns](Tape<double>&, Vars x) { return conv2d(x[0], x[1], pns); }});
     const Conv2dParams pg{{1, 2}, {1, 0}, {1, 1}, 2};
-    v.push_back({"conv2d", "conv2d groups 2, stride 1×2, padding 1×0, with bias", conv_shapes(pg, 3, 2, 2, true),
+    v.push_back({"conv2d_bias", "conv2d groups 2, stride 1×2, padding 1×0, with bias", conv_shapes(pg, 3, 2, 2, true),
                  {Domain::Real}, [pg](Tape<double>&, Vars x) { return conv2d(x[0], x[1], x[2], pg); }});
     const Conv2dParams pdw{{1, 1}, {1, 1}, {1, 1}, 3};
     v.push_back({"conv2d", "conv2d depthwise (groups = C = 3)", conv_shapes(pdw, 3, 3, 1, false, true), {Domain::Real},
                  [pdw](Tape<double>&, Vars x) { return conv2d(x[0], x[1], pdw); }});
-    v.push_back({"conv2d", "conv2d 1×1 pointwise (no im2col), then tanh", conv_shapes({}, 1, 1, 3, true),
+    v.push_back({"conv2d_bias", "conv2d 1×1 pointwise (no im2col), then tanh", conv_shapes({}, 1, 1, 3, true),
                  {Domain::Real}, [](Tape<double>&, Vars x) { return tanh(conv2d(x[0], x[1], x[2])); }});
     const Conv2dParams ps2{{2, 2}, {1, 1}, {1, 1}, 1};
     v.push_back({"conv2d_input_grad", "conv2d_input_grad stride 2, padding 1", conv_input_grad_shapes(ps2, 3, 3),
@@ -1169,6 +1169,20 @@ inline std::vector<OpCase> gpttrain() {
 }
 // ---- end gpttrain ----
 
+// ---- conv: conv2d_bias (conv2d with its bias in one kernel; issue 12's speed work) ----
+inline std::vector<OpCase> conv_bias() {
+    std::vector<OpCase> v;
+    const Conv2dParams p21{{2, 1}, {1, 0}, {1, 2}, 1};
+    v.push_back({"conv2d_bias", "conv2d_bias (the op) 3×2, stride 2×1, padding 1×0, dilation 1×2",
+                 conv_shapes(p21, 3, 2, 2, true), {Domain::Real},
+                 [p21](Tape<double>&, Vars x) { return apply(Conv2dBias{p21}, x[0], x[1], x[2]); }});
+    const Conv2dParams pg{{1, 1}, {0, 0}, {1, 1}, 2};
+    v.push_back({"conv2d_bias", "conv2d_bias 1×1 pointwise, groups 2, then square", conv_shapes(pg, 1, 1, 2, true),
+                 {Domain::Real}, [pg](Tape<double>&, Vars x) { return square(apply(Conv2dBias{pg}, x[0], x[1], x[2])); }});
+    return v;
+}
+// ---- end conv ----
+
 }  // namespace cases
 
 // Every row, in family order.
@@ -1176,7 +1190,7 @@ inline const std::vector<OpCase>& op_cases() {
     static const std::vector<OpCase> all = [] {
         std::vector<OpCase> v;
         for (auto family : {cases::elementwise, cases::elementwise_nd, cases::linalg, cases::engine, cases::math, cases::activations,
-                            cases::structure, cases::losses, cases::views, cases::reduce_axes, cases::conv, cases::bmm, cases::gpt, cases::ndio, cases::ndint, cases::gpttrain}) {
+                            cases::structure, cases::losses, cases::views, cases::reduce_axes, cases::conv, cases::bmm, cases::gpt, cases::ndio, cases::ndint, cases::gpttrain, cases::conv_bias}) {
             auto f = family();
             v.insert(v.end(), f.begin(), f.end());
         }

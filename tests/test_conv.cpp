@@ -247,3 +247,42 @@ TEST_CASE("gradients of gradients flow through conv2d (the VJP family is closed)
         CHECK(dw[i] == doctest::Approx((f(wp).first - f(wm).first) / (2 * h)).epsilon(1e-6));
     }
 }
+
+TEST_CASE("conv2d and conv2d_bias write in place (vjp_into) what their vjp returns, overwriting or adding") {
+    std::mt19937_64 rng(77);
+    const tg::Conv2dParams ps[] = {{{1, 1}, {1, 1}, {1, 1}, 1}, {{2, 1}, {0, 1}, {1, 2}, 2}, {}};
+    const std::size_t ks[] = {3, 2, 1};  // the last: 1×1 pointwise (no im2col)
+    for (int k = 0; k < 3; ++k) {
+        CAPTURE(k);
+        const tg::Conv2dParams p = ps[k];
+        const Tensor<double> x = random(Shape{2, 4, 5, 6}, rng), w = random(Shape{6, 4 / p.groups, ks[k], ks[k]}, rng),
+                             b = random(Shape{6}, rng);
+        const tg::Conv2dBias op{p};
+        const Tensor<double> y = tg::apply(op, x, w, b);
+        const Tensor<double> g = random(y.shape(), rng);
+        // db from the definition, Σ_{n,y,x} g (the vjp's Tensor reading returns a reshape view of
+        // its temporary sum, which outlives it only in the tape's arena).
+        Tensor<double> db(Shape{6});
+        for (std::size_t i = 0; i < g.size(); ++i) db[(i / (y.shape()[2] * y.shape()[3])) % 6] += g[i];
+        const Tensor<double> want[3] = {op.vjp(tg::In<0>{}, g, y, x, w, b), op.vjp(tg::In<1>{}, g, y, x, w, b), db};
+        const Tensor<double>* in[3] = {&x, &w, &b};
+        for (int add = 0; add < 2; ++add) {
+            Tensor<double> d[3];
+            for (int i = 0; i < 3; ++i) d[i] = Tensor<double>::filled(in[i]->shape(), add ? 0.5 : 1e300);  // garbage
+            op.vjp_into(tg::In<0>{}, d[0], add == 1, g, y, x, w, b);
+            op.vjp_into(tg::In<1>{}, d[1], add == 1, g, y, x, w, b);
+            op.vjp_into(tg::In<2>{}, d[2], add == 1, g, y, x, w, b);
+            for (int i = 0; i < 3; ++i) {
+                CAPTURE(i);
+                CAPTURE(add);
+                REQUIRE(d[i].shape() == want[i].shape());
+                for (std::size_t e = 0; e < d[i].size(); ++e)
+                    CHECK(d[i][e] == doctest::Approx(want[i][e] + (add ? 0.5 : 0.0)).epsilon(1e-12));
+            }
+        }
+        // conv2d without bias: the same two kernels.
+        Tensor<double> dx = Tensor<double>::filled(x.shape(), 1e300);
+        tg::Conv2d{p}.vjp_into(tg::In<0>{}, dx, false, g, y, x, w);
+        for (std::size_t e = 0; e < dx.size(); ++e) CHECK(dx[e] == doctest::Approx(want[0][e]).epsilon(1e-12));
+    }
+}

@@ -286,3 +286,100 @@ TEST_CASE(
     CHECK(during == 0);
     CHECK(st.epoch == 1);
 }
+
+TEST_CASE("BatchNorm2d(affine=false) layers in a Sequential get buffer names of their own (no collision)") {
+    // Before: position counted only layers with parameters, so two BatchNorm2d(affine=false)
+    // with no parameter layer between them were both named running_mean1, … and a checkpoint
+    // kept only one of their statistics.
+    auto build = [](nn::Sequential<float>& s) {
+        nn::Rng rng(3);
+        s.emplace<nn::Conv2d<float>>(3, 3, 1, rng);
+        s.emplace<nn::BatchNorm2d<float>>(3, nn::BatchNormLayerOptions{.affine = false});
+        s.emplace<nn::BatchNorm2d<float>>(3, nn::BatchNormLayerOptions{.momentum = 0.5, .affine = false});
+    };
+    nn::Sequential<float> a, b;
+    build(a);
+    build(b);
+    std::vector<std::string> names;
+    for (const auto& buf : a.buffers()) names.push_back(buf.name);
+    REQUIRE(names.size() == 6);
+    for (std::size_t i = 0; i < names.size(); ++i)
+        for (std::size_t j = 0; j < i; ++j) CHECK(names[i] != names[j]);
+    CHECK(names[0] == "running_mean1");
+    CHECK(names[3] == "running_mean2");
+    tg::Tape<float> tape;
+    (void)a(tape, tape.constant(det({4, 3, 2, 2}, 0.7, 0.1).cast<float>()));
+    nn::Archive ar;
+    nn::put_buffers(ar, a);
+    nn::get_buffers(nn::Archive::deserialize(ar.serialize(), "test"), b);
+    for (std::size_t l : {1u, 2u}) {
+        CAPTURE(l);
+        auto& ba = static_cast<nn::BatchNorm2d<float>&>(a[l]);
+        auto& bb = static_cast<nn::BatchNorm2d<float>&>(b[l]);
+        CHECK(tg::max_abs_diff(ba.running_mean(), bb.running_mean()) == 0.0f);
+        CHECK(tg::max_abs_diff(ba.running_var(), bb.running_var()) == 0.0f);
+    }
+    // the two layers' statistics differ (momenta 0.1 and 0.5), so a collision would show
+    CHECK(tg::max_abs_diff(static_cast<nn::BatchNorm2d<float>&>(b[1]).running_var(),
+                           static_cast<nn::BatchNorm2d<float>&>(b[2]).running_var()) > 0.0f);
+    // explicit indices that collide are refused
+    nn::Sequential<float> c;
+    c.emplace<nn::BatchNorm2d<float>>(3, nn::BatchNormLayerOptions{.affine = false}, 7);
+    CHECK_THROWS_AS((c.emplace<nn::BatchNorm2d<float>>(3, nn::BatchNormLayerOptions{.affine = false}, 7)), tg::Error);
+}
+
+TEST_CASE("conv layers infer on tensors (no tape) the same bits as a recorded eval forward") {
+    nn::Rng rng(11);
+    nn::Sequential<float> net;
+    net.emplace<nn::Conv2d<float>>(2, 4, 3, rng, nn::Conv2dOptions{.padding = {1, 1}});
+    net.emplace<nn::BatchNorm2d<float>>(4);
+    net.emplace<nn::BatchNorm2d<float>>(4, nn::BatchNormLayerOptions{.affine = false});
+    net.emplace<nn::ActivationLayer<float>>(nn::Activation::relu);
+    net.emplace<nn::MaxPool2d<float>>(2);
+    net.emplace<nn::Conv2d<float>>(4, 3, 2, rng, nn::Conv2dOptions{.bias = false});
+    net.emplace<nn::AvgPool2d<float>>(tg::Pool2dParams{{2, 2}, {1, 1}});
+    net.emplace<nn::Dropout<float>>(0.3);
+    net.emplace<nn::Flatten<float>>();
+    const Tensor<float> x = det({3, 2, 8, 8}, 0.9, 0.2).cast<float>();
+    {  // a training step moves the running statistics away from 0 and 1
+        tg::Tape<float> tape;
+        (void)net(tape, tape.constant(x));
+    }
+    net.eval();
+    tg::Tape<float> tape;
+    const Tensor<float> want = net(tape, tape.constant(x)).value().clone(std::pmr::get_default_resource());
+    const Tensor<float> got = net(x);
+    REQUIRE(got.shape() == want.shape());
+    CHECK(tg::max_abs_diff(got, want) == 0.0f);
+    CHECK(tg::max_abs_diff(got, Tensor<float>(got.shape())) > 0.0f);
+}
+
+TEST_CASE("avg_pool2d and its VJP match PyTorch's with ceil_mode and count_include_pad both ways") {
+    // kernel 3×2, stride 2, padding 1; 6×5 is where ceil_mode adds a row of windows that reach
+    // into the padding (count_include_pad then divides by the window clipped to the padded input).
+    const std::vector<double>* want[] = {
+        &conv_fixtures::k_avg_5x4_floor_exc, &conv_fixtures::k_avg_5x4_floor_inc, &conv_fixtures::k_avg_5x4_ceil_exc,
+        &conv_fixtures::k_avg_5x4_ceil_inc,  &conv_fixtures::k_avg_6x5_floor_exc, &conv_fixtures::k_avg_6x5_floor_inc,
+        &conv_fixtures::k_avg_6x5_ceil_exc,  &conv_fixtures::k_avg_6x5_ceil_inc};
+    const std::vector<double>* want_dx[] = {
+        &conv_fixtures::k_avg_5x4_floor_exc_dx, &conv_fixtures::k_avg_5x4_floor_inc_dx,
+        &conv_fixtures::k_avg_5x4_ceil_exc_dx,  &conv_fixtures::k_avg_5x4_ceil_inc_dx,
+        &conv_fixtures::k_avg_6x5_floor_exc_dx, &conv_fixtures::k_avg_6x5_floor_inc_dx,
+        &conv_fixtures::k_avg_6x5_ceil_exc_dx,  &conv_fixtures::k_avg_6x5_ceil_inc_dx};
+    int k = 0;
+    for (Shape s : {Shape{2, 3, 5, 4}, Shape{2, 3, 6, 5}})
+        for (bool ceil : {false, true})
+            for (bool inc : {false, true}) {
+                CAPTURE(k);
+                const tg::Pool2dParams q{{3, 2}, {2, 2}, {1, 1}, {1, 1}, ceil};
+                tg::Tape<double> tape;
+                auto x = tape.variable(det(s, 0.53, 0.7));
+                auto y = tg::avg_pool2d(x, q, inc);
+                REQUIRE(y.value().size() == want[k]->size());
+                CHECK(max_diff(y.value(), *want[k]) < 1e-12);
+                tape.backward(tg::sum(y * tape.constant(det(y.shape(), 0.29, 0.4))));
+                CHECK(max_diff(tape.grad(x), *want_dx[k]) < 1e-12);
+                ++k;
+            }
+    CHECK(conv_fixtures::k_avg_6x5_ceil_inc.size() == 72);  // the extra row of windows: 4×3, not 3×3
+}

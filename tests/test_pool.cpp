@@ -4,6 +4,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <limits>
 #include <random>
 #include <string>
 #include <tapegrad/tapegrad.hpp>
@@ -213,4 +214,30 @@ TEST_CASE("pooling refuses bad input with an Error naming the op, the shape and 
     CHECK(m.find("dilation 0×1 has a 0") != std::string::npos);
     m = message([&] { tg::adaptive_avg_pool2d(Tensor<double>(Shape{5, 5})); });
     CHECK(m.find("adaptive_avg_pool2d: input (5×5) is not 4-D") != std::string::npos);
+}
+
+TEST_CASE("max_pool2d's fast 2×2 and k×k paths keep torch's NaN rule: the first NaN of a window wins") {
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    // 2×2 windows (the unrolled path) and 3×3 windows (the general in-plane path).
+    for (std::size_t k : {2u, 3u}) {
+        CAPTURE(k);
+        Tensor<double> x(Shape{1, 1, k, 2 * k});
+        for (std::size_t i = 0; i < x.size(); ++i) x[i] = double(i % 5);
+        x[1] = nan;          // window 0: a NaN after a smaller value
+        x[k + 1] = 9;        // a larger value after the NaN (row 0, window 1)
+        x[2 * k + k] = nan;  // window 1's first NaN (row 1), after the 9 of row 0
+        x[2 * k + k + 1] = nan;
+        tg::Tape<double> tape;
+        auto xv = tape.variable(x);
+        auto y = tg::max_pool2d(xv, tg::Pool2dParams{{k, k}});
+        REQUIRE(y.shape() == Shape{1, 1, 1, 2});
+        CHECK(std::isnan(y.value()[0]));
+        CHECK(std::isnan(y.value()[1]));
+        tape.backward(tg::sum(y));  // the seed is 1 whatever the (NaN) value
+        const Tensor<double> g = tape.grad(xv);
+        CHECK(g[1] == 1);          // window 0's NaN
+        CHECK(g[2 * k + k] == 1);  // window 1's first NaN
+        CHECK(g[2 * k + k + 1] == 0);
+        CHECK(g[k + 1] == 0);
+    }
 }

@@ -83,6 +83,11 @@ public:
         if (opt_.bias) return conv2d(x, w_.var(tape), b_.var(tape), params());
         return conv2d(x, w_.var(tape), params());
     }
+    // Inference on tensors (no tape): each layer's output is freed once the next one has read it.
+    Tensor<T> infer(const Tensor<T>& x) override {
+        if (opt_.bias) return conv2d(x, w_.value, b_.value, params());
+        return conv2d(x, w_.value, params());
+    }
     Var<T> forward_with(Tape<T>&, const Var<T>& x, std::span<const Var<T>> p) override {
         if (p.size() != (opt_.bias ? 2u : 1u))
             fail("{}: forward_with needs {} parameter Vars, {} given", describe(), opt_.bias ? 2 : 1,
@@ -134,6 +139,7 @@ public:
     explicit MaxPool2d(Pool2dParams q) : q_(q) {}
     explicit MaxPool2d(std::size_t kernel) : q_{{kernel, kernel}} {}
     Var<T> forward(Tape<T>&, const Var<T>& x) override { return max_pool2d(x, q_); }
+    Tensor<T> infer(const Tensor<T>& x) override { return max_pool2d(x, q_); }
     Var<T> forward_with(Tape<T>& tape, const Var<T>& x, std::span<const Var<T>> p) override {
         if (!p.empty()) fail("{}: takes no parameters, {} given", describe(), p.size());
         return forward(tape, x);
@@ -157,6 +163,7 @@ public:
         : q_(q), include_pad_(count_include_pad) {}
     explicit AvgPool2d(std::size_t kernel) : q_{{kernel, kernel}} {}
     Var<T> forward(Tape<T>&, const Var<T>& x) override { return avg_pool2d(x, q_, include_pad_); }
+    Tensor<T> infer(const Tensor<T>& x) override { return avg_pool2d(x, q_, include_pad_); }
     Var<T> forward_with(Tape<T>& tape, const Var<T>& x, std::span<const Var<T>> p) override {
         if (!p.empty()) fail("{}: takes no parameters, {} given", describe(), p.size());
         return forward(tape, x);
@@ -205,6 +212,21 @@ public:
             fail("{}: forward_with needs {} parameter Vars, {} given", describe(), opt_.affine ? 2 : 0,
                  p.size());
         return opt_.affine ? compute(x, p[0], p[1]) : compute(x, Var<T>{}, Var<T>{});
+    }
+    // Eval on tensors with the running statistics; training (batch statistics, updated running
+    // statistics) goes through forward() on a scratch tape.
+    Tensor<T> infer(const Tensor<T>& x) override {
+        if (this->is_training() || !opt_.track_running_stats) return Module<T>::infer(x);
+        if (x.shape().rank() != 4) fail("{}: input {} is not 4-D (N×C×H×W)", describe(), x.shape());
+        if (x.shape()[1] != c_)
+            fail("{}: input {} has {} channels, expected {}", describe(), x.shape(), x.shape()[1], c_);
+        BatchNormOptions<T> o;
+        o.eps = opt_.eps;
+        o.training = false;
+        o.running_mean = &running_mean_;
+        o.running_var = &running_var_;
+        if (opt_.affine) return batch_norm(x, gamma_.value, beta_.value, o);
+        return batch_norm(x, o);
     }
     std::vector<Parameter<T>*> parameters() override {
         if (opt_.affine) return {&gamma_, &beta_};
@@ -278,6 +300,10 @@ public:
         if (!recomputing()) ++calls_;
         return dropout(x, p_, true, seed_, k);
     }
+    Tensor<T> infer(const Tensor<T>& x) override {
+        if (this->is_training()) return Module<T>::infer(x);
+        return x.clone(std::pmr::get_default_resource());
+    }
     Var<T> forward_with(Tape<T>& tape, const Var<T>& x, std::span<const Var<T>> p) override {
         if (!p.empty()) fail("{}: takes no parameters, {} given", describe(), p.size());
         return forward(tape, x);
@@ -299,6 +325,12 @@ public:
         const Shape s = x.shape();
         if (s.rank() < 1) fail("Flatten: input {} has no batch axis", s);
         return apply(Reshape{Shape{s[0], s[0] ? s.numel() / s[0] : 0}}, x);
+    }
+    // A copy, not a view: Sequential::infer frees the layer's input once it has its output.
+    Tensor<T> infer(const Tensor<T>& x) override {
+        const Shape s = x.shape();
+        if (s.rank() < 1) fail("Flatten: input {} has no batch axis", s);
+        return apply(Reshape{Shape{s[0], s[0] ? s.numel() / s[0] : 0}}, x).clone(std::pmr::get_default_resource());
     }
     Var<T> forward_with(Tape<T>& tape, const Var<T>& x, std::span<const Var<T>> p) override {
         if (!p.empty()) fail("Flatten: takes no parameters, {} given", p.size());

@@ -319,8 +319,10 @@ private:
             for (const auto& l : layers_) position += !l->parameters().empty();
             lin->renumber(position);
         } else if (auto* pn = dynamic_cast<PositionNamed*>(m.get()); pn != nullptr && !pn->has_explicit_index()) {
+            // Layers with buffers count too: BatchNorm2d(affine=false) has running statistics but no
+            // parameters, and two of them would otherwise share one position (one buffer name).
             std::size_t position = 0;
-            for (const auto& l : layers_) position += !l->parameters().empty();
+            for (const auto& l : layers_) position += !l->parameters().empty() || !l->buffers().empty();
             pn->renumber(position);
         }
         m->set_training(this->is_training());
@@ -338,6 +340,13 @@ private:
                              "give each layer its own index",
                              name, at, m->describe(), l, layers_[l]->describe());
         }
+        for (const Buffer<T>& b : m->buffers())
+            for (std::size_t l = 0; l < at; ++l)
+                for (const Buffer<T>& o : layers_[l]->buffers())
+                    if (o.name == b.name)
+                        fail("Sequential: duplicate buffer name '{}': layer {} ({}) and layer {} ({}) both have it; "
+                             "give each layer its own index",
+                             b.name, at, m->describe(), l, layers_[l]->describe());
         layers_.push_back(std::move(m));
         return *layers_.back();
     }

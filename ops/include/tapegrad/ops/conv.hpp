@@ -15,7 +15,9 @@
 //   z  = conv2d_input_grad(g, w)      dg = conv2d(dz, w)                dw = conv2d_weight_grad(dz, g)
 //   z  = conv2d_weight_grad(x, g)     dx = conv2d_input_grad(g, dz)     dg = conv2d(x, dz)
 // (each is bilinear; the second line and third lines are the first one's VJPs read as functions
-// of their two arguments). The bias is a broadcast add of b viewed as 1×O×1×1.
+// of their two arguments). With a bias, conv2d_bias writes b into the output rows and the GEMM
+// adds W·cols (β = 1); db = Σ_{n,y,x} dY (sum_to 1×O×1×1). In the numeric sweep the adjoints are
+// written in place (vjp_into): dX straight into X's adjoint, dW into the parameter's buffer.
 //
 // Memory: the batch is processed one image at a time (a chunk of one) through one reused,
 // per-thread scratch buffer of K·P elements = (C/G)·kh·kw·OH·OW (for conv2d_weight_grad and
@@ -99,8 +101,18 @@ inline bool conv_is_pointwise(const ConvGeom& g, const Conv2dParams& p) {
            p.padding[1] == 0;
 }
 
+// The output columns [lo, hi) whose input column ox·s + d lies in [0, w) (lo ≤ hi ≤ ow).
+inline void valid_columns(std::ptrdiff_t d, std::ptrdiff_t s, std::ptrdiff_t w, std::size_t ow, std::size_t& lo,
+                          std::size_t& hi) {
+    const std::ptrdiff_t l = d >= 0 ? 0 : (-d + s - 1) / s;
+    const std::ptrdiff_t h = w - 1 - d < 0 ? 0 : (w - 1 - d) / s + 1;
+    lo = std::min(std::size_t(l), ow);
+    hi = std::max(lo, std::min(std::size_t(h), ow));
+}
+
 // cols (cg·kh·kw)×(oh·ow) from one image's cg channels x (cg×h×w); zero where the window
 // reads padding. Row (c, i, j) holds x[c, oy·sh − ph + i·dh, ox·sw − pw + j·dw] over (oy, ox).
+// Each output row splits into padding on the left, a (strided) copy and padding on the right.
 template <class T>
 void im2col_image(const T* x, const ConvGeom& g, const Conv2dParams& p, std::size_t channels, T* cols) {
     const std::ptrdiff_t H = std::ptrdiff_t(g.h), W = std::ptrdiff_t(g.w);
@@ -112,23 +124,21 @@ void im2col_image(const T* x, const ConvGeom& g, const Conv2dParams& p, std::siz
         for (std::size_t i = 0; i < g.kh; ++i)
             for (std::size_t j = 0; j < g.kw; ++j) {
                 const std::ptrdiff_t di = std::ptrdiff_t(i) * dh - ph, dj = std::ptrdiff_t(j) * dw - pw;
-                for (std::size_t oy = 0; oy < g.oh; ++oy) {
+                std::size_t lo, hi;
+                valid_columns(dj, sw, W, g.ow, lo, hi);
+                for (std::size_t oy = 0; oy < g.oh; ++oy, cols += g.ow) {
                     const std::ptrdiff_t iy = std::ptrdiff_t(oy) * sh + di;
                     if (iy < 0 || iy >= H) {
                         std::fill_n(cols, g.ow, T(0));
-                        cols += g.ow;
                         continue;
                     }
-                    const T* row = xc + iy * W;
-                    if (sw == 1 && dj >= 0 && dj + std::ptrdiff_t(g.ow) <= W) {
-                        std::copy_n(row + dj, g.ow, cols);
-                        cols += g.ow;
-                        continue;
-                    }
-                    for (std::size_t ox = 0; ox < g.ow; ++ox) {
-                        const std::ptrdiff_t ix = std::ptrdiff_t(ox) * sw + dj;
-                        *cols++ = (ix >= 0 && ix < W) ? row[ix] : T(0);
-                    }
+                    const T* row = xc + iy * W;  // row[ox·sw + dj] for ox in [lo, hi)
+                    std::fill_n(cols, lo, T(0));
+                    if (sw == 1)
+                        std::copy(row + (std::ptrdiff_t(lo) + dj), row + (std::ptrdiff_t(hi) + dj), cols + lo);
+                    else
+                        for (std::size_t ox = lo; ox < hi; ++ox) cols[ox] = row[std::ptrdiff_t(ox) * sw + dj];
+                    std::fill(cols + hi, cols + g.ow, T(0));
                 }
             }
     }
@@ -146,18 +156,13 @@ void col2im_image_add(const T* cols, const ConvGeom& g, const Conv2dParams& p, s
         for (std::size_t i = 0; i < g.kh; ++i)
             for (std::size_t j = 0; j < g.kw; ++j) {
                 const std::ptrdiff_t di = std::ptrdiff_t(i) * dh - ph, dj = std::ptrdiff_t(j) * dw - pw;
+                std::size_t lo, hi;
+                valid_columns(dj, sw, W, g.ow, lo, hi);
                 for (std::size_t oy = 0; oy < g.oh; ++oy, cols += g.ow) {
                     const std::ptrdiff_t iy = std::ptrdiff_t(oy) * sh + di;
                     if (iy < 0 || iy >= H) continue;
                     T* row = xc + iy * W;
-                    if (sw == 1 && dj >= 0 && dj + std::ptrdiff_t(g.ow) <= W) {
-                        for (std::size_t ox = 0; ox < g.ow; ++ox) row[dj + std::ptrdiff_t(ox)] += cols[ox];
-                        continue;
-                    }
-                    for (std::size_t ox = 0; ox < g.ow; ++ox) {
-                        const std::ptrdiff_t ix = std::ptrdiff_t(ox) * sw + dj;
-                        if (ix >= 0 && ix < W) row[ix] += cols[ox];
-                    }
+                    for (std::size_t ox = lo; ox < hi; ++ox) row[std::ptrdiff_t(ox) * sw + dj] += cols[ox];
                 }
             }
     }
@@ -177,13 +182,96 @@ Tensor<T> mat(const T* p, std::size_t m, std::size_t n) {
     return Tensor<T>::view(const_cast<T*>(p), Shape{m, n}, std::pmr::get_default_resource());
 }
 
+// The three kernels, shared by the ops' forwards and their vjp_into (add: accumulate into out).
+// y = conv2d(x, w) (+ bias[o] on channel o when bias is given: the bias rows are written
+// first and the GEMM adds W·cols with β = 1, as Affine does).
+template <class T>
+void conv_forward(Tensor<T>& out, const Tensor<T>& x, const Tensor<T>& w, const T* bias, const Conv2dParams& p,
+                  std::string_view op) {
+    const ConvGeom g = conv_geom(op, x.shape(), w.shape(), p);
+    const std::size_t K = g.k(), P = g.p();
+    const bool pointwise = conv_is_pointwise(g, p);
+    T* cols = pointwise ? nullptr : conv_scratch<T>(K * P);
+    for (std::size_t n = 0; n < g.n; ++n)
+        for (std::size_t gi = 0; gi < g.g; ++gi) {
+            const T* xi = x.data() + (n * g.c + gi * g.cg) * g.h * g.w;
+            const T* c = xi;
+            if (!pointwise) {
+                im2col_image(xi, g, p, g.cg, cols);
+                c = cols;
+            }
+            T* yp = out.data() + (n * g.o + gi * g.og) * P;
+            if (bias)
+                for (std::size_t o = 0; o < g.og; ++o) std::fill_n(yp + o * P, P, bias[gi * g.og + o]);
+            Tensor<T> yi = mat(yp, g.og, P);
+            gemm(false, false, T(1), mat(w.data() + gi * g.og * K, g.og, K), mat(c, K, P), bias ? T(1) : T(0), yi);
+        }
+}
+// out (x's shape `in`) = (or +=) col2im(W_gᵀ · gy[n, g]) image by image.
+template <class T>
+void conv_input_grad(Tensor<T>& out, const Tensor<T>& gy, const Tensor<T>& w, const Shape& in,
+                     const Conv2dParams& p, bool add, std::string_view op) {
+    const ConvGeom g = conv_geom(op, in, w.shape(), p);
+    const std::size_t K = g.k(), P = g.p();
+    const bool pointwise = conv_is_pointwise(g, p);
+    T* cols = pointwise ? nullptr : conv_scratch<T>(K * P);
+    if (!pointwise && !add) out.fill(T(0));
+    for (std::size_t n = 0; n < g.n; ++n)
+        for (std::size_t gi = 0; gi < g.g; ++gi) {
+            T* xi = out.data() + (n * g.c + gi * g.cg) * g.h * g.w;
+            Tensor<T> c = mat(pointwise ? xi : cols, K, P);
+            gemm(true, false, T(1), mat(w.data() + gi * g.og * K, g.og, K),
+                 mat(gy.data() + (n * g.o + gi * g.og) * P, g.og, P), pointwise && add ? T(1) : T(0), c);
+            if (!pointwise) col2im_image_add(cols, g, p, g.cg, xi);
+        }
+}
+// out (`wshape`) = (or +=) Σₙ gy[n, g] · im2col(x[n, g])ᵀ: the first image's GEMM overwrites
+// (β = 0) unless adding, so that no pass clears out first.
+template <class T>
+void conv_weight_grad(Tensor<T>& out, const Tensor<T>& x, const Tensor<T>& gy, const Shape& wshape,
+                      const Conv2dParams& p, bool add, std::string_view op) {
+    const ConvGeom g = conv_geom(op, x.shape(), wshape, p);
+    const std::size_t K = g.k(), P = g.p();
+    const bool pointwise = conv_is_pointwise(g, p);
+    T* cols = pointwise ? nullptr : conv_scratch<T>(K * P);
+    if (g.n == 0 && !add) out.fill(T(0));
+    for (std::size_t n = 0; n < g.n; ++n)
+        for (std::size_t gi = 0; gi < g.g; ++gi) {
+            const T* xi = x.data() + (n * g.c + gi * g.cg) * g.h * g.w;
+            const T* c = xi;
+            if (!pointwise) {
+                im2col_image(xi, g, p, g.cg, cols);
+                c = cols;
+            }
+            Tensor<T> wg = mat(out.data() + gi * g.og * K, g.og, K);
+            gemm(false, true, T(1), mat(gy.data() + (n * g.o + gi * g.og) * P, g.og, P), mat(c, K, P),
+                 n == 0 && !add ? T(0) : T(1), wg);
+        }
+}
+// out (O elements) = (or +=) Σ over n and positions of gy[n, o]: the bias's adjoint.
+template <class T>
+void conv_bias_grad(Tensor<T>& out, const Tensor<T>& gy, bool add) {
+    const Shape s = gy.shape();
+    const std::size_t N = s[0], O = s[1], P = s[2] * s[3];
+    for (std::size_t o = 0; o < O; ++o) {
+        T acc = 0;
+        for (std::size_t n = 0; n < N; ++n) {
+            const T* r = gy.data() + (n * O + o) * P;
+            T part = 0;
+            for (std::size_t k = 0; k < P; ++k) part += r[k];
+            acc += part;
+        }
+        out[o] = add ? out[o] + acc : acc;
+    }
+}
+
 }  // namespace detail
 
 struct Conv2dInputGrad;
 struct Conv2dWeightGrad;
 
-// Y = conv2d(X, W) (no bias: conv2d() adds it).  dX = conv2d_input_grad(dY, W),
-// dW = conv2d_weight_grad(X, dY)  (see the top of this file).
+// Y = conv2d(X, W) (no bias: Conv2dBias below adds it in the same pass).
+// dX = conv2d_input_grad(dY, W), dW = conv2d_weight_grad(X, dY)  (see the top of this file).
 struct Conv2d {
     static constexpr std::string_view name = "conv2d";
     static constexpr std::size_t arity = 2;
@@ -197,27 +285,68 @@ struct Conv2d {
     }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& x, const Tensor<T>& w) const {
-        const detail::ConvGeom g = detail::conv_geom(name, x.shape(), w.shape(), p);
-        const std::size_t K = g.k(), P = g.p();
-        const bool pointwise = detail::conv_is_pointwise(g, p);
-        T* cols = pointwise ? nullptr : detail::conv_scratch<T>(K * P);
-        for (std::size_t n = 0; n < g.n; ++n)
-            for (std::size_t gi = 0; gi < g.g; ++gi) {
-                const T* xi = x.data() + (n * g.c + gi * g.cg) * g.h * g.w;
-                const T* c = xi;
-                if (!pointwise) {
-                    detail::im2col_image(xi, g, p, g.cg, cols);
-                    c = cols;
-                }
-                Tensor<T> yi = detail::mat(out.data() + (n * g.o + gi * g.og) * P, g.og, P);
-                gemm(false, false, T(1), detail::mat(w.data() + gi * g.og * K, g.og, K), detail::mat(c, K, P),
-                     T(0), yi);
-            }
+        detail::conv_forward<T>(out, x, w, nullptr, p, name);
     }
     template <class V>
     V vjp(In<0>, const V& g, const V&, const V& x, const V& w) const;
     template <class V>
     V vjp(In<1>, const V& g, const V&, const V& x, const V& w) const;
+    // The numeric sweep writes both adjoints in place (no temporary, no extra pass).
+    template <class T>
+    void vjp_into(In<0>, Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>&, const Tensor<T>& x,
+                  const Tensor<T>& w) const {
+        detail::conv_input_grad(dst, g, w, x.shape(), p, add, name);
+    }
+    template <class T>
+    void vjp_into(In<1>, Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>&, const Tensor<T>& x,
+                  const Tensor<T>& w) const {
+        detail::conv_weight_grad(dst, x, g, w.shape(), p, add, name);
+    }
+};
+
+// Y = conv2d(X, W) + b (b: O elements, added to every position of channel o), in one kernel.
+// dX and dW as conv2d's;  db = Σ_{n, y, x} dY[n, ·, y, x]  (sum_to 1×O×1×1, reshaped to O).
+struct Conv2dBias {
+    static constexpr std::string_view name = "conv2d_bias";
+    static constexpr std::size_t arity = 3;
+    static constexpr bool any_rank = true;
+    static constexpr Notation notation{"{0} ⋆ {1} + {2}", "conv2d({0}, {1}) + {2}", Prec::Sum};
+    Conv2dParams p;
+
+    Shape shape(Shape x, Shape w, Shape b) const {
+        const detail::ConvGeom g = detail::conv_geom("conv2d", x, w, p);
+        if (b.numel() != g.o)
+            fail("conv2d: bias {} has {} elements; weight {} has {} output channels", b, b.numel(), w, g.o);
+        return {g.n, g.o, g.oh, g.ow};
+    }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& x, const Tensor<T>& w, const Tensor<T>& b) const {
+        detail::conv_forward<T>(out, x, w, b.data(), p, "conv2d");
+    }
+    template <class V>
+    V vjp(In<0>, const V& g, const V& y, const V& x, const V& w, const V&) const {
+        return Conv2d{p}.vjp(In<0>{}, g, y, x, w);
+    }
+    template <class V>
+    V vjp(In<1>, const V& g, const V& y, const V& x, const V& w, const V&) const {
+        return Conv2d{p}.vjp(In<1>{}, g, y, x, w);
+    }
+    template <class V>
+    V vjp(In<2>, const V& g, const V&, const V&, const V&, const V& b) const {
+        const Shape s = g.shape();
+        return apply(Reshape{b.shape()}, apply(SumTo{Shape{1, s[1], 1, 1}}, g));
+    }
+    template <class T, std::size_t I>
+        requires(I < 2)
+    void vjp_into(In<I> in, Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>& y, const Tensor<T>& x,
+                  const Tensor<T>& w, const Tensor<T>&) const {
+        Conv2d{p}.vjp_into(in, dst, add, g, y, x, w);
+    }
+    template <class T>
+    void vjp_into(In<2>, Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>&, const Tensor<T>&,
+                  const Tensor<T>&, const Tensor<T>&) const {
+        detail::conv_bias_grad(dst, g, add);
+    }
 };
 
 // Z = conv2d_input_grad(G, W): the adjoint of conv2d's input, shaped like X (`in`).
@@ -239,19 +368,7 @@ struct Conv2dInputGrad {
     }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& gy, const Tensor<T>& w) const {
-        const detail::ConvGeom g = detail::conv_geom(name, in, w.shape(), p);
-        const std::size_t K = g.k(), P = g.p();
-        const bool pointwise = detail::conv_is_pointwise(g, p);
-        T* cols = pointwise ? nullptr : detail::conv_scratch<T>(K * P);
-        if (!pointwise) out.fill(T(0));
-        for (std::size_t n = 0; n < g.n; ++n)
-            for (std::size_t gi = 0; gi < g.g; ++gi) {
-                T* xi = out.data() + (n * g.c + gi * g.cg) * g.h * g.w;
-                Tensor<T> c = detail::mat(pointwise ? xi : cols, K, P);
-                gemm(true, false, T(1), detail::mat(w.data() + gi * g.og * K, g.og, K),
-                     detail::mat(gy.data() + (n * g.o + gi * g.og) * P, g.og, P), T(0), c);
-                if (!pointwise) detail::col2im_image_add(cols, g, p, g.cg, xi);
-            }
+        detail::conv_input_grad(out, gy, w, in, p, false, name);
     }
     template <class V>
     V vjp(In<0>, const V& dz, const V&, const V&, const V& w) const {
@@ -280,23 +397,7 @@ struct Conv2dWeightGrad {
     }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& x, const Tensor<T>& gy) const {
-        const detail::ConvGeom g = detail::conv_geom(name, x.shape(), wshape, p);
-        const std::size_t K = g.k(), P = g.p();
-        const bool pointwise = detail::conv_is_pointwise(g, p);
-        T* cols = pointwise ? nullptr : detail::conv_scratch<T>(K * P);
-        out.fill(T(0));
-        for (std::size_t n = 0; n < g.n; ++n)
-            for (std::size_t gi = 0; gi < g.g; ++gi) {
-                const T* xi = x.data() + (n * g.c + gi * g.cg) * g.h * g.w;
-                const T* c = xi;
-                if (!pointwise) {
-                    detail::im2col_image(xi, g, p, g.cg, cols);
-                    c = cols;
-                }
-                Tensor<T> wg = detail::mat(out.data() + gi * g.og * K, g.og, K);
-                gemm(false, true, T(1), detail::mat(gy.data() + (n * g.o + gi * g.og) * P, g.og, P),
-                     detail::mat(c, K, P), T(1), wg);
-            }
+        detail::conv_weight_grad(out, x, gy, wshape, p, false, name);
     }
     template <class V>
     V vjp(In<0>, const V& dz, const V&, const V& x, const V& gy) const {
@@ -401,12 +502,7 @@ template <Value V>
 V conv2d(const V& x, const V& w, const V& b, Conv2dParams p = {},
          SourceLocation loc = SourceLocation::current()) {
     CallSite at(loc);
-    const V y = apply(Conv2d{p}, x, w);
-    const std::size_t o = y.shape()[1];
-    if (b.shape().numel() != o)
-        fail("conv2d: bias {} has {} elements; weight {} has {} output channels", b.shape(),
-             b.shape().numel(), w.shape(), o);
-    return y + apply(Reshape{Shape{1, o, 1, 1}}, b);
+    return apply(Conv2dBias{p}, x, w, b);
 }
 template <Value V>
 V im2col(const V& x, std::array<std::size_t, 2> kernel, Conv2dParams p = {},

@@ -120,16 +120,63 @@ std::size_t pool_argmax(const T* x, const PoolGeom& g, std::size_t oy, std::size
     return best;  // every window holds at least one input element (padding ≤ k/2)
 }
 
+// each(o, a) for every window o (row-major over oy, ox) of plane x with a = pool_argmax(x, g, oy, ox).
+// Windows that lie inside the plane (no padding, no dilation: the usual 2×2 pool) take a
+// direct loop with the same tie and NaN rule; the others go through pool_argmax.
+template <class T, class F>
+void pool_argmax_plane(const T* x, const PoolGeom& g, F&& each) {
+    const bool plain = g.ph == 0 && g.pw == 0 && g.dh == 1 && g.dw == 1;
+    // the rows and columns of windows that lie wholly inside the plane
+    const std::size_t iy = plain ? std::min(g.oh, g.h >= g.kh ? (g.h - g.kh) / g.sh + 1 : 0) : 0;
+    const std::size_t ix = plain ? std::min(g.ow, g.w >= g.kw ? (g.w - g.kw) / g.sw + 1 : 0) : 0;
+    // Branch-free (the comparisons of real data are unpredictable): v replaces the maximum m
+    // when v > m or v is NaN, unless m is already NaN (the first NaN wins) — pool_argmax's rule.
+    auto inside = [&](std::size_t base) {
+        std::size_t best = base;
+        T m = x[best];
+        for (std::size_t i = 0; i < g.kh; ++i) {
+            const std::size_t r = base + i * g.w;
+            for (std::size_t j = 0; j < g.kw; ++j) {
+                const T v = x[r + j];
+                const bool take = !(v <= m) && m == m;
+                m = take ? v : m;
+                best = take ? r + j : best;
+            }
+        }
+        return best;
+    };
+    // The 2×2 window, unrolled (the CNNs' pool).
+    auto inside2 = [&](std::size_t base) {
+        const std::size_t at[4] = {base, base + 1, base + g.w, base + g.w + 1};
+        std::size_t best = at[0];
+        T m = x[best];
+        for (int k = 1; k < 4; ++k) {
+            const T v = x[at[k]];
+            const bool take = !(v <= m) && m == m;
+            m = take ? v : m;
+            best = take ? at[k] : best;
+        }
+        return best;
+    };
+    const bool two = g.kh == 2 && g.kw == 2;
+    for (std::size_t oy = 0; oy < g.oh; ++oy) {
+        std::size_t ox = 0;
+        if (oy < iy && two)
+            for (; ox < ix; ++ox) each(oy * g.ow + ox, inside2(oy * g.sh * g.w + ox * g.sw));
+        else if (oy < iy)
+            for (; ox < ix; ++ox) each(oy * g.ow + ox, inside(oy * g.sh * g.w + ox * g.sw));
+        for (; ox < g.ow; ++ox) each(oy * g.ow + ox, pool_argmax(x, g, oy, ox));
+    }
+}
+
 // out (y-shaped) = v at the argmax of x, window by window.
 template <class T>
 void pool_gather(T* out, const T* v, const T* x, const PoolGeom& g) {
     const std::size_t plane = g.h * g.w, oplane = g.oh * g.ow;
     for (std::size_t nc = 0; nc < g.n * g.c; ++nc) {
-        const T* xp = x + nc * plane;
         const T* vp = v + nc * plane;
         T* op = out + nc * oplane;
-        for (std::size_t oy = 0; oy < g.oh; ++oy)
-            for (std::size_t ox = 0; ox < g.ow; ++ox) op[oy * g.ow + ox] = vp[pool_argmax(xp, g, oy, ox)];
+        pool_argmax_plane(x + nc * plane, g, [&](std::size_t o, std::size_t a) { op[o] = vp[a]; });
     }
 }
 
@@ -201,9 +248,7 @@ struct MaxPool2dBackward {
             const T* xp = x.data() + nc * plane;
             const T* gp = gy.data() + nc * oplane;
             T* op = out.data() + nc * plane;
-            for (std::size_t oy = 0; oy < g.oh; ++oy)
-                for (std::size_t ox = 0; ox < g.ow; ++ox)
-                    op[detail::pool_argmax(xp, g, oy, ox)] += gp[oy * g.ow + ox];
+            detail::pool_argmax_plane(xp, g, [&](std::size_t o, std::size_t a) { op[a] += gp[o]; });
         }
     }
     template <class V>
