@@ -40,6 +40,7 @@
 #include <tapegrad/tapegrad.hpp>
 
 #include "alloc_count.hpp"
+#include "gpt_rows.hpp"  // gptdemo
 #include "data.hpp"
 #include "handwritten.hpp"
 #include "tapegrad_side.hpp"
@@ -85,6 +86,12 @@ struct Options {
     std::string profile;          // run one workload in a loop, for perf / callgrind
     double seconds = 5;
     int threads = 1;
+    // ---- gptdemo: the GPT rows (issue 13): --gpt-round runs one round of them alone and writes
+    // its figures to --json; --gpt FILE (repeatable) merges such rounds (the median of each key) ----
+    bool gpt_round = false;
+    int gpt_steps = 20;
+    std::vector<std::string> gpt;
+    // ---- end gptdemo ----
 };
 
 // ---- results -------------------------------------------------------------------------------
@@ -583,6 +590,10 @@ int run_profile(const Options& o) {
         return 0;
     }
     // ---- end conv ----
+    if (o.profile == "gpt") {  // gptdemo: char_gpt's training step (bench/gpt_rows.cpp)
+        std::printf("gpt: %.3f ms per step\n", bench::gpt::profile(o.seconds, o.threads));
+        return 0;
+    }
     const bool steps = o.profile.rfind("step-", 0) == 0;
     Dataset d = steps ? bench::load_fashion_mnist(o.data) : bench::synthetic_dataset(16 * kBatch, 784);
     Params init = bench::init_params(kSizes);
@@ -647,6 +658,34 @@ void write_json(const std::string& path, const Results& r) {
     if (!f) throw std::runtime_error("cannot write " + path);
 }
 
+// ---- gptdemo: one round of the GPT rows, alone in its process (bench/run alternates rounds of
+// this with rounds of scripts/pytorch_gpt.py --bench-steps); peak RSS is this process's. ----
+int run_gpt_round(const Options& o) {
+    Results r;
+    const int steps = o.quick ? std::min(o.gpt_steps, 10) : o.gpt_steps;
+    for (int th : {1, 2}) {
+        const bench::gpt::StepFigures f = bench::gpt::time_steps(th, steps);
+        if (!std::isfinite(f.loss)) throw std::runtime_error("gpt: the training loss is not finite");
+        r.set(fmt::format("gpt_step_ms_tapegrad_{}t", th), f.step_ms);
+        r.set(fmt::format("gpt_step_cpu_ms_tapegrad_{}t", th), f.step_cpu_ms);
+        r.set(th == 1 ? "gpt_allocs_per_step" : "gpt_allocs_per_step_2t",
+              f.allocs_per_step < 0 ? std::nullopt : std::optional<double>(f.allocs_per_step));
+    }
+    const bench::gpt::AttentionFigures a = bench::gpt::time_attention(1, o.quick ? 9 : 41);
+    r.set("attention_fwd_ms_tapegrad", a.fwd_ms);
+    r.set("attention_bwd_ms_tapegrad", a.bwd_ms);
+    struct rusage ru {};
+    getrusage(RUSAGE_SELF, &ru);
+    r.set("gpt_peak_rss_mb_tapegrad", double(ru.ru_maxrss) / 1024.0);
+    fmt::print("gpt round: step {:.2f} ms (1 thread), {:.2f} ms (2 threads); attention fwd {:.3f} ms, bwd {:.3f} ms; "
+               "{} allocations per step\n",
+               *r.get("gpt_step_ms_tapegrad_1t"), *r.get("gpt_step_ms_tapegrad_2t"), a.fwd_ms, a.bwd_ms,
+               fmt_opt(r.get("gpt_allocs_per_step"), "{:.1f}"));
+    if (!o.json.empty()) write_json(o.json, r);
+    return 0;
+}
+// ---- end gptdemo ----
+
 }  // namespace
 
 int run(int argc, char** argv);
@@ -684,6 +723,9 @@ int run(int argc, char** argv) {
         else if (a == "--profile") o.profile = value();
         else if (a == "--seconds") o.seconds = std::stod(value());
         else if (a == "--threads") o.threads = std::stoi(value());
+        else if (a == "--gpt-round") o.gpt_round = true;              // gptdemo
+        else if (a == "--gpt-steps") o.gpt_steps = std::stoi(value());  // gptdemo
+        else if (a == "--gpt") o.gpt.push_back(value());               // gptdemo
         else {
             std::fprintf(stderr,
                          "usage: tapegrad_bench [--quick] [--json FILE] [--markdown FILE] [--data DIR] [--check-steps N] "
@@ -694,6 +736,7 @@ int run(int argc, char** argv) {
     }
     if (!o.child.empty()) return run_child(o);
     if (!o.profile.empty()) return run_profile(o);
+    if (o.gpt_round) return run_gpt_round(o);  // gptdemo
 
     const bool q = o.quick;
     if (o.check_steps == 0) o.check_steps = q ? 30 : 100;

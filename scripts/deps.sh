@@ -5,6 +5,7 @@ TAPEGRAD_PACKAGES=(cmake g++ make pkg-config
   libboost-container-dev libfmt-dev doctest-dev libopenblas-dev zlib1g-dev
   openmpi-bin libopenmpi-dev
   dataset-fashion-mnist graphviz)
+TAPEGRAD_PACKAGES+=(fortunes)  # gptdemo: the text of examples/char_gpt (/usr/share/games/fortunes)
 missing=()
 for p in "${TAPEGRAD_PACKAGES[@]}" ${TAPEGRAD_EXTRA_PACKAGES:-}; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
