@@ -912,6 +912,39 @@ int run(int argc, char** argv) {
                fmt_opt(r.get("epoch_s_mlp_1proc_2t")));
     // ---- end dist ----
 
+    // ---- gptdemo: the GPT rows (issue 13), from the rounds bench/run ran (--gpt FILE each): the
+    // median of each figure over the rounds; null when no round ran ----
+    for (const char* k : {"gpt_step_ms_tapegrad_1t", "gpt_step_ms_pytorch_1t", "gpt_step_ms_tapegrad_2t",
+                          "gpt_step_ms_pytorch_2t", "gpt_step_cpu_ms_tapegrad_1t", "gpt_step_cpu_ms_pytorch_1t",
+                          "gpt_step_cpu_ms_tapegrad_2t", "gpt_step_cpu_ms_pytorch_2t", "gpt_val_loss_2000_tapegrad",
+                          "gpt_val_loss_2000_pytorch", "attention_fwd_ms_tapegrad", "attention_bwd_ms_tapegrad",
+                          "gpt_peak_rss_mb_tapegrad", "gpt_peak_rss_mb_pytorch", "gpt_allocs_per_step"})
+        r.set(k, std::nullopt);
+    {
+        std::map<std::string, std::vector<double>> rounds;
+        for (const auto& path : o.gpt) {
+            std::ifstream f(path);
+            std::stringstream ss;
+            ss << f.rdbuf();
+            FlatJson j;
+            if (!f || !parse_flat_json(ss.str(), j)) {
+                fmt::print(stderr, "tapegrad_bench: cannot read GPT results {}\n", path);
+                continue;
+            }
+            for (const auto& [k, v] : j.numbers)
+                if (v && (k.rfind("gpt_", 0) == 0 || k.rfind("attention_", 0) == 0)) rounds[k].push_back(*v);
+        }
+        for (const auto& [k, v] : rounds) r.set(k, median(v));
+        for (const char* th : {"1t", "2t"}) {
+            r.set(fmt::format("ratio_gpt_step_{}", th), ratio(r.get(fmt::format("gpt_step_ms_tapegrad_{}", th)),
+                                                              r.get(fmt::format("gpt_step_ms_pytorch_{}", th))));
+            r.set(fmt::format("ratio_gpt_step_cpu_{}", th),
+                  ratio(r.get(fmt::format("gpt_step_cpu_ms_tapegrad_{}", th)),
+                        r.get(fmt::format("gpt_step_cpu_ms_pytorch_{}", th))));
+        }
+    }
+    // ---- end gptdemo ----
+
     // ---- table ----
     auto g = [&](const char* k) { return r.get(k); };
     const auto rs1 = ratio(g("mlp_step_ms_tapegrad_1t"), g("mlp_step_ms_handwritten_1t"));
@@ -1062,6 +1095,28 @@ int run(int argc, char** argv) {
             fmt::format("= 0: {}", verdict(g("cnn_allocs_per_step"), 0)));
     }
     // ---- end conv ----
+    // ---- gptdemo: the GPT rows (columns: tapegrad, PyTorch) ----
+    for (const char* th : {"1t", "2t"}) {
+        const std::string n = fmt::format("GPT step, {} (ms)", th[0] == '1' ? "1 thread" : "2 threads");
+        const auto rt = g(fmt::format("ratio_gpt_step_{}", th).c_str());
+        row(n.c_str(), none, g(fmt::format("gpt_step_ms_tapegrad_{}", th).c_str()), none,
+            g(fmt::format("gpt_step_ms_pytorch_{}", th).c_str()), none, "{:.2f}",
+            fmt::format("tg/PyTorch {}, ≤1×: {}", fmt_opt(rt, "{:.3f}×"), verdict(rt, 1.0)));
+        const auto rc = g(fmt::format("ratio_gpt_step_cpu_{}", th).c_str());
+        row("  same, process CPU time (ms)", none, g(fmt::format("gpt_step_cpu_ms_tapegrad_{}", th).c_str()), none,
+            g(fmt::format("gpt_step_cpu_ms_pytorch_{}", th).c_str()), none, "{:.2f}",
+            fmt::format("tg/PyTorch {}", fmt_opt(rc, "{:.3f}×")));
+    }
+    row("causal attention (12, 4, 64, 32) forward (ms)", none, g("attention_fwd_ms_tapegrad"), none, none, none,
+        "{:.3f}", "");
+    row("  same, backward (ms)", none, g("attention_bwd_ms_tapegrad"), none, none, none, "{:.3f}", "");
+    row("GPT training, peak RSS (MiB)", none, g("gpt_peak_rss_mb_tapegrad"), none, g("gpt_peak_rss_mb_pytorch"), none,
+        "{:.1f}", "");
+    row("GPT heap allocations per step", none, g("gpt_allocs_per_step"), none, none, none, "{:.1f}",
+        fmt::format("= 0: {}", verdict(g("gpt_allocs_per_step"), 0)));
+    row("GPT validation loss after 2000 steps", none, g("gpt_val_loss_2000_tapegrad"), none,
+        g("gpt_val_loss_2000_pytorch"), none, "{:.4f}", "(bench/run --long)");
+    // ---- end gptdemo ----
     fmt::print("\nlosses over the first {} steps: max |tapegrad − hand-written| = {:.3g}, "
                "max |tapegrad − PyTorch| = {}, max |tapegrad − libtorch| = {}\n",
                o.check_steps, lc.max_diff, fmt_opt(g("loss_max_abs_diff_pytorch"), "{:.3g}"),

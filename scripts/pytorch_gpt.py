@@ -180,7 +180,7 @@ def main():
         opt.step()
         return loss.item()
 
-    out = {'threads': a.threads, 'parameters': params, 'torch': torch.__version__}
+    out = {'threads': a.threads, 'parameters': params}
     if a.bench_steps:
         for _ in range(5):
             step()
@@ -196,6 +196,10 @@ def main():
         out['gpt_step_ms'] = 1e3 * times[len(times) // 2]
         out['gpt_step_ms_min'] = 1e3 * times[0]
         out['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        # the keys of bench/run --json (tapegrad_bench --gpt merges them)
+        out[f'gpt_step_ms_pytorch_{a.threads}t'] = out['gpt_step_ms']
+        out[f'gpt_step_cpu_ms_pytorch_{a.threads}t'] = out['gpt_step_cpu_ms']
+        out['gpt_peak_rss_mb_pytorch'] = out['peak_rss_mb']
         print(f'PyTorch {torch.__version__} GPT step, {a.threads} thread(s): median {out["gpt_step_ms"]:.1f} ms '
               f'(min {out["gpt_step_ms_min"]:.1f}; CPU {out["gpt_step_cpu_ms"]:.1f}) over {a.bench_steps} steps; peak RSS {out["peak_rss_mb"]:.0f} MB')
     else:
@@ -213,11 +217,12 @@ def main():
                 val_losses[it] = v
                 print(f'step {it:5}  val loss {v:.4f} ({a.eval_batches} batches)  '
                       f'{1e3 * train_s / it:.1f} ms/step', flush=True)
-        out['val_loss_estimates'] = val_losses
+        out.update({f'val_loss_{it}': v for it, v in val_losses.items()})
         out['ms_per_step'] = 1e3 * train_s / max(a.iters, 1)
         if a.full_val:
             v, windows = full_validation()
             out['val_loss_full'] = v
+            out[f'gpt_val_loss_{a.iters}_pytorch'] = v
             print(f'validation loss over all {windows} windows of {a.block} characters: {v:.4f}')
         out['peak_rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if a.json:
