@@ -34,7 +34,6 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
-#include <map>
 #include <span>
 #include <optional>
 #include <string>
@@ -386,33 +385,6 @@ std::vector<Row> load_rows(const nn::Archive& a) {
     return rows;
 }
 
-// Checkpoint format version 1 stores every array as rows × cols, so a rank-1 parameter (a
-// LayerNorm weight, a bias) of shape (n) comes back as (1×n). Until checkpoints carry ranks
-// (issue 11), the loaded entries of parameters and optimiser state get the model's shapes back
-// (same element count only; anything else is left for restore_checkpoint to reject).
-template <class T>
-nn::Archive with_model_shapes(const nn::Archive& a, const std::vector<nn::Parameter<T>*>& params, nn::Optimizer<T>& opt) {
-    std::map<std::string, tg::Shape> want;
-    for (const nn::Parameter<T>* p : params) want.emplace("param/" + p->name, p->shape());
-    for (const auto& st : opt.state()) want.emplace("optimizer/" + st.name, st.tensor->shape());
-    nn::Archive b;
-    for (const auto& [name, e] : a.entries()) {
-        tg::Shape s = e.shape;
-        if (auto it = want.find(name); it != want.end() && it->second.size() == s.size()) s = it->second;
-        auto* data = const_cast<std::uint8_t*>(e.data.data());
-        auto* res = std::pmr::get_default_resource();
-        switch (e.kind) {
-            case nn::Archive::Kind::f32: b.put(name, tg::Tensor<float>::view(reinterpret_cast<float*>(data), s, res)); break;
-            case nn::Archive::Kind::f64: b.put(name, tg::Tensor<double>::view(reinterpret_cast<double*>(data), s, res)); break;
-            case nn::Archive::Kind::u64:
-                b.put_u64(name, std::span<const std::uint64_t>(reinterpret_cast<const std::uint64_t*>(data), e.shape.size()));
-                break;
-            case nn::Archive::Kind::bytes: b.put_string(name, a.get_string(name)); break;
-        }
-    }
-    return b;
-}
-
 std::string vocab_utf8(const std::vector<char32_t>& vocab) {
     std::string s;
     for (char32_t c : vocab) encode_utf8(c, s);
@@ -505,7 +477,7 @@ int run(const Options& o) {
         const nn::Archive a = nn::Archive::load(o.resume);
         if (!a.contains("char_gpt/vocab") || a.get_string("char_gpt/vocab") != vocab_utf8(c.vocab))
             tg::fail("{}: checkpoint was trained on another vocabulary", o.resume);
-        nn::restore_checkpoint<T>(with_model_shapes<T>(a, params, opt), params, &opt, st);
+        nn::restore_checkpoint<T>(a, params, &opt, st);
         rows = load_rows(a);
         fmt::print("resumed from {} at step {}\n", o.resume, st.step);
     }
