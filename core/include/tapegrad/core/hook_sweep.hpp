@@ -1,5 +1,5 @@
-// The reverse sweep with hooks (hooks.hpp): the two loops of Tape::sweep, with the hook calls
-// added, taken only when some hook is registered so that the plain loops stay as they were.
+// The reverse sweep with hooks (hooks.hpp): Tape::sweep_loops<true>, the plain sweep's loops with
+// the hook calls compiled in, taken only when some hook is registered.
 // Included at the end of tape.hpp.
 #pragma once
 
@@ -136,50 +136,7 @@ void Tape<T>::sweep_hooked(std::uint32_t root, Tensor<T>&& seed, BackwardOptions
             const_cast<GradBuffer<T>*>(b)->run_post_hooks();
         }
     };
-    if (!opt.create_graph) {
-        nodes_[root].adj = std::move(seed);
-        for (std::uint32_t i = root + 1; i-- > opt.first_node;) {
-            if (nodes_[i].adj.empty() || !nodes_[i].requires_grad) continue;
-            if (nodes_[i].extra != nullptr && nodes_[i].extra->hooked) run_var_hooks(i, false);
-            Node<T>& n = nodes_[i];  // (after the hooks: they may record nodes)
-            if (n.op) {
-                sweeping_ = i;
-                n.op->vjp_numeric(*this, i);
-            } else if (n.kind == LeafKind::External) {
-                if (!n.adj_in_sink) {
-                    n.extra->sink->resize(n.value.shape());
-                    n.extra->sink->add(n.adj);
-                }
-                run_post_hooks(i, pending, fired);
-            }
-        }
-        finish();
-        return;
-    }
-
-    Var<T> s = constant(seed);
-    nodes_[root].adj_var = s.id_;
-    for (std::uint32_t i = root + 1; i-- > opt.first_node;) {
-        if (nodes_[i].adj_var == kNoNode || !nodes_[i].requires_grad) continue;
-        if (nodes_[i].extra != nullptr && nodes_[i].extra->hooked) run_var_hooks(i, true);
-        Node<T>& n = nodes_[i];  // (after the hooks: they may record nodes)
-        if (n.op) {
-            sweeping_ = i;
-            n.op->vjp_recorded(*this, i);
-        } else if (n.kind == LeafKind::External) {
-            // Complete here, as in the numeric sweep: every consumer of the leaf is later on the
-            // tape. Its value goes into the buffer now, so its hooks run while the sweep goes on.
-            n.adj = nodes_[n.adj_var].value.clone(&arena_);
-            n.extra->sink->resize(n.value.shape());
-            n.extra->sink->add(n.adj);
-            run_post_hooks(i, pending, fired);
-        }
-    }
-    for (std::uint32_t i = opt.first_node; i <= root; ++i) {
-        Node<T>& n = nodes_[i];
-        if (n.adj_var == kNoNode || !n.requires_grad || n.kind == LeafKind::External) continue;
-        n.adj = nodes_[n.adj_var].value.clone(&arena_);
-    }
+    sweep_loops<true>(root, std::move(seed), opt, &pending, &fired);
     finish();
 }
 

@@ -768,6 +768,11 @@ private:
     // The sweep when hooks are registered (hook_sweep.hpp): the plain loops stay hook-free.
     bool hooks_present(std::uint32_t root) const noexcept;
     [[gnu::cold, gnu::noinline]] void sweep_hooked(std::uint32_t root, Tensor<T>&& seed, BackwardOptions opt);
+    // The two readings' loops, once: Hooked adds the hook calls (compiled out of the plain sweep).
+    using BufferList = std::vector<const GradBuffer<T>*>;
+    template <bool Hooked>
+    void sweep_loops(std::uint32_t root, Tensor<T>&& seed, BackwardOptions opt, BufferList* pending,
+                     BufferList* fired);
     [[gnu::cold, gnu::noinline]] void run_var_hooks(std::uint32_t id, bool recorded);
     [[gnu::cold, gnu::noinline]] void run_post_hooks(std::uint32_t leaf, std::vector<const GradBuffer<T>*>& pending,
                                                      std::vector<const GradBuffer<T>*>& fired);
@@ -926,17 +931,32 @@ void Tape<T>::sweep(std::uint32_t root, Tensor<T>&& seed, BackwardOptions opt) {
         return;
     }
 
+    sweep_loops<false>(root, std::move(seed), opt, nullptr, nullptr);
+}
+
+// The reverse loops of both readings. Hooked (hook_sweep.hpp) runs a node's variable hooks when
+// its adjoint is complete, before its VJP, and a parameter buffer's post-accumulate hooks when
+// the sweep passes its leaf; without hooks, those lines are not compiled.
+template <class T>
+template <bool Hooked>
+void Tape<T>::sweep_loops(std::uint32_t root, Tensor<T>&& seed, BackwardOptions opt, BufferList* pending,
+                          BufferList* fired) {
     if (!opt.create_graph) {
         nodes_[root].adj = std::move(seed);
         for (std::uint32_t i = root + 1; i-- > opt.first_node;) {
-            Node<T>& n = nodes_[i];
-            if (n.adj.empty() || !n.requires_grad) continue;
+            if (nodes_[i].adj.empty() || !nodes_[i].requires_grad) continue;
+            if constexpr (Hooked)
+                if (nodes_[i].extra != nullptr && nodes_[i].extra->hooked) run_var_hooks(i, false);
+            Node<T>& n = nodes_[i];  // (after the hooks: they may record nodes)
             if (n.op) {
                 sweeping_ = i;
                 n.op->vjp_numeric(*this, i);
-            } else if (n.kind == LeafKind::External && !n.adj_in_sink) {  // (in the sink: already there)
-                n.extra->sink->resize(n.value.shape());
-                n.extra->sink->add(n.adj);
+            } else if (n.kind == LeafKind::External) {
+                if (!n.adj_in_sink) {  // (in the sink: already there)
+                    n.extra->sink->resize(n.value.shape());
+                    n.extra->sink->add(n.adj);
+                }
+                if constexpr (Hooked) run_post_hooks(i, *pending, *fired);
             }
         }
         return;
@@ -947,14 +967,27 @@ void Tape<T>::sweep(std::uint32_t root, Tensor<T>&& seed, BackwardOptions opt) {
     nodes_[root].adj_var = s.id_;
     for (std::uint32_t i = root + 1; i-- > opt.first_node;) {
         if (nodes_[i].adj_var == kNoNode || !nodes_[i].requires_grad) continue;
-        if (nodes_[i].op) {
+        if constexpr (Hooked)
+            if (nodes_[i].extra != nullptr && nodes_[i].extra->hooked) run_var_hooks(i, true);
+        Node<T>& n = nodes_[i];  // (after the hooks: they may record nodes)
+        if (n.op) {
             sweeping_ = i;
-            nodes_[i].op->vjp_recorded(*this, i);
+            n.op->vjp_recorded(*this, i);
+        } else if constexpr (Hooked) {
+            // With hooks, a parameter leaf completes here: every consumer of it is later on the
+            // tape. Its value goes into the buffer now, so its hooks run while the sweep goes on.
+            if (n.kind == LeafKind::External) {
+                n.adj = nodes_[n.adj_var].value.clone(&arena_);
+                n.extra->sink->resize(n.value.shape());
+                n.extra->sink->add(n.adj);
+                run_post_hooks(i, *pending, *fired);
+            }
         }
     }
     for (std::uint32_t i = opt.first_node; i <= root; ++i) {
         Node<T>& n = nodes_[i];
         if (n.adj_var == kNoNode || !n.requires_grad) continue;
+        if (Hooked && n.kind == LeafKind::External) continue;  // (completed in the loop above)
         n.adj = nodes_[n.adj_var].value.clone(&arena_);
         if (n.kind == LeafKind::External) {
             n.extra->sink->resize(n.value.shape());
