@@ -97,6 +97,31 @@ def load_data(d):
         return x, y, False
 
 
+def train_step(F, model, opt, x, y):
+    """One optimiser step on cross-entropy: the step every PyTorch row times."""
+    opt.zero_grad()
+    loss = F.cross_entropy(model(x), y)
+    loss.backward()
+    opt.step()
+    return loss.item()
+
+
+def median_step_ms(step, batches, warmup, reps, budget_s=None, min_reps=0):
+    """Median wall time (ms) of single steps over the pre-converted batches, after `warmup` steps;
+    with a budget, stops after `min_reps` steps once `budget_s` seconds have passed."""
+    for k in range(warmup):
+        step(*batches[k % len(batches)])
+    times = []
+    budget_end = None if budget_s is None else time.perf_counter() + budget_s
+    for k in range(reps):
+        t0 = time.perf_counter()
+        step(*batches[k % len(batches)])
+        times.append((time.perf_counter() - t0) * 1e3)
+        if budget_end is not None and k >= min_reps and time.perf_counter() > budget_end:
+            break
+    return statistics.median(times)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=1)
@@ -139,11 +164,7 @@ def main():
         return model, torch.optim.SGD(model.parameters(), lr=LR)
 
     def step(model, opt, x, y):
-        opt.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss.item()
+        return train_step(F, model, opt, x, y)
 
     # ---- conv: issue 12's rows, in a process of their own (its peak RSS is the CNN's) ----
     if a.cnn:
@@ -162,19 +183,10 @@ def main():
     # MLP step: pre-converted batches, warm-up, then the median of single steps.
     model, opt = make_model()
     batches = [batch(k * BATCH, BATCH) for k in range(16)]
-    for k in range(5 if a.quick else 10):
-        step(model, opt, *batches[k % 16])
     # At most ~10 s (2 busy-waiting pools on a loaded 2-core machine can take 70 ms a step).
-    times = []
-    budget_end = time.perf_counter() + (2.0 if a.quick else 10.0)
-    for k in range(80 if a.quick else 200):
-        x, y = batches[k % 16]
-        t0 = time.perf_counter()
-        step(model, opt, x, y)
-        times.append((time.perf_counter() - t0) * 1e3)
-        if k >= (10 if a.quick else 20) and time.perf_counter() > budget_end:
-            break
-    out["mlp_step_ms_pytorch" + suffix] = statistics.median(times)
+    out["mlp_step_ms_pytorch" + suffix] = median_step_ms(
+        lambda x, y: step(model, opt, x, y), batches, warmup=5 if a.quick else 10,
+        reps=80 if a.quick else 200, budget_s=2.0 if a.quick else 10.0, min_reps=10 if a.quick else 20)
 
     if not a.steps_only and not a.quick:
         # One epoch, in order, batch conversion included.
@@ -272,11 +284,7 @@ def cnn_rows(torch, F, a, suffix, images, labels):
         return model, torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def step(model, opt, x, y):
-        opt.zero_grad()
-        loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-        return loss.item()
+        return train_step(F, model, opt, x, y)
 
     if a.threads == 1 and not a.tag:
         # Peak RSS as bench_main's cnn child: training steps, then 10,000 images in batches of 1000.
@@ -292,14 +300,9 @@ def cnn_rows(torch, F, a, suffix, images, labels):
     batches = [batch(k * BATCH, BATCH) for k in range(16)]
     for kind in ("cnn", "lenet"):
         model, opt = make(kind)
-        for k in range(3):
-            step(model, opt, *batches[k])
-        times = []
-        for k in range((30 if kind == "cnn" else 100) // (3 if a.quick else 1)):
-            t0 = time.perf_counter()
-            step(model, opt, *batches[k % 16])
-            times.append((time.perf_counter() - t0) * 1e3)
-        out[f"{kind}_step_ms_pytorch" + suffix] = statistics.median(times)
+        out[f"{kind}_step_ms_pytorch" + suffix] = median_step_ms(
+            lambda x, y: step(model, opt, x, y), batches, warmup=3,
+            reps=(30 if kind == "cnn" else 100) // (3 if a.quick else 1))
 
     if not a.tag:
         # Epoch in order, batch conversion included (--quick: 40 steps, scaled), as bench_main.
