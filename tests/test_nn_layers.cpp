@@ -203,7 +203,7 @@ TEST_CASE("a folded-bias Linear keeps a smaller batch's nodes intact when a larg
     int ones_columns = 0;
     for (std::uint32_t id = first; id < after_small; ++id) {
         const auto& node = tape.node(id);
-        if (node.op || node.kind != tg::LeafKind::Constant) continue;
+        if (node.op || node.kind != tg::NodeKind::Constant) continue;
         ++ones_columns;
         REQUIRE(node.value.shape() == tg::Shape{2, 1});
         for (std::size_t i = 0; i < node.value.size(); ++i) CHECK(node.value[i] == 1.0);

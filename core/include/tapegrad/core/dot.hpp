@@ -76,10 +76,10 @@ std::string to_dot(const Tape<T>& tape, DotOptions opt = {}) {
         if (node.op) {
             kind = node.op->name();
             style = node.name().empty() ? "shape=box" : "shape=box, style=bold";
-        } else if (node.kind == LeafKind::Constant) {
+        } else if (node.kind == NodeKind::Constant) {
             kind = "constant";
             style = "shape=ellipse";
-        } else if (node.kind == LeafKind::External) {
+        } else if (node.kind == NodeKind::External) {
             kind = "parameter";
             style = "shape=ellipse, style=filled, fillcolor=\"#cfe2f3\"";
         } else {

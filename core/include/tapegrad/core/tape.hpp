@@ -38,271 +38,11 @@
 #include <tapegrad/core/site.hpp>
 #include <tapegrad/core/sym.hpp>
 #include <tapegrad/core/tensor.hpp>
+#include <tapegrad/core/node.hpp>
+#include <tapegrad/core/op_model.hpp>
+#include <tapegrad/core/var.hpp>
 
 namespace tapegrad {
-
-template <class T>
-class Tape;
-
-inline constexpr std::uint32_t kNoNode = 0xffffffffu;
-
-namespace detail {
-// A generation no tape of this process has had: one process-wide counter (never 0), drawn by
-// each Tape construction and each reset(). A Var's (tape address, generation) therefore names
-// one recording: a tape declared in a loop body has the same address every iteration, but not
-// the same generation, so a Var kept from the previous iteration is refused. (The counter is
-// 32-bit: a stale Var could pass only after 2³² further tape constructions and resets, and
-// then only on a tape at its old address.)
-std::uint32_t next_tape_generation() noexcept;
-}  // namespace detail
-
-// A handle to a node: (tape, index, generation). Cheap to copy. Using it after its tape was
-// reset, or together with a Var of another tape (including a tape since destroyed whose
-// address a new tape took), raises Error.
-template <class T>
-class Var {
-public:
-    using value_type = T;
-    Var() = default;
-
-    Tape<T>& tape() const;           // the owning tape, after checking the handle is live
-    std::uint32_t id() const noexcept { return id_; }
-    Tape<T>* tape_ptr() const noexcept { return tape_; }  // unchecked; may be null
-    bool valid() const noexcept;     // false when default-constructed or its tape was reset
-    Shape shape() const;
-    std::size_t rows() const { return shape().rows(); }
-    std::size_t cols() const { return shape().cols(); }
-    const Tensor<T>& value() const;  // the forward value (owned by the tape's arena)
-    T item() const { return value().item(); }
-    // Names the node (used by explain() and to_dot()); returns the same Var.
-    Var named(std::string_view name) const;
-
-private:
-    friend class Tape<T>;
-    Var(Tape<T>* t, std::uint32_t id, std::uint32_t gen) : tape_(t), id_(id), gen_(gen) {}
-    Tape<T>* tape_ = nullptr;
-    std::uint32_t id_ = 0;
-    std::uint32_t gen_ = 0;
-};
-
-struct SymSweep;
-
-// The type-erased face of an op declaration, stored by every non-leaf node.
-template <class T>
-class OpRule {
-public:
-    virtual std::string_view name() const noexcept = 0;
-    virtual std::size_t arity() const noexcept = 0;
-    virtual bool differentiable(std::size_t input) const noexcept = 0;
-    // Reverse step of node `id` in each reading.
-    virtual void vjp_numeric(Tape<T>& tape, std::uint32_t id) const = 0;
-    virtual void vjp_recorded(Tape<T>& tape, std::uint32_t id) const = 0;
-    virtual void vjp_symbolic(const Tape<T>& tape, std::uint32_t id, SymSweep& s) const = 0;
-    virtual Sym forward_symbolic(const Tape<T>& tape, std::uint32_t id, const SymSweep& s) const = 0;
-
-protected:
-    ~OpRule() = default;  // rules live in the arena or as statics; never deleted through a base
-};
-
-// State of a symbolic sweep (explain()): each node's expression and adjoint expression.
-struct SymSweep {
-    std::vector<Sym> value;
-    std::vector<std::optional<Sym>> adj;
-    // Whether a node depends on the explained variable: only those adjoints are needed.
-    std::vector<bool> on_path;
-    void accumulate(std::uint32_t id, Sym contrib) {
-        contrib = reduce_to(contrib, value[id].shape());
-        if (!adj[id])
-            adj[id] = std::move(contrib);
-        else
-            adj[id] = apply(Add{}, *adj[id], contrib);
-    }
-};
-
-enum class LeafKind : unsigned char { Op, Constant, Variable, External };
-
-// A node's input ids, stored inline: an op takes at most kMaxArity operands.
-inline constexpr std::size_t kMaxArity = 6;
-using NodeInputs = boost::container::static_vector<std::uint32_t, kMaxArity>;
-
-// What only some nodes have — a name (named nodes), a gradient buffer (External leaves) — kept
-// out of Node, in the tape's arena, so that the node array stays small (120 B per node).
-template <class T>
-struct NodeExtra {
-    std::string_view name;            // arena-owned copy of the user's name
-    GradBuffer<T>* sink = nullptr;    // External leaves: adjoints accumulate here across tapes
-    std::uint64_t sink_version = 0;   // adj_in_sink: the sink's version after our last write
-    std::uint64_t value_version = 0;  // External leaves: sink->value_version() when recorded
-    bool hooked = false;              // register_hook() was called on this node (hooks.hpp)
-};
-
-template <class T>
-struct Node {
-    Node() = default;
-    // Constructed in place with its final values (not zeroed, then assigned: that costs a
-    // rep-stos of the whole node per op).
-    Node(const OpRule<T>* rule, Tensor<T>&& v, LeafKind k, bool rg) noexcept
-        : op(rule), value(std::move(v)), kind(k), requires_grad(rg) {}
-
-    const OpRule<T>* op = nullptr;  // null for leaves
-    NodeInputs in;                  // input node ids
-    Tensor<T> value;
-    Tensor<T> adj;                  // empty until the sweep reaches the node
-    NodeExtra<T>* extra = nullptr;  // name and gradient buffer, when the node has either
-    std::uint32_t adj_var = kNoNode;  // recorded reading: the node holding this node's adjoint
-    LeafKind kind = LeafKind::Op;
-    bool requires_grad = false;
-    bool sink_direct = false;       // External: may write its adjoint straight into grad_sink
-    bool adj_in_sink = false;       // adj is grad_sink's storage (it was cleared before)
-
-    std::string_view name() const noexcept { return extra ? extra->name : std::string_view{}; }
-    GradBuffer<T>* grad_sink() const noexcept { return extra ? extra->sink : nullptr; }
-};
-
-// The node array grows by moving nodes: a copy would deep-copy their tensors to the heap.
-static_assert(std::is_nothrow_move_constructible_v<Node<float>>);
-// Extras live in the arena, which never runs destructors.
-static_assert(std::is_trivially_destructible_v<NodeExtra<float>>);
-
-struct BackwardOptions {
-    // Record the backward pass on the tape (the recorded reading), so that gradients are Vars
-    // that can be differentiated again: grad_var(x).
-    bool create_graph = false;
-    // Nodes recorded before this one are not swept: they may receive adjoints from later nodes but
-    // pass nothing on (no VJP of theirs runs, no GradBuffer of theirs is written). For sweeps that
-    // need only the adjoints of nodes from here on (functional.hpp: the gradient with respect to a
-    // node recorded late), the rest of the tape is skipped. 0: the whole tape.
-    std::uint32_t first_node = 0;
-};
-
-struct ExplainOptions {
-    bool ascii = false;   // plain-ASCII notation (dE/dW0, W1^T, *) instead of Unicode
-    bool shapes = false;  // append each adjoint's shape
-    // Named nodes whose adjoints get a line of their own (and are referred to as ∂E/∂name
-    // below it). Empty: every named node on the way. Other named nodes still appear by name
-    // in values (σ′(A0)), but their adjoints are written out inline.
-    std::vector<std::string_view> via{};
-    // Names for adjoints, as the documents write them: {{"z2", "δ2"}} prints ∂E/∂z2 as δ2.
-    std::vector<std::pair<std::string_view, std::string_view>> adjoint_names{};
-};
-
-namespace detail {
-
-template <class Op, class T>
-class OpModel final : public OpRule<T> {
-public:
-    explicit OpModel(const Op& op) : op_(op) {}
-    std::string_view name() const noexcept override { return Op::name; }
-    std::size_t arity() const noexcept override { return Op::arity; }
-    bool differentiable(std::size_t i) const noexcept override {
-        return diff_mask(std::make_index_sequence<Op::arity>{})[i];
-    }
-    void vjp_numeric(Tape<T>& tape, std::uint32_t id) const override {
-        numeric(tape, id, std::make_index_sequence<Op::arity>{});
-    }
-    void vjp_recorded(Tape<T>& tape, std::uint32_t id) const override {
-        recorded(tape, id, std::make_index_sequence<Op::arity>{});
-    }
-    void vjp_symbolic(const Tape<T>& tape, std::uint32_t id, SymSweep& s) const override {
-        symbolic(tape, id, s, std::make_index_sequence<Op::arity>{});
-    }
-    Sym forward_symbolic(const Tape<T>& tape, std::uint32_t id, const SymSweep& s) const override {
-        const auto& in = tape.node(id).in;
-        return [&]<std::size_t... J>(std::index_sequence<J...>) {
-            return apply_symbolic(op_, s.value[in[J]]...);
-        }(std::make_index_sequence<Op::arity>{});
-    }
-    const Op& op() const noexcept { return op_; }
-
-private:
-    template <std::size_t... I>
-    static constexpr std::array<bool, sizeof...(I)> diff_mask(std::index_sequence<I...>) {
-        return {has_vjp_v<Op, Tensor<T>, I>...};
-    }
-
-    template <std::size_t... I>
-    void numeric(Tape<T>& tape, std::uint32_t id, std::index_sequence<I...> is) const {
-        // Views: a VJP that returns g (or an input) hands back a view, never a heap copy.
-        const Node<T>& n = tape.node(id);
-        auto& arena = tape.arena();
-        // Adjoints are contiguous; values may be strided views, which a VJP that does not take
-        // strides reads as gathered copies.
-        auto operand = [&](const Tensor<T>& v) {
-            if (!strided_v<Op> && !v.is_contiguous()) [[unlikely]]
-                return v.clone(&arena);
-            return Tensor<T>::view_of(v, &arena);
-        };
-        const Tensor<T> g = Tensor<T>::view_of(n.adj, &arena);
-        const Tensor<T> y = operand(n.value);
-        std::array<Tensor<T>, Op::arity> x;
-        for (std::size_t k = 0; k < Op::arity; ++k) x[k] = operand(tape.node(n.in[k]).value);
-        (numeric_one<I>(tape, n.in[I], g, y, x, is), ...);
-    }
-    template <std::size_t I, std::size_t... J>
-    void numeric_one(Tape<T>& tape, std::uint32_t target, const Tensor<T>& g, const Tensor<T>& y,
-                     const std::array<Tensor<T>, Op::arity>& x, std::index_sequence<J...>) const {
-        if constexpr (has_vjp_v<Op, Tensor<T>, I>) {
-            if (!tape.node(target).requires_grad) return;
-            if constexpr (requires(Tensor<T>& d) { op_.vjp_into(In<I>{}, d, true, g, y, x[J]...); }) {
-                // The op writes its VJP straight into the adjoint's storage (no temporary).
-                tape.accumulate_with(target, [&](Tensor<T>& dst, bool add) {
-                    op_.vjp_into(In<I>{}, dst, add, g, y, x[J]...);
-                });
-            } else {
-                tape.accumulate(target, op_.vjp(In<I>{}, g, y, x[J]...), I);
-            }
-        }
-    }
-
-    template <std::size_t... I>
-    void recorded(Tape<T>& tape, std::uint32_t id, std::index_sequence<I...> is) const {
-        Var<T> g = tape.var_of(tape.node(id).adj_var);
-        Var<T> y = tape.var_of(id);
-        (recorded_one<I>(tape, id, g, y, is), ...);
-    }
-    // The inputs are read from the node by index at each call (not gathered into an array of
-    // Op::arity Vars first: g++ 12's -Warray-bounds then misfires on speculatively devirtualised
-    // calls between ops of different arity). A VJP may record nodes, so `in` is re-read.
-    template <std::size_t I, std::size_t... J>
-    void recorded_one(Tape<T>& tape, std::uint32_t id, const Var<T>& g, const Var<T>& y,
-                      std::index_sequence<J...>) const {
-        const std::uint32_t target = tape.node(id).in[I];
-        if constexpr (has_vjp_v<Op, Var<T>, I>) {
-            if (tape.node(target).requires_grad)
-                tape.accumulate_var(target, op_.vjp(In<I>{}, g, y, tape.var_of(tape.node(id).in[J])...), I);
-        } else if constexpr (has_vjp_v<Op, Tensor<T>, I>) {
-            // A VJP written for tensors only would silently drop this adjoint from the graph.
-            if (tape.node(target).requires_grad)
-                fail("{}: the VJP of input {} runs on tensors only, so backward(…, {{.create_graph = true}}) "
-                     "cannot record it; write it generically in V",
-                     Op::name, I);
-        }
-    }
-
-    template <std::size_t... I>
-    void symbolic(const Tape<T>& tape, std::uint32_t id, SymSweep& s, std::index_sequence<I...> is) const {
-        const auto& in = tape.node(id).in;
-        (symbolic_one<I>(tape, id, in, s, is), ...);
-    }
-    template <std::size_t I, std::size_t... J>
-    void symbolic_one(const Tape<T>& tape, std::uint32_t id,
-                      const NodeInputs& in, SymSweep& s,
-                      std::index_sequence<J...>) const {
-        if (!tape.node(in[I]).requires_grad || !s.on_path[in[I]]) return;
-        if constexpr (has_vjp_v<Op, Sym, I>) {
-            s.accumulate(in[I], op_.vjp(In<I>{}, *s.adj[id], s.value[id], s.value[in[J]]...));
-        } else if constexpr (has_vjp_v<Op, Tensor<T>, I>) {
-            // A VJP written for tensors only has no formula: printing 0 would be wrong.
-            fail("explain: the VJP of '{}' for input {} ({}) runs on tensors only, so explain() cannot "
-                 "write its formula; write it generically in V",
-                 Op::name, I, fmt::format("{} {}", tape.display_name(in[I]), tape.node(in[I]).value.shape()));
-        }
-    }
-
-    Op op_;
-};
-
-}  // namespace detail
 
 template <class T>
 class Tape {
@@ -321,7 +61,7 @@ public:
         CallSite at(loc);
         if (anomaly_) [[unlikely]]
             check_thread("constant");
-        return leaf(value.clone(&arena_), LeafKind::Constant, false, nullptr, name);
+        return leaf(value.clone(&arena_), NodeKind::Constant, false, nullptr, name);
     }
     // A constant that refers to the caller's storage instead of copying it: the caller keeps
     // `value` alive and unchanged until the tape is reset.
@@ -330,7 +70,7 @@ public:
         CallSite at(loc);
         if (anomaly_) [[unlikely]]
             check_thread("constant_ref");
-        return leaf(view_of(value), LeafKind::Constant, false, nullptr, name);
+        return leaf(view_of(value), NodeKind::Constant, false, nullptr, name);
     }
     // A temporary would be destroyed at the end of the statement, leaving the tape reading
     // freed memory: binding one does not compile (use constant(), which copies).
@@ -342,7 +82,7 @@ public:
         CallSite at(loc);
         if (anomaly_) [[unlikely]]
             check_thread("variable");
-        return leaf(value.clone(&arena_), LeafKind::Variable, true, nullptr, name);
+        return leaf(value.clone(&arena_), NodeKind::Variable, true, nullptr, name);
     }
     // A differentiable leaf backed by storage that outlives the tape (a parameter): its value
     // is used in place, and every backward() adds its adjoint into *grad (GradBuffer: when the
@@ -358,7 +98,7 @@ public:
             check_thread("external");
         if (grad == nullptr) fail("external: no gradient storage given for leaf '{}'", name);
         grad->resize(value.shape());
-        Var<T> v = leaf(view_of(value), LeafKind::External, true, grad, name);
+        Var<T> v = leaf(view_of(value), NodeKind::External, true, grad, name);
         // One buffer on one tape twice (a module applied twice): the two leaves' adjoints
         // meet in the buffer, so neither may claim it as its own.
         const bool twice = grad->leaf_tape_ == this && grad->leaf_gen_ == generation_ &&
@@ -416,7 +156,7 @@ public:
         }
         if (anomaly_) [[unlikely]]
             anomaly_forward(Op::name, out, {nodes_[x.id_].value.shape()...});
-        Node<T>& n = push(rule_for(op), std::move(out), LeafKind::Op, rg & !no_grad_);  // no-grad: a constant node
+        Node<T>& n = push(rule_for(op), std::move(out), NodeKind::Op, rg & !no_grad_);  // no-grad: a constant node
         (n.in.push_back(x.id_), ...);
         return Var<T>(this, static_cast<std::uint32_t>(nodes_.size() - 1), generation_);
     }
@@ -429,7 +169,7 @@ public:
         check(x, Op::name);
         if (anomaly_) [[unlikely]]
             check_thread(Op::name);
-        Node<T>& n = push(rule_for(op), view_of(nodes_[x.id_].value), LeafKind::Op, false);
+        Node<T>& n = push(rule_for(op), view_of(nodes_[x.id_].value), NodeKind::Op, false);
         n.in.push_back(x.id_);
         return Var<T>(this, static_cast<std::uint32_t>(nodes_.size() - 1), generation_);
     }
@@ -449,7 +189,7 @@ public:
             check_thread(rule->name());
             anomaly_forward(rule->name(), value, {});
         }
-        Node<T>& n = push(rule, std::move(value), LeafKind::Op, rg & !no_grad_);
+        Node<T>& n = push(rule, std::move(value), NodeKind::Op, rg & !no_grad_);
         for (const Var<T>& x : inputs) n.in.push_back(x.id_);
         return Var<T>(this, static_cast<std::uint32_t>(nodes_.size() - 1), generation_);
     }
@@ -615,7 +355,7 @@ public:
     std::string display_name(std::uint32_t id) const {
         const Node<T>& n = nodes_[id];
         if (!n.name().empty()) return std::string(n.name());
-        char p = n.kind == LeafKind::Constant ? 'c' : n.kind == LeafKind::Op ? 't' : 'v';
+        char p = n.kind == NodeKind::Constant ? 'c' : n.kind == NodeKind::Op ? 't' : 'v';
         return fmt::format("{}{}", p, id);
     }
 
@@ -687,7 +427,7 @@ private:
         return n.adj;
     }
 
-    Var<T> leaf(Tensor<T>&& value, LeafKind kind, bool rg, GradBuffer<T>* sink, std::string_view name) {
+    Var<T> leaf(Tensor<T>&& value, NodeKind kind, bool rg, GradBuffer<T>* sink, std::string_view name) {
         Node<T>& n = push(nullptr, std::move(value), kind, rg);
         if (sink != nullptr || !name.empty()) {
             NodeExtra<T>& e = extra_of(n);
@@ -699,7 +439,7 @@ private:
             anomaly_leaf(id);
         return Var<T>(this, id, generation_);
     }
-    Node<T>& push(const OpRule<T>* rule, Tensor<T>&& value, LeafKind kind, bool rg) {
+    Node<T>& push(const OpRule<T>* rule, Tensor<T>&& value, NodeKind kind, bool rg) {
         if (nodes_.size() >= kNoNode - 1) fail("tape: more than {} nodes", kNoNode - 1);
         if (anomaly_) [[unlikely]] {
             sites_.resize(nodes_.size() + 1);
@@ -830,404 +570,12 @@ Var<T> apply(const Op& op, const Var<T>& a, const Vs&... rest) {
     return a.tape_ptr()->record(op, a, rest...);
 }
 
-// ---- the sweep ---------------------------------------------------------------------------------
-
-template <class T>
-void Tape<T>::accumulate(std::uint32_t target, Tensor<T>&& contrib, std::size_t input) {
-    if (anomaly_) [[unlikely]] {
-        accumulate_unchecked(target, std::move(contrib), input);
-        anomaly_adjoint(target);
-        return;
-    }
-    accumulate_unchecked(target, std::move(contrib), input);
-}
-
-// Every VJP's result passes here (numeric reading): it has the input's shape (one compare),
-// or a shape the input was broadcast to, which is summed back; anything else is the op's
-// error, never summed into a wrong place.
-template <class T>
-void Tape<T>::accumulate_unchecked(std::uint32_t target, Tensor<T>&& contrib, std::size_t input) {
-    if (!contrib.is_contiguous()) [[unlikely]]  // a VJP returned a view: adjoints are dense
-        contrib = contrib.clone(&arena_);
-    Node<T>& n = nodes_[target];
-    const bool same = contrib.same_shape(n.value);  // (cheaper than comparing shape()s)
-    if (!same && !broadcastable(n.value.shape(), contrib.shape())) [[unlikely]]
-        wrong_vjp_shape(target, input, contrib.shape());
-    if (n.adj.empty()) {
-        if (same && contrib.resource() == &arena_ && contrib.is_contiguous() && !claims_sink(n)) {
-            // An arena tensor, or a view of one (an adjoint passed through, as Add's VJP
-            // does): adopted without a copy. A view is copied on the next write, below.
-            n.adj = std::move(contrib);
-        } else {
-            sum_to(fresh_adjoint(n), contrib);
-        }
-        return;
-    }
-    T* a = adjoint_for_update(n).data();
-    const T* c = contrib.data();
-    if (same) {
-        for (std::size_t i = 0, e = n.adj.size(); i < e; ++i) a[i] += c[i];
-    } else {
-        Tensor<T> r = Tensor<T>::uninit(n.value.shape(), &arena_);
-        sum_to(r, contrib);
-        for (std::size_t i = 0, e = n.adj.size(); i < e; ++i) a[i] += r[i];
-    }
-}
-
-template <class T>
-template <class Write>
-void Tape<T>::accumulate_with(std::uint32_t target, Write&& write) {
-    Node<T>& n = nodes_[target];
-    if (n.adj.empty())
-        write(fresh_adjoint(n), false);
-    else
-        write(adjoint_for_update(n), true);
-    if (anomaly_) [[unlikely]]
-        anomaly_adjoint(target);
-}
-
-template <class T>
-void Tape<T>::accumulate_var(std::uint32_t target, const Var<T>& contrib, std::size_t input) {
-    const Shape s = nodes_[target].value.shape();
-    const Shape cs = nodes_[contrib.id_].value.shape();
-    if (cs != s && !broadcastable(s, cs)) [[unlikely]]
-        wrong_vjp_shape(target, input, cs);
-    Var<T> c = reduce_to(contrib, s);
-    std::uint32_t& slot = nodes_[target].adj_var;
-    if (slot == kNoNode) {
-        slot = c.id_;
-    } else {
-        Var<T> sum = apply(Add{}, var_of(slot), c);
-        nodes_[target].adj_var = sum.id_;  // re-index: record() may have moved nodes_
-    }
-}
-
-template <class T>
-void Tape<T>::sweep(std::uint32_t root, Tensor<T>&& seed, BackwardOptions opt) {
-    check_externals(root);  // before anything changes: a refused backward leaves no trace
-    if (swept_) {  // a backward on this tape before: start again from zero adjoints
-        for (auto& n : nodes_) {
-            n.adj = Tensor<T>();
-            n.adj_var = kNoNode;
-            n.adj_in_sink = false;
-        }
-    }
-    swept_ = true;  // (nodes recorded from now on start with empty adjoints, as all do)
-    last_loss_ = root;
-    graph_recorded_ = opt.create_graph;
-    if (!nodes_[root].requires_grad) return;  // nothing differentiable leads to the loss
-    const bool hooked = hooks_present(root);  // one predictable branch when none (hook_sweep.hpp)
-
-    struct Sweeping {  // names the node being swept in error messages, until the sweep ends
-        std::uint32_t& s;
-        ~Sweeping() { s = kNoNode; }
-    } sweeping{sweeping_};
-    if (anomaly_) [[unlikely]] {
-        nodes_[root].adj = seed.clone(&arena_);
-        anomaly_adjoint(root);
-    }
-    if (hooked) [[unlikely]] {
-        sweep_hooked(root, std::move(seed), opt);
-        return;
-    }
-
-    sweep_loops<false>(root, std::move(seed), opt, nullptr, nullptr);
-}
-
-// The reverse loops of both readings. Hooked (hook_sweep.hpp) runs a node's variable hooks when
-// its adjoint is complete, before its VJP, and a parameter buffer's post-accumulate hooks when
-// the sweep passes its leaf; without hooks, those lines are not compiled.
-template <class T>
-template <bool Hooked>
-void Tape<T>::sweep_loops(std::uint32_t root, Tensor<T>&& seed, BackwardOptions opt, BufferList* pending,
-                          BufferList* fired) {
-    if (!opt.create_graph) {
-        nodes_[root].adj = std::move(seed);
-        for (std::uint32_t i = root + 1; i-- > opt.first_node;) {
-            if (nodes_[i].adj.empty() || !nodes_[i].requires_grad) continue;
-            if constexpr (Hooked)
-                if (nodes_[i].extra != nullptr && nodes_[i].extra->hooked) run_var_hooks(i, false);
-            Node<T>& n = nodes_[i];  // (after the hooks: they may record nodes)
-            if (n.op) {
-                sweeping_ = i;
-                n.op->vjp_numeric(*this, i);
-            } else if (n.kind == LeafKind::External) {
-                if (!n.adj_in_sink) {  // (in the sink: already there)
-                    n.extra->sink->resize(n.value.shape());
-                    n.extra->sink->add(n.adj);
-                }
-                if constexpr (Hooked) run_post_hooks(i, *pending, *fired);
-            }
-        }
-        return;
-    }
-
-    // Recorded reading: the same rules on Vars; new nodes land after `root` and are not swept.
-    Var<T> s = constant(seed);
-    nodes_[root].adj_var = s.id_;
-    for (std::uint32_t i = root + 1; i-- > opt.first_node;) {
-        if (nodes_[i].adj_var == kNoNode || !nodes_[i].requires_grad) continue;
-        if constexpr (Hooked)
-            if (nodes_[i].extra != nullptr && nodes_[i].extra->hooked) run_var_hooks(i, true);
-        Node<T>& n = nodes_[i];  // (after the hooks: they may record nodes)
-        if (n.op) {
-            sweeping_ = i;
-            n.op->vjp_recorded(*this, i);
-        } else if constexpr (Hooked) {
-            // With hooks, a parameter leaf completes here: every consumer of it is later on the
-            // tape. Its value goes into the buffer now, so its hooks run while the sweep goes on.
-            if (n.kind == LeafKind::External) {
-                n.adj = nodes_[n.adj_var].value.clone(&arena_);
-                n.extra->sink->resize(n.value.shape());
-                n.extra->sink->add(n.adj);
-                run_post_hooks(i, *pending, *fired);
-            }
-        }
-    }
-    for (std::uint32_t i = opt.first_node; i <= root; ++i) {
-        Node<T>& n = nodes_[i];
-        if (n.adj_var == kNoNode || !n.requires_grad) continue;
-        if (Hooked && n.kind == LeafKind::External) continue;  // (completed in the loop above)
-        n.adj = nodes_[n.adj_var].value.clone(&arena_);
-        if (n.kind == LeafKind::External) {
-            n.extra->sink->resize(n.value.shape());
-            n.extra->sink->add(n.adj);
-        }
-    }
-}
-
-// ---- located errors and anomaly mode (cold paths) ----------------------------------------------
-
-template <class T>
-void Tape<T>::rethrow_located(const Error& e) const {
-    std::string msg = e.what();
-    if (sweeping_ != kNoNode)
-        msg += fmt::format("\n  while running the VJP of '{}' ({})", nodes_[sweeping_].op->name(), describe(sweeping_));
-    // Only an exact site is appended: after an operator the last site is a hint, which anomaly
-    // reports give but a plain error (whose first line tests may match) does not.
-    const Site here = Site::current();
-    if (here.kind == Site::Kind::exact && msg.find("\n  at ") == std::string::npos)
-        msg += fmt::format("\n  {}", here.str());
-    throw Error(msg);
-}
-
-template <class T>
-void Tape<T>::wrong_vjp_shape(std::uint32_t target, std::size_t input, Shape got) const {
-    std::string msg;
-    if (sweeping_ != kNoNode) {
-        msg = fmt::format(
-            "{}: the VJP of input {} returned an adjoint of shape {} for an input of shape {} (a VJP returns "
-            "the input's shape, or a shape the input broadcasts to)\n  the op: {}\n  the input: {}",
-            nodes_[sweeping_].op->name(), input, got, nodes_[target].value.shape(), describe(sweeping_),
-            describe(target));
-    } else {
-        msg = fmt::format("backward: an adjoint of shape {} for {}", got, describe(target));
-    }
-    throw Error(msg);
-}
-
-template <class T>
-void Tape<T>::check_thread(std::string_view who) {
-    const std::thread::id me = std::this_thread::get_id();
-    std::thread::id owner = std::thread::id{};
-    if (owner_.compare_exchange_strong(owner, me, std::memory_order_relaxed) || owner == me) return;
-    fail("anomaly: {}: the tape is used from a second thread (another thread has recorded on it since its "
-         "last reset); a tape is not thread-safe: use one tape per thread",
-         who);
-}
-
-template <class T>
-void Tape<T>::modified_external(std::uint32_t id) const {
-    fail("backward: parameter '{}' was modified in place after it was recorded ({}); its value is no longer "
-         "the one the forward pass used: record the forward pass again after changing it",
-         display_name(id), describe(id));
-}
-
-template <class T>
-Var<T> Tape<T>::leaf_of(const GradBuffer<T>& g, std::string_view name) const {
-    std::uint32_t found = kNoNode;
-    for (std::uint32_t id : externals_) {
-        if (nodes_[id].extra->sink != &g) continue;
-        if (found != kNoNode)
-            fail("explain: parameter '{}' is on this tape more than once (nodes {} and {}); explain the Var of "
-                 "each use",
-                 display_name(id), found, id);
-        found = id;
-    }
-    if (found == kNoNode) {
-        if (name.empty()) fail("explain: the parameter of this gradient buffer was not used on this tape");
-        fail("explain: parameter '{}' was not used on this tape", name);
-    }
-    return Var<T>(const_cast<Tape*>(this), found, generation_);
-}
-
-template <class T>
-std::string Tape<T>::describe(std::uint32_t id) const {
-    const Node<T>& n = nodes_[id];
-    const char* kind = n.kind == LeafKind::Op         ? "node"
-                       : n.kind == LeafKind::Constant ? "constant"
-                                                      : "variable";
-    std::string out = fmt::format("{} {} {}", kind, display_name(id), n.value.shape());
-    const Site where = site(id);
-    if (where.kind != Site::Kind::none) out += fmt::format(", recorded {}", where.str());
-    return out;
-}
-
-namespace detail {
-// The first element of t that is NaN or ±Inf (all exponent bits set), as a flat index, or
-// t.size(). The scan is an OR over the exponent bits (vectorisable); the index is sought only
-// when something was found.
-template <class T>
-std::size_t first_non_finite(const Tensor<T>& t) noexcept {
-    using Bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
-    constexpr Bits kExp = sizeof(T) == 4 ? Bits(0x7f800000u) : Bits(0x7ff0000000000000ull);
-    const T* p = t.data();
-    const std::size_t n = t.size();
-    bool bad = false;
-    for (std::size_t i = 0; i < n; ++i) {
-        Bits b;
-        std::memcpy(&b, p + i, sizeof b);
-        bad |= (b & kExp) == kExp;
-    }
-    if (!bad) return n;
-    for (std::size_t i = 0; i < n; ++i)
-        if (!std::isfinite(p[i])) return i;
-    return n;
-}
-template <class T>
-std::string non_finite_at(const Tensor<T>& t, std::size_t i) {
-    const T v = t.data()[i];
-    const char* what = std::isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf";
-    // The flat index as a multi-index of t's shape (row-major), e.g. (1, 0, 2).
-    const Shape s = t.shape();
-    if (s.rank() == 0) return fmt::format("{} at ()", what);
-    std::array<std::size_t, kMaxRank> idx{};
-    for (std::size_t k = s.rank(), rest = i; k-- > 0;) {
-        idx[k] = rest % s[k];
-        rest /= s[k];
-    }
-    std::string at;
-    for (std::size_t k = 0; k < s.rank(); ++k) at += fmt::format("{}{}", k ? ", " : "", idx[k]);
-    return fmt::format("{} at ({})", what, at);
-}
-}  // namespace detail
-
-template <class T>
-void Tape<T>::anomaly_forward(std::string_view op, const Tensor<T>& out, std::initializer_list<Shape> inputs) const {
-    if (!out.is_contiguous()) return;  // a view: its elements were checked where they were made
-    const std::size_t i = detail::first_non_finite(out);
-    if (i == out.size()) return;
-    std::string shapes;
-    for (Shape s : inputs) shapes += fmt::format("{}{}", shapes.empty() ? "" : ", ", s);
-    std::string msg = fmt::format("anomaly: forward of '{}' produced {} of its {} output (inputs {})", op,
-                                  detail::non_finite_at(out, i), out.shape(), shapes);
-    if (sweeping_ != kNoNode)
-        msg += fmt::format("\n  while recording the VJP of '{}' ({})", nodes_[sweeping_].op->name(), describe(sweeping_));
-    const Site here = Site::current();
-    if (here.kind != Site::Kind::none) msg += fmt::format("\n  {}", here.str());
-    throw Error(msg);
-}
-
-template <class T>
-void Tape<T>::anomaly_leaf(std::uint32_t id) const {
-    const Tensor<T>& v = nodes_[id].value;
-    const std::size_t i = detail::first_non_finite(v);
-    if (i == v.size()) return;
-    throw Error(fmt::format("anomaly: {} holds {}", describe(id), detail::non_finite_at(v, i)));
-}
-
-template <class T>
-void Tape<T>::anomaly_adjoint(std::uint32_t target) const {
-    const Tensor<T>& a = nodes_[target].adj;
-    const std::size_t i = detail::first_non_finite(a);
-    if (i == a.size()) return;
-    if (sweeping_ == kNoNode)
-        throw Error(fmt::format("anomaly: the seed of backward() holds {}; output {}", detail::non_finite_at(a, i),
-                                describe(target)));
-    const Node<T>& n = nodes_[sweeping_];
-    std::size_t k = 0;
-    while (k + 1 < n.in.size() && n.in[k] != target) ++k;
-    std::string inputs;
-    for (std::uint32_t j : n.in) inputs += fmt::format("{}{}", inputs.empty() ? "" : ", ", nodes_[j].value.shape());
-    throw Error(fmt::format(
-        "anomaly: the VJP of '{}' produced {} in the adjoint of its input {}\n"
-        "  the op: {} (inputs {})\n  the input: {}",
-        n.op->name(), detail::non_finite_at(a, i), k, describe(sweeping_), inputs, describe(target)));
-}
-
-// ---- explain -----------------------------------------------------------------------------------
-
-template <class T>
-std::string Tape<T>::explain(const Var<T>& x, ExplainOptions opt) const {
-    if (last_loss_ == kNoNode) fail("explain: call backward(loss) first, or pass the loss");
-    Var<T> loss(const_cast<Tape*>(this), last_loss_, generation_);
-    return explain(x, loss, opt);
-}
-
-template <class T>
-std::string Tape<T>::explain(const Var<T>& x, const Var<T>& loss, ExplainOptions opt) const {
-    check(x, "explain");
-    check(loss, "explain");
-    const std::uint32_t root = loss.id_;
-    if (x.id_ > root) fail("explain: node {} was recorded after the loss (node {})", x.id_, root);
-    const bool a = opt.ascii;
-    const std::string lname = display_name(root);
-    auto d = [&](std::uint32_t id) {
-        for (const auto& [node, alias] : opt.adjoint_names)
-            if (node == nodes_[id].name()) return Sym::atom(std::string(alias), nodes_[id].value.shape());
-        return a ? Sym::atom(fmt::format("d{}/d{}", lname, display_name(id)), nodes_[id].value.shape())
-                 : Sym::atom(fmt::format("∂{}/∂{}", lname, display_name(id)), nodes_[id].value.shape());
-    };
-
-    SymSweep s;
-    s.value.resize(root + 1);
-    s.adj.resize(root + 1);
-    s.on_path.assign(root + 1, false);
-    for (std::uint32_t i = 0; i <= root; ++i) {
-        const Node<T>& n = nodes_[i];
-        if (n.op == nullptr || !n.name().empty())
-            s.value[i] = Sym::atom(display_name(i), n.value.shape());
-        else
-            s.value[i] = n.op->forward_symbolic(*this, i, s);
-    }
-    // Nodes that depend on x: only their equations belong to the answer.
-    std::vector<bool>& reach = s.on_path;
-    reach[x.id_] = true;
-    for (std::uint32_t i = x.id_ + 1; i <= root; ++i)
-        for (std::uint32_t j : nodes_[i].in) reach[i] = reach[i] || reach[j];
-
-    struct Line {
-        std::uint32_t id;
-        Sym rhs;
-    };
-    std::vector<Line> lines;
-    s.adj[root] = Sym::one(nodes_[root].value.shape());
-    for (std::uint32_t i = root + 1; i-- > 0;) {
-        const Node<T>& n = nodes_[i];
-        if (!s.adj[i] || !n.requires_grad || !reach[i]) continue;
-        // A named node's adjoint is referred to by name further down, and gets its own line.
-        const bool stop = !n.name().empty() && i != root &&
-                          (opt.via.empty() || std::find(opt.via.begin(), opt.via.end(), n.name()) != opt.via.end());
-        if (stop || i == x.id_) {
-            lines.push_back({i, *s.adj[i]});
-            s.adj[i] = d(i);
-        }
-        if (n.op) n.op->vjp_symbolic(*this, i, s);
-    }
-    if (lines.empty() || lines.back().id != x.id_)
-        return fmt::format("{} = 0", a ? d(x.id_).ascii : d(x.id_).text);
-    std::string out;
-    for (const Line& l : lines) {
-        out += fmt::format("{} = {}", d(l.id).str(a), l.rhs.str(a));
-        if (opt.shapes) out += fmt::format("    {}", nodes_[l.id].value.shape());
-        out += '\n';
-    }
-    out.pop_back();
-    return out;
-}
-
 }  // namespace tapegrad
 
+// The Tape's out-of-class members, by concern.
+#include <tapegrad/core/tape_sweep.hpp>
+#include <tapegrad/core/tape_errors.hpp>
+#include <tapegrad/core/tape_explain.hpp>
 #include <tapegrad/core/hook_sweep.hpp>
 
 namespace tapegrad {
