@@ -4,9 +4,11 @@
 // libtorch-dev, which python3-torch pulls in); never a build or test dependency of tapegrad.
 //
 //   libtorch_bench --threads N --out FILE [--quick] [--steps-only] [--data DIR] [--check-steps N]
+//   (--steps-only: the MLP and CNN step times only)
 //
-// Writes a flat JSON object: mlp_step_ms_libtorch_<N>t, and with one thread also
-// epoch_s_libtorch_1t, tiny_ns_per_op_libtorch and the losses of the first steps ("losses").
+// Writes a flat JSON object: mlp_step_ms_libtorch_<N>t and cnn_step_ms_libtorch_<N>t (issue 12's
+// CNN, as bench/pytorch_bench.py --cnn), and with one thread also epoch_s_libtorch_1t,
+// tiny_ns_per_op_libtorch and the losses of the first steps ("losses").
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -80,6 +82,44 @@ struct Model {
     }
 };
 
+// Issue 12's CNN (bench/pytorch_bench.py's cnn_model, examples/fashion_cnn.cpp): conv(1→32, 3×3,
+// pad 1)–ReLU–maxpool 2 → conv(32→64, 3×3, pad 1)–ReLU–maxpool 2 → flatten → 3136→128–ReLU →
+// 128→10, PyTorch's default initialisation (seed 0), Adam 1e-3.
+struct CnnModel {
+    torch::nn::Sequential net;
+    std::unique_ptr<torch::optim::Adam> opt;
+    CnnModel() {
+        namespace nn = torch::nn;
+        torch::manual_seed(0);
+        net = nn::Sequential(nn::Conv2d(nn::Conv2dOptions(1, 32, 3).padding(1)), nn::ReLU(),
+                             nn::MaxPool2d(nn::MaxPool2dOptions(2)),
+                             nn::Conv2d(nn::Conv2dOptions(32, 64, 3).padding(1)), nn::ReLU(),
+                             nn::MaxPool2d(nn::MaxPool2dOptions(2)), nn::Flatten(), nn::Linear(3136, 128),
+                             nn::ReLU(), nn::Linear(128, 10));
+        opt = std::make_unique<torch::optim::Adam>(net->parameters(), torch::optim::AdamOptions(1e-3));
+    }
+    float step(const Batch& b) {
+        opt->zero_grad();
+        auto loss = torch::nn::functional::cross_entropy(net->forward(b.x), b.y);
+        loss.backward();
+        opt->step();
+        return loss.item<float>();
+    }
+};
+
+// The median of single steps (ms) over pre-converted batches, after `warmup` steps.
+template <class M>
+double median_step_ms(M& m, const std::vector<Batch>& batches, int warmup, int reps) {
+    for (int k = 0; k < warmup; ++k) m.step(batches[std::size_t(k) % batches.size()]);
+    std::vector<double> t;
+    for (int k = 0; k < reps; ++k) {
+        const double t0 = now_s();
+        m.step(batches[std::size_t(k) % batches.size()]);
+        t.push_back((now_s() - t0) * 1e3);
+    }
+    return median(t);
+}
+
 double tiny_chain_ns() {
     // x ← tanh(x·w + b) on 1×1, w = 1, b = 0 (as bench/tapegrad_side.hpp: no subnormals).
     auto x = torch::full({1, 1}, 0.5f, torch::requires_grad());
@@ -142,14 +182,18 @@ int main(int argc, char** argv) {
         Model m(init);
         std::vector<Batch> batches;
         for (std::size_t k = 0; k < 16; ++k) batches.push_back(make_batch(d, k * kBatch, kBatch));
-        for (int k = 0; k < (quick ? 5 : 10); ++k) m.step(batches[std::size_t(k) % 16]);
-        std::vector<double> t;
-        for (int k = 0; k < (quick ? 80 : 400); ++k) {
-            const double t0 = now_s();
-            m.step(batches[std::size_t(k) % 16]);
-            t.push_back((now_s() - t0) * 1e3);
+        json += ",\n \"mlp_step_ms_libtorch" + suffix + "\": " + num(median_step_ms(m, batches, quick ? 5 : 10, quick ? 80 : 400));
+    }
+
+    {  // the CNN step (NCHW batches), as pytorch_bench.py --cnn: 3 warm-up steps (also with --steps-only)
+        CnnModel m;
+        std::vector<Batch> batches;
+        for (std::size_t k = 0; k < 16; ++k) {
+            Batch b = make_batch(d, k * kBatch, kBatch);
+            b.x = b.x.view({long(kBatch), 1, 28, 28});
+            batches.push_back(std::move(b));
         }
-        json += ",\n \"mlp_step_ms_libtorch" + suffix + "\": " + num(median(t));
+        json += ",\n \"cnn_step_ms_libtorch" + suffix + "\": " + num(median_step_ms(m, batches, 3, quick ? 10 : 30));
     }
 
     if (!steps_only && !quick) {  // one epoch in order, the batch conversion included
