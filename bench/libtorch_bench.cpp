@@ -55,6 +55,15 @@ Batch make_batch(const bench::Dataset& d, std::size_t first, std::size_t m) {
     return b;
 }
 
+// One optimiser step on cross-entropy: the step every libtorch row times.
+float train_step(torch::nn::Sequential& net, torch::optim::Optimizer& opt, const Batch& b) {
+    opt.zero_grad();
+    auto loss = torch::nn::functional::cross_entropy(net->forward(b.x), b.y);
+    loss.backward();
+    opt.step();
+    return loss.item<float>();
+}
+
 // Linear, ReLU, Linear, ReLU, Linear with bench::init_params's weights, and plain SGD.
 struct Model {
     torch::nn::Sequential net;
@@ -73,13 +82,7 @@ struct Model {
         }
         opt = std::make_unique<torch::optim::SGD>(net->parameters(), torch::optim::SGDOptions(kLr));
     }
-    float step(const Batch& b) {
-        opt->zero_grad();
-        auto loss = torch::nn::functional::cross_entropy(net->forward(b.x), b.y);
-        loss.backward();
-        opt->step();
-        return loss.item<float>();
-    }
+    float step(const Batch& b) { return train_step(net, *opt, b); }
 };
 
 // Issue 12's CNN (bench/pytorch_bench.py's cnn_model, examples/fashion_cnn.cpp): conv(1→32, 3×3,
@@ -98,13 +101,7 @@ struct CnnModel {
                              nn::ReLU(), nn::Linear(128, 10));
         opt = std::make_unique<torch::optim::Adam>(net->parameters(), torch::optim::AdamOptions(1e-3));
     }
-    float step(const Batch& b) {
-        opt->zero_grad();
-        auto loss = torch::nn::functional::cross_entropy(net->forward(b.x), b.y);
-        loss.backward();
-        opt->step();
-        return loss.item<float>();
-    }
+    float step(const Batch& b) { return train_step(net, *opt, b); }
 };
 
 // The median of single steps (ms) over pre-converted batches, after `warmup` steps.
