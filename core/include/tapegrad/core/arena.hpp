@@ -61,7 +61,7 @@ public:
 
     // The allocation fast path, inline and non-virtual: align, compare, store (grow() when the
     // block is full). What was used is computed from the pointer when asked, not counted here.
-    void* bump(std::size_t bytes, std::size_t align) {
+    [[gnu::always_inline]] void* bump(std::size_t bytes, std::size_t align) {
         const std::uintptr_t aligned = (reinterpret_cast<std::uintptr_t>(ptr_) + (align - 1)) & ~std::uintptr_t(align - 1);
         if (ptr_ && aligned + bytes + kRedzone <= reinterpret_cast<std::uintptr_t>(end_)) [[likely]] {
             ptr_ = reinterpret_cast<std::byte*>(aligned + bytes + kRedzone);

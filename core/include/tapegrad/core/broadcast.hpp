@@ -146,15 +146,26 @@ void run_loop(const Loop<N>& L, Inner&& inner) {
 
 // out = f(a, b) elementwise, a and b broadcast to out's shape (out = broadcast_shape(a, b)).
 template <class T, class F>
-void broadcast_binary(Tensor<T>& out, const Tensor<T>& a, const Tensor<T>& b, F f) {
+[[gnu::noinline]] void broadcast_binary_strided(Tensor<T>& out, const Tensor<T>& a, const Tensor<T>& b, F f);
+
+template <class T, class F>
+[[gnu::always_inline]] inline void broadcast_binary(Tensor<T>& out, const Tensor<T>& a, const Tensor<T>& b, F f) {
     const std::size_t total = out.size();
-    T* o = out.data();
-    const T* pa = a.data();
-    const T* pb = b.data();
-    if (a.size() == total && b.size() == total) {  // (a): same elements, same order
+    if (a.size() == total && b.size() == total) [[likely]] {  // (a): same elements, same order
+        T* o = out.data();
+        const T* pa = a.data();
+        const T* pb = b.data();
         for (std::size_t i = 0; i < total; ++i) o[i] = f(pa[i], pb[i]);
         return;
     }
+    broadcast_binary_strided(out, a, b, f);  // (the general loop, out of line)
+}
+
+template <class T, class F>
+void broadcast_binary_strided(Tensor<T>& out, const Tensor<T>& a, const Tensor<T>& b, F f) {
+    T* o = out.data();
+    const T* pa = a.data();
+    const T* pb = b.data();
     const Shape so = out.shape(), sa = a.shape(), sb = b.shape();
     const auto L = detail::plan_loop<3>(so, {&so, &sa, &sb});
     detail::run_loop(L, [&](const std::array<std::int64_t, 3>& off, std::size_t n,

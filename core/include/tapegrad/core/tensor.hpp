@@ -499,9 +499,8 @@ private:
     }
     // At most 2⁴⁰ bytes per tensor: far below SIZE_MAX, so size()·sizeof(T) (and an arena's
     // pointer arithmetic on it) cannot wrap around once this has passed.
-    void check_cap() const {
-        if (size() > (std::size_t(1) << 40) / sizeof(T)) [[unlikely]]
-            fail("tensor: shape {} is too large", shape());
+    [[gnu::always_inline]] void check_cap() const {
+        if (size() > (std::size_t(1) << 40) / sizeof(T)) [[unlikely]] too_large();
     }
     void allocate() {
         std::size_t n = size();
@@ -515,6 +514,7 @@ private:
         flags_ |= kOwns;
     }
     // Cold paths, out of the accessors and allocators.
+    [[noreturn, gnu::cold, gnu::noinline]] void too_large() const { fail("tensor: shape {} is too large", shape()); }
     [[noreturn, gnu::cold, gnu::noinline]] void out_of_memory() const {
         fail("tensor: cannot allocate {} bytes for shape {}", size() * sizeof(T), shape());
     }

@@ -168,16 +168,19 @@ struct MatMul {
     bool ta = false;
     bool tb = false;
 
-    Shape shape(Shape a, Shape b) const {
+    [[gnu::always_inline]] Shape shape(const Shape& a, const Shape& b) const {
         if (a.rank() > 2 || b.rank() > 2) [[unlikely]]
             return batched_shape(a, b);
-        Shape oa = ta ? Shape{a.cols(), a.rows()} : a;
-        Shape ob = tb ? Shape{b.cols(), b.rows()} : b;
-        if (oa.cols() != ob.rows())
+        const std::size_t m = ta ? a.cols() : a.rows(), ka = ta ? a.rows() : a.cols();
+        const std::size_t kb = tb ? b.cols() : b.rows(), n = tb ? b.rows() : b.cols();
+        if (ka != kb || (a.rows() | a.cols() | b.rows() | b.cols()) > kMaxBlasExtent) [[unlikely]]
+            bad_2d(a, b);
+        return {m, n};
+    }
+    [[noreturn, gnu::cold, gnu::noinline]] void bad_2d(const Shape& a, const Shape& b) const {
+        if ((ta ? a.rows() : a.cols()) != (tb ? b.cols() : b.rows()))
             fail("matmul: inner dimensions differ: {}{}·{}{}", a, ta ? "ᵀ" : "", b, tb ? "ᵀ" : "");
-        if ((a.rows() | a.cols() | b.rows() | b.cols()) > kMaxBlasExtent) [[unlikely]]
-            fail("matmul: {}·{} has an extent above 2³¹ − 1, BLAS's int", a, b);
-        return {oa.rows(), ob.cols()};
+        fail("matmul: {}·{} has an extent above 2³¹ − 1, BLAS's int", a, b);
     }
     Shape batched_shape(const Shape& a, const Shape& b) const {
         if (a.rank() < 2 || b.rank() < 2)
