@@ -354,6 +354,38 @@ TEST_CASE("conv layers infer on tensors (no tape) the same bits as a recorded ev
     CHECK(tg::max_abs_diff(got, Tensor<float>(got.shape())) > 0.0f);
 }
 
+TEST_CASE(
+    "Sequential infers its leading batch-independent layers chunk by chunk, with the bits of a recorded forward "
+    "of the whole batch") {
+    nn::Rng rng(12);
+    nn::Sequential<float> net;
+    net.emplace<nn::Unflatten<float>>(Shape{1, 9, 9});
+    net.emplace<nn::Conv2d<float>>(1, 4, 3, rng, nn::Conv2dOptions{.padding = {1, 1}});
+    net.emplace<nn::ActivationLayer<float>>(nn::Activation::relu);
+    net.emplace<nn::MaxPool2d<float>>(2);
+    net.emplace<nn::Dropout<float>>(0.3);
+    net.emplace<nn::Conv2d<float>>(4, 5, 2, rng);
+    net.emplace<nn::ActivationLayer<float>>(nn::Activation::tanh);
+    net.emplace<nn::Flatten<float>>();
+    net.emplace<nn::Linear<float>>(45, 7, rng);
+    net.emplace<nn::ActivationLayer<float>>(nn::Activation::relu);
+    net.emplace<nn::Linear<float>>(7, 3, rng);
+    CHECK_FALSE(net[4].batch_independent());  // dropout in training: the mask depends on the place
+    net.eval();
+    CHECK(net[4].batch_independent());
+    CHECK_FALSE(net[8].batch_independent());  // Linear: one GEMM over the batch
+    CHECK_FALSE(net.batch_independent());
+    // 150 samples: chunks of 64, 64 and 22 through the first eight layers.
+    static_assert(nn::Sequential<float>::kInferChunk < 150);
+    const Tensor<float> x = det({150, 81}, 0.37, 0.1).cast<float>();
+    tg::Tape<float> tape;
+    const Tensor<float> want = net(tape, tape.constant(x)).value().clone(std::pmr::get_default_resource());
+    const Tensor<float> got = net(x);
+    REQUIRE(got.shape() == Shape{150, 3});
+    CHECK(tg::max_abs_diff(got, want) == 0.0f);
+    CHECK(tg::max_abs_diff(got, Tensor<float>(got.shape())) > 0.0f);
+}
+
 TEST_CASE("avg_pool2d and its VJP match PyTorch's with ceil_mode and count_include_pad both ways") {
     // kernel 3×2, stride 2, padding 1; 6×5 is where ceil_mode adds a row of windows that reach
     // into the padding (count_include_pad then divides by the window clipped to the padded input).

@@ -145,6 +145,36 @@ TEST_CASE(
     CHECK(ceil_trials > 100);
 }
 
+TEST_CASE(
+    "max_pool2d's 2×2 stride-2 path and its VJP agree with a direct loop on odd and even sizes, ties and "
+    "ceil_mode") {
+    std::mt19937_64 rng(24);
+    std::uniform_int_distribution<int> level(-2, 2), size(2, 9);
+    for (int trial = 0; trial < 200; ++trial) {
+        tg::Pool2dParams q{{2, 2}};
+        if (trial % 3 == 1) q.stride = {2, 2};
+        q.ceil_mode = trial % 2 == 1;
+        Tensor<double> x(Shape{std::size_t(1 + trial % 2), 2, std::size_t(size(rng)), std::size_t(size(rng))});
+        for (std::size_t i = 0; i < x.size(); ++i) x[i] = level(rng);  // five levels: many ties
+        CAPTURE(trial);
+        CAPTURE(x.shape());
+        const Ref r = max_reference(x, q);
+        tg::Tape<double> tape;
+        auto xv = tape.variable(x);
+        auto y = tg::max_pool2d(xv, q);
+        CHECK(max_abs_diff(y.value(), r.y) == 0.0);
+        tape.backward(tg::sum(y));
+        CHECK(max_abs_diff(tape.grad(xv), r.dx_of_ones) == 0.0);
+        // into storage holding garbage (NaN): every element is written, the argmax ones with the
+        // adjoint (not all ones here), the others (the odd last row and column included) with 0
+        const Tensor<double> g = random(r.y.shape(), rng);
+        Tensor<double> dx = Tensor<double>::filled(x.shape(), std::numeric_limits<double>::quiet_NaN());
+        tg::MaxPool2dBackward{q}.forward(dx, g, x);
+        for (std::size_t i = 0; i < dx.size(); ++i) CHECK((dx[i] == 0.0) == (r.dx_of_ones[i] == 0.0));
+        CHECK(dot(dx, x) == doctest::Approx(dot(g, r.y)).epsilon(1e-12));
+    }
+}
+
 TEST_CASE("max_pool2d's adjoint goes to the first maximum of a window on ties, as torch's") {
     Tensor<double> x(Shape{1, 1, 2, 4}, {1, 3, 5, 5, 3, 2, 5, 0});
     tg::Tape<double> tape;

@@ -88,6 +88,7 @@ public:
         if (opt_.bias) return conv2d(x, w_.value, b_.value, params());
         return conv2d(x, w_.value, params());
     }
+    bool batch_independent() const override { return true; }  // image by image (ops/conv.hpp)
     Var<T> forward_with(Tape<T>&, const Var<T>& x, std::span<const Var<T>> p) override {
         if (p.size() != (opt_.bias ? 2u : 1u))
             fail("{}: forward_with needs {} parameter Vars, {} given", describe(), opt_.bias ? 2 : 1,
@@ -140,6 +141,7 @@ public:
     explicit MaxPool2d(std::size_t kernel) : q_{{kernel, kernel}} {}
     Var<T> forward(Tape<T>&, const Var<T>& x) override { return max_pool2d(x, q_); }
     Tensor<T> infer(const Tensor<T>& x) override { return max_pool2d(x, q_); }
+    bool batch_independent() const override { return true; }  // plane by plane
     Var<T> forward_with(Tape<T>& tape, const Var<T>& x, std::span<const Var<T>> p) override {
         if (!p.empty()) fail("{}: takes no parameters, {} given", describe(), p.size());
         return forward(tape, x);
@@ -164,6 +166,7 @@ public:
     explicit AvgPool2d(std::size_t kernel) : q_{{kernel, kernel}} {}
     Var<T> forward(Tape<T>&, const Var<T>& x) override { return avg_pool2d(x, q_, include_pad_); }
     Tensor<T> infer(const Tensor<T>& x) override { return avg_pool2d(x, q_, include_pad_); }
+    bool batch_independent() const override { return true; }  // plane by plane
     Var<T> forward_with(Tape<T>& tape, const Var<T>& x, std::span<const Var<T>> p) override {
         if (!p.empty()) fail("{}: takes no parameters, {} given", describe(), p.size());
         return forward(tape, x);
@@ -304,6 +307,8 @@ public:
         if (this->is_training()) return Module<T>::infer(x);
         return x.clone(std::pmr::get_default_resource());
     }
+    // The identity in eval; a training mask depends on the sample's place in the batch.
+    bool batch_independent() const override { return !this->is_training(); }
     Var<T> forward_with(Tape<T>& tape, const Var<T>& x, std::span<const Var<T>> p) override {
         if (!p.empty()) fail("{}: takes no parameters, {} given", describe(), p.size());
         return forward(tape, x);
@@ -332,6 +337,7 @@ public:
         if (s.rank() < 1) fail("Flatten: input {} has no batch axis", s);
         return apply(Reshape{Shape{s[0], s[0] ? s.numel() / s[0] : 0}}, x).clone(std::pmr::get_default_resource());
     }
+    bool batch_independent() const override { return true; }
     Var<T> forward_with(Tape<T>& tape, const Var<T>& x, std::span<const Var<T>> p) override {
         if (!p.empty()) fail("Flatten: takes no parameters, {} given", p.size());
         return forward(tape, x);
@@ -354,15 +360,12 @@ public:
     explicit Unflatten(Shape sizes) : sizes_(sizes) {
         if (sizes.rank() + 1 > kMaxRank) fail("Unflatten: {} leaves no room for the batch axis", sizes);
     }
-    Var<T> forward(Tape<T>&, const Var<T>& x) override {
-        const Shape s = x.shape();
-        if (s.rank() != 2 || s[1] != sizes_.numel())
-            fail("{}: input {} is not N×{}", describe(), s, sizes_.numel());
-        std::array<std::size_t, kMaxRank> d{};
-        d[0] = s[0];
-        for (std::size_t k = 0; k < sizes_.rank(); ++k) d[k + 1] = sizes_[k];
-        return apply(Reshape{Shape(std::span<const std::size_t>(d.data(), sizes_.rank() + 1))}, x);
+    Var<T> forward(Tape<T>&, const Var<T>& x) override { return apply(Reshape{unflattened(x.shape())}, x); }
+    // A copy, not a view: Sequential::infer frees the layer's input once it has its output.
+    Tensor<T> infer(const Tensor<T>& x) override {
+        return apply(Reshape{unflattened(x.shape())}, x).clone(std::pmr::get_default_resource());
     }
+    bool batch_independent() const override { return true; }
     Var<T> forward_with(Tape<T>& tape, const Var<T>& x, std::span<const Var<T>> p) override {
         if (!p.empty()) fail("Unflatten: takes no parameters, {} given", p.size());
         return forward(tape, x);
@@ -370,6 +373,15 @@ public:
     std::string describe() const override { return fmt::format("Unflatten(1, {})", sizes_); }
 
 private:
+    // N×(∏ sizes) → N×sizes…
+    Shape unflattened(const Shape& s) const {
+        if (s.rank() != 2 || s[1] != sizes_.numel())
+            fail("{}: input {} is not N×{}", describe(), s, sizes_.numel());
+        std::array<std::size_t, kMaxRank> d{};
+        d[0] = s[0];
+        for (std::size_t k = 0; k < sizes_.rank(); ++k) d[k + 1] = sizes_[k];
+        return Shape(std::span<const std::size_t>(d.data(), sizes_.rank() + 1));
+    }
     Shape sizes_;
 };
 

@@ -4,6 +4,7 @@
 // ∂E/∂p in each Parameter's grad.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstddef>
@@ -74,6 +75,7 @@ public:
     explicit ActivationLayer(Activation a, double slope = 0.01) : act_(a), slope_(slope) {}
     Var<T> forward(Tape<T>&, const Var<T>& x) override { return activate(act_, x, slope_); }
     Tensor<T> infer(const Tensor<T>& x) override { return activate(act_, x, slope_); }
+    bool batch_independent() const override { return true; }  // elementwise
     Var<T> forward_with(Tape<T>& tape, const Var<T>& x, std::span<const Var<T>> params) override {
         if (!params.empty()) fail("{}: takes no parameters, {} given", describe(), params.size());
         return forward(tape, x);
@@ -269,12 +271,26 @@ public:
         for (auto& l : layers_) h = l->forward(tape, h);
         return h;
     }
+    // Each layer's output is freed once the next one has read it. The leading batch_independent
+    // layers (convolutions, pooling, activations, reshapes) run on chunks of kInferChunk samples
+    // into their last output for the whole batch, so that their intermediates (a CNN's largest
+    // tensors) take one chunk's memory, not the batch's; the bits are the same (each of them
+    // computes a sample the same way in any batch). The layers after them (Linear: one GEMM
+    // over the batch) see the whole batch.
     Tensor<T> infer(const Tensor<T>& x) override {
         if (layers_.empty()) return x.clone(std::pmr::get_default_resource());
-        Tensor<T> h = layers_[0]->infer(x);
-        for (std::size_t i = 1; i < layers_.size(); ++i) h = layers_[i]->infer(h);
+        std::size_t k = 0;
+        while (k < layers_.size() && layers_[k]->batch_independent()) ++k;
+        Tensor<T> h = infer_chunked(x, std::max<std::size_t>(k, 1));
+        for (std::size_t i = std::max<std::size_t>(k, 1); i < layers_.size(); ++i) h = layers_[i]->infer(h);
         return h;
     }
+    bool batch_independent() const override {
+        for (const auto& l : layers_)
+            if (!l->batch_independent()) return false;
+        return true;
+    }
+    static constexpr std::size_t kInferChunk = 64;
     Var<T> forward_with(Tape<T>& tape, const Var<T>& x, std::span<const Var<T>> params) override {
         Var<T> h = x;
         std::size_t at = 0;
@@ -313,6 +329,32 @@ public:
     Module<T>& operator[](std::size_t i) { return *layers_.at(i); }
 
 private:
+    // layers_[0, k) on x: on the whole of x when k = 1 or x holds at most kInferChunk samples,
+    // else chunk by chunk (the layers being batch_independent) into one output.
+    Tensor<T> infer_chunked(const Tensor<T>& x, std::size_t k) {
+        auto run = [&](const Tensor<T>& in) {
+            Tensor<T> h = layers_[0]->infer(in);
+            for (std::size_t i = 1; i < k; ++i) h = layers_[i]->infer(h);
+            return h;
+        };
+        const Shape s = x.shape();
+        if (k < 2 || s.rank() == 0 || s[0] <= kInferChunk || !x.is_contiguous()) return run(x);
+        const std::size_t n = s[0], per = x.size() / n;
+        Tensor<T> out;
+        for (std::size_t b = 0; b < n; b += kInferChunk) {
+            const std::size_t m = std::min(kInferChunk, n - b);
+            const Tensor<T> h = run(Tensor<T>::view(const_cast<T*>(x.data()) + b * per, s.with(0, m),
+                                                    std::pmr::get_default_resource()));
+            if (b == 0)  // every element is written below
+                out = Tensor<T>::uninit(h.shape().rank() ? h.shape().with(0, n) : Shape{},
+                                        std::pmr::get_default_resource());
+            if (h.shape().rank() == 0 || h.shape() != out.shape().with(0, m))
+                fail("Sequential: a batch-independent layer turned {} samples {} into {}", m, s.with(0, m),
+                     h.shape());
+            std::copy_n(h.data(), h.size(), out.data() + b * (out.size() / n));
+        }
+        return out;
+    }
     Module<T>& adopt(std::unique_ptr<Module<T>> m) {
         if (auto* lin = dynamic_cast<Linear<T>*>(m.get()); lin != nullptr && !lin->explicit_index_) {
             std::size_t position = 0;

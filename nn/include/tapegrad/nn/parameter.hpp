@@ -106,6 +106,10 @@ public:
         auto no_grad = tape.no_grad();
         return forward(tape, tape.constant(x)).value().clone(std::pmr::get_default_resource());
     }
+    // Whether infer() computes each sample (an index of the leading, batch axis) from that sample
+    // alone, with the same bits in a batch of any size, keeping the batch axis: Sequential::infer
+    // then runs the layer on chunks of the batch (nn/layers.hpp). False unless a layer says so.
+    virtual bool batch_independent() const { return false; }
     // The same computation with the parameters given as Vars (one per parameters() entry, in
     // that order) instead of the module's own: a functional call, e.g. for tg::gradcheck.
     virtual Var<T> forward_with(Tape<T>& tape, const Var<T>& x, std::span<const Var<T>> params) = 0;

@@ -207,7 +207,10 @@ struct Relu {
     Shape shape(Shape x) const { return x; }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& x) const {
-        for (std::size_t i = 0; i < x.size(); ++i) out[i] = x[i] > 0 ? x[i] : T(0);
+        // cnn12: through restrict pointers, so that the select vectorises (as relu_backward's).
+        const T* __restrict px = x.data();
+        T* __restrict o = out.data();
+        for (std::size_t i = 0, n = x.size(); i < n; ++i) o[i] = px[i] > T(0) ? px[i] : T(0);
     }
     template <class V>
     V vjp(In<0>, const V& g, const V&, const V& x) const {

@@ -182,6 +182,21 @@ Tensor<T> mat(const T* p, std::size_t m, std::size_t n) {
     return Tensor<T>::view(const_cast<T*>(p), Shape{m, n}, std::pmr::get_default_resource());
 }
 
+// f(n, gi, cols) for every image n and group gi in order, cols the K×P columns of x[n, gi]:
+// im2col'd into the per-thread scratch, or x[n, gi] itself when the kernel is pointwise.
+// The prologue the forward and the weight gradient share (each reads x through im2col).
+template <class T, class F>
+void for_each_image_cols(const T* x, const ConvGeom& g, const Conv2dParams& p, F&& f) {
+    const bool pointwise = conv_is_pointwise(g, p);
+    T* cols = pointwise ? nullptr : conv_scratch<T>(g.k() * g.p());
+    for (std::size_t n = 0; n < g.n; ++n)
+        for (std::size_t gi = 0; gi < g.g; ++gi) {
+            const T* xi = x + (n * g.c + gi * g.cg) * g.h * g.w;
+            if (!pointwise) im2col_image(xi, g, p, g.cg, cols);
+            f(n, gi, pointwise ? xi : static_cast<const T*>(cols));
+        }
+}
+
 // The three kernels, shared by the ops' forwards and their vjp_into (add: accumulate into out).
 // y = conv2d(x, w) (+ bias[o] on channel o when bias is given: the bias rows are written
 // first and the GEMM adds W·cols with β = 1, as Affine does).
@@ -190,22 +205,13 @@ void conv_forward(Tensor<T>& out, const Tensor<T>& x, const Tensor<T>& w, const 
                   std::string_view op) {
     const ConvGeom g = conv_geom(op, x.shape(), w.shape(), p);
     const std::size_t K = g.k(), P = g.p();
-    const bool pointwise = conv_is_pointwise(g, p);
-    T* cols = pointwise ? nullptr : conv_scratch<T>(K * P);
-    for (std::size_t n = 0; n < g.n; ++n)
-        for (std::size_t gi = 0; gi < g.g; ++gi) {
-            const T* xi = x.data() + (n * g.c + gi * g.cg) * g.h * g.w;
-            const T* c = xi;
-            if (!pointwise) {
-                im2col_image(xi, g, p, g.cg, cols);
-                c = cols;
-            }
-            T* yp = out.data() + (n * g.o + gi * g.og) * P;
-            if (bias)
-                for (std::size_t o = 0; o < g.og; ++o) std::fill_n(yp + o * P, P, bias[gi * g.og + o]);
-            Tensor<T> yi = mat(yp, g.og, P);
-            gemm(false, false, T(1), mat(w.data() + gi * g.og * K, g.og, K), mat(c, K, P), bias ? T(1) : T(0), yi);
-        }
+    for_each_image_cols(x.data(), g, p, [&](std::size_t n, std::size_t gi, const T* c) {
+        T* yp = out.data() + (n * g.o + gi * g.og) * P;
+        if (bias)
+            for (std::size_t o = 0; o < g.og; ++o) std::fill_n(yp + o * P, P, bias[gi * g.og + o]);
+        Tensor<T> yi = mat(yp, g.og, P);
+        gemm(false, false, T(1), mat(w.data() + gi * g.og * K, g.og, K), mat(c, K, P), bias ? T(1) : T(0), yi);
+    });
 }
 // out (x's shape `in`) = (or +=) col2im(W_gᵀ · gy[n, g]) image by image.
 template <class T>
@@ -232,37 +238,38 @@ void conv_weight_grad(Tensor<T>& out, const Tensor<T>& x, const Tensor<T>& gy, c
                       const Conv2dParams& p, bool add, std::string_view op) {
     const ConvGeom g = conv_geom(op, x.shape(), wshape, p);
     const std::size_t K = g.k(), P = g.p();
-    const bool pointwise = conv_is_pointwise(g, p);
-    T* cols = pointwise ? nullptr : conv_scratch<T>(K * P);
     if (g.n == 0 && !add) out.fill(T(0));
-    for (std::size_t n = 0; n < g.n; ++n)
-        for (std::size_t gi = 0; gi < g.g; ++gi) {
-            const T* xi = x.data() + (n * g.c + gi * g.cg) * g.h * g.w;
-            const T* c = xi;
-            if (!pointwise) {
-                im2col_image(xi, g, p, g.cg, cols);
-                c = cols;
-            }
-            Tensor<T> wg = mat(out.data() + gi * g.og * K, g.og, K);
-            gemm(false, true, T(1), mat(gy.data() + (n * g.o + gi * g.og) * P, g.og, P), mat(c, K, P),
-                 n == 0 && !add ? T(0) : T(1), wg);
-        }
+    for_each_image_cols(x.data(), g, p, [&](std::size_t n, std::size_t gi, const T* c) {
+        Tensor<T> wg = mat(out.data() + gi * g.og * K, g.og, K);
+        gemm(false, true, T(1), mat(gy.data() + (n * g.o + gi * g.og) * P, g.og, P), mat(c, K, P),
+             n == 0 && !add ? T(0) : T(1), wg);
+    });
 }
-// out (O elements) = (or +=) Σ over n and positions of gy[n, o]: the bias's adjoint.
+// Σ r[0, P) in 8 interleaved partial sums, combined pairwise: no serial chain of dependent adds
+// (the compiler vectorises the lanes), and a rounding error that grows more slowly than a
+// left-to-right sum's.
+template <class T>
+T lane_sum(const T* __restrict r, std::size_t P) {
+    constexpr std::size_t L = 8;
+    T acc[L] = {};
+    std::size_t k = 0;
+    for (; k + L <= P; k += L)
+        for (std::size_t l = 0; l < L; ++l) acc[l] += r[k + l];
+    for (std::size_t l = 0; k < P; ++k, ++l) acc[l] += r[k];
+    for (std::size_t w = L / 2; w > 0; w /= 2)
+        for (std::size_t l = 0; l < w; ++l) acc[l] += acc[l + w];
+    return acc[0];
+}
+// out (O elements) = (or +=) Σ over n and positions of gy[n, o]: the bias's adjoint, in one pass
+// over gy in memory order (image by image, each channel's plane by lane_sum).
 template <class T>
 void conv_bias_grad(Tensor<T>& out, const Tensor<T>& gy, bool add) {
     const Shape s = gy.shape();
     const std::size_t N = s[0], O = s[1], P = s[2] * s[3];
-    for (std::size_t o = 0; o < O; ++o) {
-        T acc = 0;
-        for (std::size_t n = 0; n < N; ++n) {
-            const T* r = gy.data() + (n * O + o) * P;
-            T part = 0;
-            for (std::size_t k = 0; k < P; ++k) part += r[k];
-            acc += part;
-        }
-        out[o] = add ? out[o] + acc : acc;
-    }
+    T* o = out.data();
+    if (!add) std::fill_n(o, O, T(0));
+    for (std::size_t n = 0; n < N; ++n)
+        for (std::size_t c = 0; c < O; ++c) o[c] += lane_sum(gy.data() + (n * O + c) * P, P);
 }
 
 }  // namespace detail

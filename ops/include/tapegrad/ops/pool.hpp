@@ -120,6 +120,21 @@ std::size_t pool_argmax(const T* x, const PoolGeom& g, std::size_t oy, std::size
     return best;  // every window holds at least one input element (padding ≤ k/2)
 }
 
+// The 2×2 window (a, b over c, d) in row-major order through pool_argmax's rule (v replaces the
+// maximum m when v > m or v is NaN, unless m is already NaN): its maximum m and the position
+// k ∈ {0, 1, 2, 3} of the first maximum, branch-free.
+template <class T>
+[[gnu::always_inline]] inline T max4(T a, T b, T c, T d, unsigned& k) {
+    T m = a;
+    k = 0;
+    const T v[3] = {b, c, d};
+    for (unsigned i = 0; i < 3; ++i) {
+        const bool take = !(v[i] <= m) & (m == m);
+        m = take ? v[i] : m;
+        k = take ? i + 1 : k;
+    }
+    return m;
+}
 // each(o, a) for every window o (row-major over oy, ox) of plane x with a = pool_argmax(x, g, oy, ox).
 // Windows that lie inside the plane (no padding, no dilation: the usual 2×2 pool) take a
 // direct loop with the same tie and NaN rule; the others go through pool_argmax.
@@ -148,15 +163,9 @@ void pool_argmax_plane(const T* x, const PoolGeom& g, F&& each) {
     // The 2×2 window, unrolled (the CNNs' pool).
     auto inside2 = [&](std::size_t base) {
         const std::size_t at[4] = {base, base + 1, base + g.w, base + g.w + 1};
-        std::size_t best = at[0];
-        T m = x[best];
-        for (int k = 1; k < 4; ++k) {
-            const T v = x[at[k]];
-            const bool take = !(v <= m) && m == m;
-            m = take ? v : m;
-            best = take ? at[k] : best;
-        }
-        return best;
+        unsigned k;
+        max4(x[at[0]], x[at[1]], x[at[2]], x[at[3]], k);
+        return at[k];
     };
     const bool two = g.kh == 2 && g.kw == 2;
     for (std::size_t oy = 0; oy < g.oh; ++oy) {
@@ -166,6 +175,73 @@ void pool_argmax_plane(const T* x, const PoolGeom& g, F&& each) {
         else if (oy < iy)
             for (; ox < ix; ++ox) each(oy * g.ow + ox, inside(oy * g.sh * g.w + ox * g.sw));
         for (; ox < g.ow; ++ox) each(oy * g.ow + ox, pool_argmax(x, g, oy, ox));
+    }
+}
+
+// The CNNs' pool: 2×2 windows at stride 2, no padding, no dilation. Its windows do not
+// overlap; the first ⌊h/2⌋ rows and ⌊w/2⌋ columns of them lie inside the plane (ceil_mode adds
+// a last row or column that does not, which the general path takes).
+inline bool pool_is_2x2(const PoolGeom& g) {
+    return g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 && g.dh == 1 && g.dw == 1;
+}
+// y = max_pool2d(x) through 2×2 stride-2 windows (pool_is_2x2): each output row from two input
+// rows, no index kept; windows outside the plane (ceil_mode) through pool_argmax.
+template <class T>
+void max_pool_2x2(T* out, const T* x, const PoolGeom& g) {
+    const std::size_t plane = g.h * g.w, oplane = g.oh * g.ow;
+    const std::size_t iy = std::min(g.oh, g.h / 2), ix = std::min(g.ow, g.w / 2);
+    for (std::size_t nc = 0; nc < g.n * g.c; ++nc) {
+        const T* xp = x + nc * plane;
+        T* op = out + nc * oplane;
+        for (std::size_t oy = 0; oy < g.oh; ++oy) {
+            T* __restrict o = op + oy * g.ow;
+            std::size_t ox = 0;
+            if (oy < iy) {
+                const T* __restrict r0 = xp + 2 * oy * g.w;
+                const T* __restrict r1 = r0 + g.w;
+                unsigned k;
+                for (; ox < ix; ++ox) o[ox] = max4(r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1], k);
+            }
+            for (; ox < g.ow; ++ox) o[ox] = xp[pool_argmax(xp, g, oy, ox)];
+        }
+    }
+}
+// dx = dy scattered to the 2×2 windows' argmax (pool_is_2x2 with every window inside the
+// plane): each window's four entries written once (dy at the argmax, 0 elsewhere), the odd last
+// row and column (in no window) zeroed; no clearing pass, no read-modify-write.
+template <class T>
+void max_pool_2x2_backward(T* out, const T* gy, const T* x, const PoolGeom& g) {
+    const std::size_t plane = g.h * g.w, oplane = g.oh * g.ow;
+    for (std::size_t nc = 0; nc < g.n * g.c; ++nc) {
+        const T* xp = x + nc * plane;
+        const T* gp = gy + nc * oplane;
+        T* op = out + nc * plane;
+        for (std::size_t oy = 0; oy < g.oh; ++oy) {
+            const T* __restrict r0 = xp + 2 * oy * g.w;
+            const T* __restrict r1 = r0 + g.w;
+            T* __restrict d0 = op + 2 * oy * g.w;
+            T* __restrict d1 = d0 + g.w;
+            const T* __restrict gr = gp + oy * g.ow;
+            for (std::size_t ox = 0; ox < g.ow; ++ox) {
+                // The argmax is the first tap equal to the maximum m, or the first NaN when m is
+                // NaN (then no tap equals m): masks, not the index of max4, so that the loop
+                // vectorises as the forward's (a selected index compiles to mispredicted branches).
+                const T a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1];
+                unsigned k;
+                const T m = max4(a, b, c, d, k);
+                const bool ea = (a == m) | (a != a);
+                const bool eb = (!ea) & ((b == m) | (b != b));
+                const bool ec = (!(ea | eb)) & ((c == m) | (c != c));
+                const bool ed = !(ea | eb | ec);
+                const T v = gr[ox];
+                d0[2 * ox] = ea ? v : T(0);
+                d0[2 * ox + 1] = eb ? v : T(0);
+                d1[2 * ox] = ec ? v : T(0);
+                d1[2 * ox + 1] = ed ? v : T(0);
+            }
+            if (g.w % 2) d0[g.w - 1] = d1[g.w - 1] = T(0);
+        }
+        if (g.h % 2) std::fill_n(op + (g.h - 1) * g.w, g.w, T(0));
     }
 }
 
@@ -217,7 +293,11 @@ struct MaxPool2d {
     }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& x) const {
-        detail::pool_gather(out.data(), x.data(), x.data(), detail::pool_geom(name, x.shape(), q));
+        const detail::PoolGeom g = detail::pool_geom(name, x.shape(), q);
+        if (detail::pool_is_2x2(g))
+            detail::max_pool_2x2(out.data(), x.data(), g);
+        else
+            detail::pool_gather(out.data(), x.data(), x.data(), g);
     }
     template <class V>
     V vjp(In<0>, const V& g, const V&, const V& x) const;
@@ -242,6 +322,8 @@ struct MaxPool2dBackward {
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& gy, const Tensor<T>& x) const {
         const detail::PoolGeom g = detail::pool_geom(name, x.shape(), q);
+        if (detail::pool_is_2x2(g) && g.oh == g.h / 2 && g.ow == g.w / 2)  // every window inside
+            return detail::max_pool_2x2_backward(out.data(), gy.data(), x.data(), g);
         out.fill(T(0));
         const std::size_t plane = g.h * g.w, oplane = g.oh * g.ow;
         for (std::size_t nc = 0; nc < g.n * g.c; ++nc) {
