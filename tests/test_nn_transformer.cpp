@@ -212,3 +212,33 @@ TEST_CASE("the state-dict importer transposes Linear weights and rejects a missi
                          doctest::Contains("no entry 'transformer.h.2.ln_1.weight'"), tg::Error);
     CHECK(deeper.parameters()[0]->value[0] == before);  // nothing imported on an error
 }
+
+// ---- gpt13: char_gpt's recipe, sampling, allocation-free steps ---------------------------------
+
+TEST_CASE("gpt_linear_weight picks the Linear weights of a GPT: char_gpt's decay group leaves out biases, "
+          "LayerNorms and the embedding tables") {
+    for (const bool tied : {false, true}) {
+        CAPTURE(tied);
+        nn::Rng rng(6);
+        nn::GPT<double> gpt({.vocab_size = 5, .block_size = 3, .n_layer = 2, .n_head = 2, .n_embd = 4,
+                             .tie_weights = tied},
+                            rng);
+        const auto params = gpt.parameters();
+        const auto groups = nn::adamw_param_groups<double>(params, 0.1, nn::gpt_linear_weight<double>);
+        REQUIRE(groups.size() == 2);
+        std::vector<std::string> decay;
+        for (auto* p : groups[0].params) decay.push_back(p->name);
+        // per block c_attn, attn.c_proj, c_fc, mlp.c_proj; then lm_head unless tied (wte is the head)
+        std::vector<std::string> want;
+        for (int i = 0; i < 2; ++i)
+            for (const char* w : {"attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"})
+                want.push_back(fmt::format("transformer.h.{}.{}.weight", i, w));
+        if (!tied) want.push_back("lm_head.weight");
+        CHECK(decay == want);
+        CHECK(groups[0].params.size() + groups[1].params.size() == params.size());
+        CHECK(groups[1].params[0]->name == "transformer.wte.weight");
+        CHECK(groups[1].params[1]->name == "transformer.wpe.weight");
+        // adamw_param_groups' default (nanoGPT's rule) decays the embedding tables as well
+        CHECK(nn::adamw_param_groups<double>(params, 0.1)[0].params.size() == want.size() + 2);
+    }
+}

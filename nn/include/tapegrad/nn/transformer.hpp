@@ -235,6 +235,18 @@ inline std::vector<std::string> gpt_state_dict_names(const GPTConfig& cfg) {
     return n;
 }
 
+// Whether a GPT parameter (by its state_dict name) is the weight of a Linear layer:
+// attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj or lm_head. import_torch_gpt transposes these;
+// examples/char_gpt decays only these (adamw_param_groups(params, wd, gpt_linear_weight<T>):
+// no decay on biases, LayerNorms and the embedding tables wte and wpe — a tied head is wte, and
+// does not decay either; nanoGPT's own rule, adamw_param_groups' default, decays wte and wpe).
+template <class T>
+bool gpt_linear_weight(const Parameter<T>& p) {
+    const std::string& n = p.name;
+    return n == "lm_head.weight" ||
+           (n.ends_with(".weight") && (n.find(".attn.") != std::string::npos || n.find(".mlp.") != std::string::npos));
+}
+
 // logits (B, T, vocab) = head(ln_f(blocks(wte[idx] + wpe[0..T)))), idx (B, T) integer-valued;
 // head(x) = x·W (W: n_embd × vocab, no bias), or x·wteᵀ with tie_weights.
 // The parameters are named by nanoGPT's state_dict keys (gpt_state_dict_names below), so that
@@ -320,13 +332,8 @@ private:
 // Entries named in `ignore` may be in the file and are not read.
 template <class T>
 void import_torch_gpt(GPT<T>& gpt, const Archive& a, std::vector<std::string> ignore = {}) {
-    auto linear_weight = [](const Parameter<T>& p) {
-        const std::string& n = p.name;
-        return n == "lm_head.weight" ||
-               (n.ends_with(".weight") && (n.find(".attn.") != std::string::npos || n.find(".mlp.") != std::string::npos));
-    };
     if (gpt.config().tie_weights) ignore.push_back("lm_head.weight");
-    import_state_dict<T>(a, gpt.parameters(), linear_weight, ignore);
+    import_state_dict<T>(a, gpt.parameters(), gpt_linear_weight<T>, ignore);
 }
 
 }  // namespace tapegrad::nn
