@@ -412,68 +412,6 @@ std::string vocab_utf8(const std::vector<char32_t>& vocab) {
     return s;
 }
 
-// ---- sampling ----------------------------------------------------------------------------------
-struct SampleOptions {
-    double temperature = 1.0;  // logits / temperature before the softmax (> 0)
-    std::size_t top_k = 0;     // keep only the k largest logits (0: all)
-};
-
-// Appends n tokens to `prompt` (token ids in [0, vocab)), each drawn from softmax(logits / τ)
-// of the last position given the last block_size tokens (nanoGPT's generate), restricted to
-// the top_k largest logits; u = rng.uniform() picks the token by the cumulative distribution,
-// so the same rng state gives the same text. Forward passes record nothing (no-grad tape).
-template <class T>
-std::vector<std::size_t> generate(nn::GPT<T>& gpt, std::span<const std::size_t> prompt, std::size_t n, nn::Rng& rng,
-                                  SampleOptions o = {}) {
-    const nn::GPTConfig& cfg = gpt.config();
-    if (prompt.empty()) tg::fail("generate: the prompt is empty (give at least one token)");
-    if (!(o.temperature > 0) || !std::isfinite(o.temperature))
-        tg::fail("generate: temperature {} must be a positive number", o.temperature);
-    for (std::size_t i = 0; i < prompt.size(); ++i)
-        if (prompt[i] >= cfg.vocab_size)
-            tg::fail("generate: prompt token {} at position {} is outside the vocabulary ({})", prompt[i], i,
-                 cfg.vocab_size);
-    std::vector<std::size_t> out(prompt.begin(), prompt.end());
-    tg::Tape<T> tape(std::size_t(8) << 20);
-    tg::Tensor<T> idx(tg::Shape{1, cfg.block_size});
-    std::vector<double> p(cfg.vocab_size);
-    for (std::size_t step = 0; step < n; ++step) {
-        const std::size_t t = std::min(out.size(), cfg.block_size), first = out.size() - t;
-        for (std::size_t j = 0; j < t; ++j) idx[j] = static_cast<T>(out[first + j]);
-        const tg::Tensor<T> x = tg::Tensor<T>::view(idx.data(), tg::Shape{1, t}, std::pmr::get_default_resource());
-        tape.reset();
-        auto guard = tape.no_grad();
-        const tg::Tensor<T>& logits = gpt(tape, tape.constant_ref(x)).value();
-        const T* z = logits.data() + (t - 1) * cfg.vocab_size;
-        double cut = -std::numeric_limits<double>::infinity();
-        if (o.top_k > 0 && o.top_k < cfg.vocab_size) {
-            std::vector<double> sorted(z, z + cfg.vocab_size);
-            std::nth_element(sorted.begin(), sorted.begin() + static_cast<std::ptrdiff_t>(o.top_k - 1),
-                             sorted.end(), [](double a, double b) { return a > b; });
-            cut = sorted[o.top_k - 1];
-        }
-        double zmax = -std::numeric_limits<double>::infinity(), total = 0;
-        for (std::size_t v = 0; v < cfg.vocab_size; ++v) zmax = std::max(zmax, static_cast<double>(z[v]));
-        for (std::size_t v = 0; v < cfg.vocab_size; ++v) {
-            const double zv = static_cast<double>(z[v]);
-            p[v] = zv < cut ? 0.0 : std::exp((zv - zmax) / o.temperature);
-            total += p[v];
-        }
-        double u = rng.uniform() * total;
-        std::size_t pick = cfg.vocab_size - 1;
-        for (std::size_t v = 0; v < cfg.vocab_size; ++v) {
-            if (p[v] > 0 && u < p[v]) {
-                pick = v;
-                break;
-            }
-            u -= p[v];
-        }
-        while (p[pick] == 0 && pick > 0) --pick;  // rounding left u past the end: the last kept token
-        out.push_back(pick);
-    }
-    return out;
-}
-
 // ---- the recipe ---------------------------------------------------------------------------------
 
 template <class T>
@@ -656,7 +594,7 @@ int run(const Options& o) {
             prompt.push_back(static_cast<std::size_t>(it - c.vocab.begin()));
         }
         nn::Rng rng(o.seed ^ 0x5a3b1e5ull);
-        const auto ids = generate(gpt, prompt, o.sample, rng, {.temperature = o.temperature, .top_k = o.top_k});
+        const auto ids = nn::generate(gpt, prompt, o.sample, rng, {.temperature = o.temperature, .top_k = o.top_k});
         std::string text;
         for (std::size_t id : ids) encode_utf8(c.vocab[id], text);
         fmt::print("\nsample (temperature {}, top-k {}):\n{}\n", o.temperature, o.top_k ? fmt::format("{}", o.top_k) : "all",

@@ -6,8 +6,10 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <limits>
 #include <memory>
 #include <span>
 #include <string>
@@ -322,6 +324,75 @@ private:
     std::unique_ptr<Linear<T>> head_;  // null when tied to wte
     Tensor<T> pos_;
 };
+
+// ---- sampling ----------------------------------------------------------------------------------
+
+struct GenerateOptions {
+    double temperature = 1.0;  // logits / temperature before the softmax (finite, > 0)
+    std::size_t top_k = 0;     // keep only the top_k largest logits (0, or ≥ vocab: all)
+};
+
+// nanoGPT's generate: appends n tokens to `prompt` (token ids in [0, vocab)) and returns the
+// whole sequence. Each token is drawn from softmax(z / temperature) restricted to the top_k
+// largest logits z (a logit tied with the k-th largest is kept), z the logits of the last
+// position given the last block_size tokens. The draw is u = rng.uniform() · Σp, the first token
+// whose cumulative weight passes u: the same rng state gives the same tokens, and top_k = 1 is
+// greedy decoding (the argmax at each step; the lowest id among equal maxima). The forward
+// passes run on a tape of their own under no_grad (nothing is recorded for backward); the
+// model's parameters are not touched. Bad arguments (an empty prompt, a token outside the
+// vocabulary, a temperature that is not a positive number) raise an Error naming generate.
+template <class T>
+std::vector<std::size_t> generate(GPT<T>& gpt, std::span<const std::size_t> prompt, std::size_t n, Rng& rng,
+                                  GenerateOptions o = {}) {
+    const GPTConfig& cfg = gpt.config();
+    if (prompt.empty()) fail("generate: the prompt is empty (give at least one token)");
+    if (!(o.temperature > 0) || !std::isfinite(o.temperature))
+        fail("generate: temperature {} must be a positive number", o.temperature);
+    for (std::size_t i = 0; i < prompt.size(); ++i)
+        if (prompt[i] >= cfg.vocab_size)
+            fail("generate: prompt token {} at position {} is outside the vocabulary ({})", prompt[i], i,
+                 cfg.vocab_size);
+    std::vector<std::size_t> out(prompt.begin(), prompt.end());
+    out.reserve(prompt.size() + n);
+    Tape<T> tape(std::size_t(8) << 20);
+    Tensor<T> idx(Shape{1, cfg.block_size});
+    std::vector<double> p(cfg.vocab_size), sorted;
+    for (std::size_t step = 0; step < n; ++step) {
+        const std::size_t t = std::min(out.size(), cfg.block_size), first = out.size() - t;
+        for (std::size_t j = 0; j < t; ++j) idx[j] = static_cast<T>(out[first + j]);
+        const Tensor<T> x = Tensor<T>::view(idx.data(), Shape{1, t}, std::pmr::get_default_resource());
+        tape.reset();
+        auto guard = tape.no_grad();
+        const Tensor<T>& logits = gpt(tape, tape.constant_ref(x)).value();
+        const T* z = logits.data() + (t - 1) * cfg.vocab_size;
+        double cut = -std::numeric_limits<double>::infinity();
+        if (o.top_k > 0 && o.top_k < cfg.vocab_size) {
+            sorted.assign(z, z + cfg.vocab_size);
+            std::nth_element(sorted.begin(), sorted.begin() + static_cast<std::ptrdiff_t>(o.top_k - 1), sorted.end(),
+                             [](double a, double b) { return a > b; });
+            cut = sorted[o.top_k - 1];
+        }
+        double zmax = -std::numeric_limits<double>::infinity(), total = 0;
+        for (std::size_t v = 0; v < cfg.vocab_size; ++v) zmax = std::max(zmax, static_cast<double>(z[v]));
+        for (std::size_t v = 0; v < cfg.vocab_size; ++v) {
+            const double zv = static_cast<double>(z[v]);
+            p[v] = zv < cut ? 0.0 : std::exp((zv - zmax) / o.temperature);
+            total += p[v];
+        }
+        double u = rng.uniform() * total;
+        std::size_t pick = cfg.vocab_size - 1;
+        for (std::size_t v = 0; v < cfg.vocab_size; ++v) {
+            if (p[v] > 0 && u < p[v]) {
+                pick = v;
+                break;
+            }
+            u -= p[v];
+        }
+        while (p[pick] == 0 && pick > 0) --pick;  // rounding left u past the end: the last kept token
+        out.push_back(pick);
+    }
+    return out;
+}
 
 // Loads nanoGPT's state_dict (keys: gpt_state_dict_names) from an Archive exported by a script
 // (import_state_dict) into `gpt`: every Linear weight (attn.c_attn, attn.c_proj, mlp.c_fc,
