@@ -33,11 +33,15 @@ double median(std::vector<double> v) {
     return n == 0 ? NAN : n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-// One model, optimiser, tape and batch, as examples/char_gpt's training loop.
+// One model, optimiser, schedule, tape and batch, as examples/char_gpt's training loop (its
+// recipe: AdamW groups with decay on the Linear weights, warm-up + cosine, clipping at 1.0).
 struct Trainer {
     nn::Rng rng{1337};
     nn::GPT<float> gpt{{.vocab_size = kVocab, .block_size = kBlock, .n_layer = 4, .n_head = 4, .n_embd = 128}, rng};
-    nn::AdamW<float> opt{gpt.parameters(), nn::AdamWOptions{.lr = 1e-3, .weight_decay = 0.1}};
+    std::vector<nn::Parameter<float>*> params = gpt.parameters();
+    nn::AdamW<float> opt{nn::adamw_param_groups<float>(params, 0.1, nn::gpt_linear_weight<float>),
+                         nn::AdamWOptions{.lr = 1e-3, .beta2 = 0.99}};
+    nn::WarmupCosineLR sched{opt, {.warmup_iters = 100, .lr_decay_iters = 2000, .min_lr = 1e-4}};
     tg::Tape<float> tape{std::size_t(64) << 20};
     tg::Tensor<float> x{tg::Shape{kBatch, kBlock}}, y{tg::Shape{kBatch * kBlock, 1}};
 
@@ -51,8 +55,10 @@ struct Trainer {
         const tg::Var<float> loss =
             tg::softmax_cross_entropy(tg::reshape(logits, tg::Shape{kBatch * kBlock, kVocab}), tape.constant_ref(y));
         tape.backward(loss);
+        nn::clip_grad_norm<float>(params, 1.0);
         opt.step();
         opt.zero_grad();
+        sched.step();
         return loss.item();
     }
 };

@@ -1,6 +1,11 @@
 // A character-level GPT trained on the text of Debian's fortunes package (issue 13's demo):
-// nanoGPT's CPU configuration (4 layers, 4 heads, 128 dims, context 64, batch 12, AdamW lr 1e-3
-// with weight decay 0.1 on every parameter and a constant rate, no dropout, 2000 iterations).
+// nanoGPT's CPU configuration (4 layers, 4 heads, 128 dims, context 64, batch 12, no dropout,
+// 2000 iterations) with nanoGPT's recipe (config/train_shakespeare_char.py): AdamW (lr 1e-3,
+// betas 0.9/0.99, eps 1e-8) in two parameter groups, weight decay 0.1 on the Linear weights
+// (attention, MLP, lm_head) and none on biases, LayerNorms and the embedding tables; linear
+// warm-up over 100 iterations, then cosine decay to 1e-4 at --lr-decay-iters (the last
+// iteration); the gradients clipped to a total 2-norm of 1.0 before each step.
+// scripts/pytorch_gpt.py is the same recipe, data split, batches and evaluation in PyTorch.
 //
 //   char_gpt [--iters 2000] [--seed 1337] [--threads 1] [--precision float|double]
 //            [--data /usr/share/games/fortunes | --text FILE] [--out runs/char_gpt]
@@ -8,13 +13,15 @@
 //            [--eval-batches 50] [--full-val 1] [--sample 400] [--prompt TEXT]
 //            [--temperature 0.8] [--top-k 0] [--log-steps N]
 //            [--layers 4] [--heads 4] [--embd 128] [--block 64] [--batch 12] [--lr 1e-3]
-//            [--weight-decay 0.1]
+//            [--min-lr 1e-4] [--warmup-iters 100] [--lr-decay-iters ITERS] [--beta2 0.99]
+//            [--weight-decay 0.1] [--grad-clip 1.0]
 //
 // Data: the files of the fortunes directory without .dat/.u8 (sorted by name, concatenated,
 // decoded as UTF-8: 2,576,627 characters, 113 distinct); the vocabulary is the sorted distinct
 // characters; the first 90 % train, the rest validates. A training batch is --batch windows of
 // --block characters starting at uniform random offsets (nanoGPT's get_batch), the targets the
-// same windows shifted by one.
+// same windows shifted by one; the offsets come from nn::Rng (xoshiro256**), which
+// scripts/pytorch_gpt.py reimplements, so that both sides train on the same batches.
 //
 // Evaluation (scripts/pytorch_gpt.py does the same): every --eval-interval steps, the mean loss
 // of --eval-batches random batches of each split (nanoGPT's estimate_loss; those batches are
@@ -25,7 +32,9 @@
 // Same seed, same curve: weights, batches and samples come from tg::nn::Rng streams seeded by
 // --seed. Writes <out>/history.csv and <out>/history.svg; --checkpoint saves parameters, AdamW
 // state, the step and the batch generator at every evaluation (and when --max-steps stops the
-// run); --resume continues from such a file exactly where it stopped.
+// run); --resume continues from such a file exactly where it stopped. Parameters are saved under
+// nanoGPT's state_dict names (transformer.wte.weight, …); a checkpoint of an older char_gpt
+// (names with a "000." prefix, one AdamW group at a constant rate) is refused with an Error.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -53,7 +62,8 @@ namespace {
 
 struct Options {
     std::size_t iters = 2000, batch = 12, block = 64, layers = 4, heads = 4, embd = 128;
-    double lr = 1e-3, weight_decay = 0.1;
+    double lr = 1e-3, min_lr = 1e-4, beta2 = 0.99, weight_decay = 0.1, grad_clip = 1.0;
+    std::size_t warmup_iters = 100, lr_decay_iters = 0;  // 0: max(--iters, --warmup-iters)
     std::uint64_t seed = 1337;
     int threads = 1;
     std::string precision = "float";
@@ -93,7 +103,10 @@ void usage(std::FILE* f) {
                "  --top-k N            sample among the N likeliest characters (0: all)\n"
                "  --log-steps N        print the loss of each of the first N steps\n"
                "  --layers N --heads N --embd N --block N --batch N   model and batch (4 4 128 64 12)\n"
-               "  --lr X --weight-decay X                             AdamW (1e-3, 0.1)\n");
+               "  --lr X --min-lr X --beta2 X --weight-decay X        AdamW (1e-3, 1e-4, 0.99, 0.1)\n"
+               "  --warmup-iters N     linear warm-up iterations (100)\n"
+               "  --lr-decay-iters N   cosine decay to --min-lr ends here (--iters, at least --warmup-iters)\n"
+               "  --grad-clip X        clip the gradients' total 2-norm (1.0; 0: no clipping)\n");
 }
 
 std::size_t to_size(std::string_view opt, const std::string& v) {
@@ -127,7 +140,12 @@ Options parse(int argc, char** argv) {
         else if (a == "--heads") o.heads = to_size(a, v);
         else if (a == "--embd") o.embd = to_size(a, v);
         else if (a == "--lr") o.lr = to_double(a, v);
+        else if (a == "--min-lr") o.min_lr = to_double(a, v);
+        else if (a == "--beta2") o.beta2 = to_double(a, v);
         else if (a == "--weight-decay") o.weight_decay = to_double(a, v);
+        else if (a == "--grad-clip") o.grad_clip = to_double(a, v);
+        else if (a == "--warmup-iters") o.warmup_iters = to_size(a, v);
+        else if (a == "--lr-decay-iters") o.lr_decay_iters = to_size(a, v);
         else if (a == "--seed") o.seed = to_size(a, v);
         else if (a == "--threads") o.threads = static_cast<int>(to_size(a, v));
         else if (a == "--precision") o.precision = v;
@@ -154,6 +172,9 @@ Options parse(int argc, char** argv) {
     if (o.threads < 1) tg::fail("--threads must be at least 1");
     if (!(o.temperature > 0)) tg::fail("--temperature must be positive");
     if (!(o.lr > 0)) tg::fail("--lr must be positive");
+    if (o.lr_decay_iters == 0) o.lr_decay_iters = std::max(o.iters, o.warmup_iters);
+    if (o.lr_decay_iters < o.warmup_iters)
+        tg::fail("--lr-decay-iters {} is below --warmup-iters {}", o.lr_decay_iters, o.warmup_iters);
     if (o.checkpoint.empty()) o.checkpoint = o.resume;
     return o;
 }
@@ -391,66 +412,32 @@ std::string vocab_utf8(const std::vector<char32_t>& vocab) {
     return s;
 }
 
-// ---- sampling ----------------------------------------------------------------------------------
-struct SampleOptions {
-    double temperature = 1.0;  // logits / temperature before the softmax (> 0)
-    std::size_t top_k = 0;     // keep only the k largest logits (0: all)
-};
+// ---- the recipe ---------------------------------------------------------------------------------
 
-// Appends n tokens to `prompt` (token ids in [0, vocab)), each drawn from softmax(logits / τ)
-// of the last position given the last block_size tokens (nanoGPT's generate), restricted to
-// the top_k largest logits; u = rng.uniform() picks the token by the cumulative distribution,
-// so the same rng state gives the same text. Forward passes record nothing (no-grad tape).
 template <class T>
-std::vector<std::size_t> generate(nn::GPT<T>& gpt, std::span<const std::size_t> prompt, std::size_t n, nn::Rng& rng,
-                                  SampleOptions o = {}) {
-    const nn::GPTConfig& cfg = gpt.config();
-    if (prompt.empty()) tg::fail("generate: the prompt is empty (give at least one token)");
-    if (!(o.temperature > 0) || !std::isfinite(o.temperature))
-        tg::fail("generate: temperature {} must be a positive number", o.temperature);
-    for (std::size_t i = 0; i < prompt.size(); ++i)
-        if (prompt[i] >= cfg.vocab_size)
-            tg::fail("generate: prompt token {} at position {} is outside the vocabulary ({})", prompt[i], i,
-                 cfg.vocab_size);
-    std::vector<std::size_t> out(prompt.begin(), prompt.end());
-    tg::Tape<T> tape(std::size_t(8) << 20);
-    tg::Tensor<T> idx(tg::Shape{1, cfg.block_size});
-    std::vector<double> p(cfg.vocab_size);
-    for (std::size_t step = 0; step < n; ++step) {
-        const std::size_t t = std::min(out.size(), cfg.block_size), first = out.size() - t;
-        for (std::size_t j = 0; j < t; ++j) idx[j] = static_cast<T>(out[first + j]);
-        const tg::Tensor<T> x = tg::Tensor<T>::view(idx.data(), tg::Shape{1, t}, std::pmr::get_default_resource());
-        tape.reset();
-        auto guard = tape.no_grad();
-        const tg::Tensor<T>& logits = gpt(tape, tape.constant_ref(x)).value();
-        const T* z = logits.data() + (t - 1) * cfg.vocab_size;
-        double cut = -std::numeric_limits<double>::infinity();
-        if (o.top_k > 0 && o.top_k < cfg.vocab_size) {
-            std::vector<double> sorted(z, z + cfg.vocab_size);
-            std::nth_element(sorted.begin(), sorted.begin() + static_cast<std::ptrdiff_t>(o.top_k - 1),
-                             sorted.end(), [](double a, double b) { return a > b; });
-            cut = sorted[o.top_k - 1];
-        }
-        double zmax = -std::numeric_limits<double>::infinity(), total = 0;
-        for (std::size_t v = 0; v < cfg.vocab_size; ++v) zmax = std::max(zmax, static_cast<double>(z[v]));
-        for (std::size_t v = 0; v < cfg.vocab_size; ++v) {
-            const double zv = static_cast<double>(z[v]);
-            p[v] = zv < cut ? 0.0 : std::exp((zv - zmax) / o.temperature);
-            total += p[v];
-        }
-        double u = rng.uniform() * total;
-        std::size_t pick = cfg.vocab_size - 1;
-        for (std::size_t v = 0; v < cfg.vocab_size; ++v) {
-            if (p[v] > 0 && u < p[v]) {
-                pick = v;
-                break;
-            }
-            u -= p[v];
-        }
-        while (p[pick] == 0 && pick > 0) --pick;  // rounding left u past the end: the last kept token
-        out.push_back(pick);
+std::size_t count_no_decay(const nn::AdamW<T>& opt) {
+    std::size_t n = 0;
+    for (std::size_t k = 0; k < opt.params().size(); ++k) n += opt.group_weight_decay(opt.group_of(k)) == 0;
+    return n;
+}
+
+// Checkpoints of this recipe carry char_gpt/version 2. Version 1 (before the recipe above) had
+// one AdamW group at a constant rate and parameter names prefixed by their index ("000.…"):
+// resuming such a run here would continue a different recipe, so it is refused.
+constexpr std::uint64_t kCheckpointVersion = 2;
+void check_checkpoint_version(const nn::Archive& a) {
+    if (!a.contains("char_gpt/version")) {
+        if (a.contains("param/000.transformer.wte.weight"))
+            tg::fail("{}: a checkpoint of an older char_gpt (parameter names with an index prefix, '000.transformer."
+                     "wte.weight'; one AdamW group at a constant learning rate), which this version cannot resume: "
+                     "its recipe differs (parameter groups, warm-up + cosine, clipping); start a new run",
+                     a.source());
+        tg::fail("{}: not a char_gpt checkpoint (no char_gpt/version entry)", a.source());
     }
-    return out;
+    const auto v = a.get_u64("char_gpt/version");
+    if (v.size() != 1 || v[0] != kCheckpointVersion)
+        tg::fail("{}: char_gpt checkpoint version {}, this char_gpt reads version {}", a.source(),
+                 v.empty() ? 0 : v[0], kCheckpointVersion);
 }
 
 // ---- the run ------------------------------------------------------------------------------------
@@ -468,23 +455,29 @@ int run(const Options& o) {
                     .n_embd = o.embd},
                    init_rng);
     const auto params = gpt.parameters();
-    for (std::size_t i = 0; i < params.size(); ++i)  // unique names for the checkpoint
-        params[i]->name = fmt::format("{:03}.{}", i, params[i]->name);
-    nn::AdamW<T> opt(params, nn::AdamWOptions{.lr = o.lr, .weight_decay = o.weight_decay});
+    nn::AdamW<T> opt(nn::adamw_param_groups<T>(params, o.weight_decay, nn::gpt_linear_weight<T>),
+                     nn::AdamWOptions{.lr = o.lr, .beta1 = 0.9, .beta2 = o.beta2, .eps = 1e-8});
     nn::TrainState st{.rng = nn::Rng(o.seed ^ 0xba7c4e5ull)};
     std::vector<Row> rows;
     if (!o.resume.empty()) {
         const nn::Archive a = nn::Archive::load(o.resume);
+        check_checkpoint_version(a);
         if (!a.contains("char_gpt/vocab") || a.get_string("char_gpt/vocab") != vocab_utf8(c.vocab))
             tg::fail("{}: checkpoint was trained on another vocabulary", o.resume);
         nn::restore_checkpoint<T>(a, params, &opt, st);
         rows = load_rows(a);
         fmt::print("resumed from {} at step {}\n", o.resume, st.step);
     }
+    // nanoGPT's get_lr(it) for the iteration about to run (st.step: 0, or the resumed step).
+    nn::WarmupCosineLR sched(opt, {.warmup_iters = o.warmup_iters, .lr_decay_iters = o.lr_decay_iters,
+                                   .min_lr = o.min_lr});
+    sched.set_iteration(static_cast<std::size_t>(st.step));
     auto checkpoint = [&] {
         if (o.checkpoint.empty()) return;
         nn::Archive a = nn::make_checkpoint<T>(params, &opt, st);
         a.put_string("char_gpt/vocab", vocab_utf8(c.vocab));
+        const std::uint64_t version[1] = {kCheckpointVersion};
+        a.put_u64("char_gpt/version", version);
         save_rows(a, rows);
         a.save(o.checkpoint);
     };
@@ -492,10 +485,14 @@ int run(const Options& o) {
     fmt::print("text: {} characters from {} file{} ({}) in {:.2f}s; vocabulary {}; {} train / {} validation\n",
                c.train.size() + c.val.size(), c.files, c.files == 1 ? "" : "s", o.text.empty() ? o.data : o.text,
                load_s, c.vocab.size(), c.train.size(), c.val.size());
-    fmt::print("{} ({} parameters, {}), AdamW lr {} weight decay {}, batch {}×{}, {} iterations, seed {}, {} BLAS "
-               "thread{}\n",
-               gpt.describe(), gpt.parameter_count(), o.precision, o.lr, o.weight_decay, o.batch, o.block, o.iters,
-               o.seed, o.threads, o.threads == 1 ? "" : "s");
+    fmt::print("{} ({} parameters, {}); batch {}×{}, {} iterations, seed {}, {} BLAS thread{}\n", gpt.describe(),
+               gpt.parameter_count(), o.precision, o.batch, o.block, o.iters, o.seed, o.threads,
+               o.threads == 1 ? "" : "s");
+    fmt::print("AdamW lr {} betas (0.9, {}) weight decay {} on {} Linear weights (not on {} biases, LayerNorm "
+               "parameters and embedding tables); warm-up {} iterations, cosine to {} at iteration {}; gradient "
+               "clipping {}\n",
+               o.lr, o.beta2, o.weight_decay, opt.params().size() - count_no_decay(opt), count_no_decay(opt),
+               o.warmup_iters, o.min_lr, o.lr_decay_iters, o.grad_clip > 0 ? fmt::format("at norm {}", o.grad_clip) : "off");
     std::fflush(stdout);
 
     tg::Tape<T> tape(std::size_t(64) << 20), eval_tape(std::size_t(16) << 20);
@@ -529,8 +526,10 @@ int run(const Options& o) {
         const tg::Var<T> logits = gpt(tape, tape.constant_ref(x));
         const tg::Var<T> loss = lm_loss(tape, logits, y);
         tape.backward(loss);
+        if (o.grad_clip > 0) nn::clip_grad_norm<T>(params, o.grad_clip);
         opt.step();
         opt.zero_grad();
+        sched.step();
         ++st.step;
         const double l = static_cast<double>(loss.item());
         if (st.step <= o.log_steps) fmt::print("step {} loss {:.9g}\n", st.step, l);
@@ -595,7 +594,7 @@ int run(const Options& o) {
             prompt.push_back(static_cast<std::size_t>(it - c.vocab.begin()));
         }
         nn::Rng rng(o.seed ^ 0x5a3b1e5ull);
-        const auto ids = generate(gpt, prompt, o.sample, rng, {.temperature = o.temperature, .top_k = o.top_k});
+        const auto ids = nn::generate(gpt, prompt, o.sample, rng, {.temperature = o.temperature, .top_k = o.top_k});
         std::string text;
         for (std::size_t id : ids) encode_utf8(c.vocab[id], text);
         fmt::print("\nsample (temperature {}, top-k {}):\n{}\n", o.temperature, o.top_k ? fmt::format("{}", o.top_k) : "all",

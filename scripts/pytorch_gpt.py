@@ -4,7 +4,7 @@
 Run with Debian's python (where python3-torch lives):
 
     /usr/bin/python3 scripts/pytorch_gpt.py [--iters 2000] [--seed 1337] [--threads 1]
-        [--eval-interval 500] [--eval-batches 50] [--full-val 1] [--json FILE]
+        [--eval-interval 250] [--eval-batches 50] [--full-val 1] [--json FILE]
     /usr/bin/python3 scripts/pytorch_gpt.py --bench-steps 30 [--threads N] --json FILE
 
 Model: nanoGPT's GPT without dropout: token + position embeddings (nn.Embedding, N(0, 1)),
@@ -14,16 +14,24 @@ one Linear C→3C for q, k, v, heads of C/H, output Linear C→C, MLP Linear C�
 Linear 4C→C, final LayerNorm, lm_head Linear C→V without bias; every Linear and LayerNorm with
 torch's default initialisation and biases (830,464 parameters for the fortunes vocabulary of 113).
 
-Recipe: AdamW(lr 1e-3, betas (0.9, 0.999), eps 1e-8, weight_decay 0.1 on every parameter),
-constant learning rate, batch 12 windows of 64 characters at uniform random offsets of the
-training split (nanoGPT's get_batch), 2000 iterations, float32.
+Recipe (examples/char_gpt's, nanoGPT's config/train_shakespeare_char.py): AdamW (lr 1e-3,
+betas (0.9, 0.99), eps 1e-8) in two parameter groups, weight decay 0.1 on the weights of the
+nn.Linear modules and 0 on everything else (biases, LayerNorms, embedding tables); nanoGPT's
+get_lr: linear warm-up over 100 iterations, cosine decay to 1e-4 at --lr-decay-iters (default
+--iters); clip_grad_norm_(1.0) before each step; batch 12 windows of 64 characters; 2000
+iterations, float32.
+
+Batches: the window offsets are drawn by a port of tapegrad's nn::Rng (xoshiro256** seeded by
+splitmix64, Lemire's bounded integers) with char_gpt's seeds, so that both sides see the same
+training batches and the same evaluation batches; only the initial weights (torch's generator,
+seeded by --seed) differ.
 
 Data and evaluation as examples/char_gpt: the fortunes files without .dat/.u8 sorted by name,
 concatenated, decoded as UTF-8; vocabulary the sorted distinct characters; first 90 % train;
-every --eval-interval steps the mean loss of --eval-batches random validation batches; at the
-end the loss over every non-overlapping 64-character window of the validation split.
+every --eval-interval steps the mean loss of --eval-batches random batches of each split; at
+the end the loss over every non-overlapping 64-character window of the validation split.
 
-Prints the validation estimate every --eval-interval steps and the mean ms per training step
+Prints the estimates every --eval-interval steps and the mean ms per training step
 (evaluations excluded). --bench-steps N: only times N training steps after 5 warm-up steps
 (the median of the per-step times) and reports peak RSS.
 """
@@ -38,6 +46,50 @@ import time
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+
+M64 = (1 << 64) - 1
+
+
+class Rng:
+    """tapegrad::nn::Rng (nn/random.hpp): xoshiro256** seeded through splitmix64; below(n) is
+    Lemire's multiply-and-reject. The same seed gives the same stream as the C++ class."""
+
+    def __init__(self, seed):
+        x = seed & M64
+        self.s = []
+        for _ in range(4):
+            x = (x + 0x9e3779b97f4a7c15) & M64
+            z = x
+            z = ((z ^ (z >> 30)) * 0xbf58476d1ce4e5b9) & M64
+            z = ((z ^ (z >> 27)) * 0x94d049bb133111eb) & M64
+            self.s.append(z ^ (z >> 31))
+
+    @staticmethod
+    def _rotl(x, k):
+        return ((x << k) | (x >> (64 - k))) & M64
+
+    def next(self):
+        s = self.s
+        result = (self._rotl((s[1] * 5) & M64, 7) * 9) & M64
+        t = (s[1] << 17) & M64
+        s[2] ^= s[0]
+        s[3] ^= s[1]
+        s[1] ^= s[2]
+        s[0] ^= s[3]
+        s[2] ^= t
+        s[3] = self._rotl(s[3], 45)
+        return result
+
+    def below(self, n):
+        m = self.next() * n
+        lo = m & M64
+        if lo < n:
+            threshold = ((1 << 64) - n) % n
+            while lo < threshold:
+                m = self.next() * n
+                lo = m & M64
+        return m >> 64
 
 
 def load_text(data_dir, text_file):
@@ -126,8 +178,13 @@ def main():
     ap.add_argument('--heads', type=int, default=4)
     ap.add_argument('--embd', type=int, default=128)
     ap.add_argument('--lr', type=float, default=1e-3)
+    ap.add_argument('--min-lr', type=float, default=1e-4)
+    ap.add_argument('--beta2', type=float, default=0.99)
+    ap.add_argument('--warmup-iters', type=int, default=100)
+    ap.add_argument('--lr-decay-iters', type=int, default=0, help='0: max(--iters, --warmup-iters)')
     ap.add_argument('--weight-decay', type=float, default=0.1)
-    ap.add_argument('--eval-interval', type=int, default=500)
+    ap.add_argument('--grad-clip', type=float, default=1.0, help='0: no clipping')
+    ap.add_argument('--eval-interval', type=int, default=250)
     ap.add_argument('--eval-batches', type=int, default=50)
     ap.add_argument('--full-val', type=int, default=1)
     ap.add_argument('--bench-steps', type=int, default=0)
@@ -145,19 +202,35 @@ def main():
 
     model = GPT(len(vocab), a.block, a.layers, a.heads, a.embd)
     params = sum(p.numel() for p in model.parameters())
-    opt = torch.optim.AdamW(model.parameters(), lr=a.lr, weight_decay=a.weight_decay)
+    decay = [m.weight for m in model.modules() if isinstance(m, nn.Linear)]
+    decay_ids = {id(p) for p in decay}
+    no_decay = [p for p in model.parameters() if id(p) not in decay_ids]
+    opt = torch.optim.AdamW([{'params': decay, 'weight_decay': a.weight_decay},
+                             {'params': no_decay, 'weight_decay': 0.0}],
+                            lr=a.lr, betas=(0.9, a.beta2), eps=1e-8)
+    lr_decay_iters = a.lr_decay_iters or max(a.iters, a.warmup_iters)
+    if lr_decay_iters < a.warmup_iters:
+        sys.exit(f'pytorch_gpt.py: --lr-decay-iters {lr_decay_iters} is below --warmup-iters {a.warmup_iters}')
 
-    def get_batch(split, gen=None):
-        ix = torch.randint(len(split) - a.block, (a.batch,), generator=gen)
+    def get_lr(it):  # nanoGPT's
+        if it < a.warmup_iters:
+            return a.lr * (it + 1) / (a.warmup_iters + 1)
+        if it > lr_decay_iters:
+            return a.min_lr
+        r = (it - a.warmup_iters) / (lr_decay_iters - a.warmup_iters) if lr_decay_iters > a.warmup_iters else 1.0
+        return a.min_lr + 0.5 * (1.0 + math.cos(math.pi * r)) * (a.lr - a.min_lr)
+
+    def get_batch(split, rng):  # char_gpt's get_batch: offsets uniform in [0, len - block)
+        ix = [rng.below(len(split) - a.block) for _ in range(a.batch)]
         x = torch.stack([split[i:i + a.block] for i in ix])
         y = torch.stack([split[i + 1:i + 1 + a.block] for i in ix])
         return x, y
 
     @torch.no_grad()
-    def estimate(split, salt):
-        gen = torch.Generator().manual_seed(a.seed * 1000003 + salt)
+    def estimate(split, salt):  # char_gpt's estimate_loss, with its generator seeds
+        rng = Rng(a.seed * 0x9e3779b97f4a7c15 + salt)
         model.eval()
-        s = sum(model(*get_batch(split, gen)).item() for _ in range(a.eval_batches))
+        s = sum(model(*get_batch(split, rng)).item() for _ in range(a.eval_batches))
         model.train()
         return s / a.eval_batches
 
@@ -172,12 +245,21 @@ def main():
             s += model(x, y).item() * m
         return s / windows, windows
 
-    def step():
-        x, y = get_batch(train)
+    train_rng = Rng(a.seed ^ 0xba7c4e5)
+    it = 0
+
+    def step():  # iteration `it`: nanoGPT's order (lr, forward, backward, clip, step)
+        nonlocal it
+        for g in opt.param_groups:
+            g['lr'] = get_lr(it)
+        x, y = get_batch(train, train_rng)
         loss = model(x, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if a.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), a.grad_clip)
         opt.step()
+        it += 1
         return loss.item()
 
     out = {'threads': a.threads, 'parameters': params}
@@ -204,20 +286,30 @@ def main():
               f'(min {out["gpt_step_ms_min"]:.1f}; CPU {out["gpt_step_cpu_ms"]:.1f}) over {a.bench_steps} steps; peak RSS {out["peak_rss_mb"]:.0f} MB')
     else:
         print(f'text: {len(text)} characters, vocabulary {len(vocab)}; {len(train)} train / {len(val)} validation')
-        print(f'GPT: {a.layers} layers, {a.heads} heads, {a.embd} dims, {params} parameters; AdamW lr {a.lr} '
-              f'wd {a.weight_decay}; batch {a.batch}x{a.block}; {a.iters} iterations; seed {a.seed}; {a.threads} thread(s)')
+        print(f'GPT: {a.layers} layers, {a.heads} heads, {a.embd} dims, {params} parameters; batch {a.batch}x{a.block}; '
+              f'{a.iters} iterations; seed {a.seed}; {a.threads} thread(s)')
+        print(f'AdamW lr {a.lr} betas (0.9, {a.beta2}) weight decay {a.weight_decay} on {len(decay)} Linear weights '
+              f'(not on {len(no_decay)} others); warm-up {a.warmup_iters} iterations, cosine to {a.min_lr} at '
+              f'iteration {lr_decay_iters}; gradient clipping {a.grad_clip if a.grad_clip > 0 else "off"}')
         val_losses = {}
         train_s = 0.0
-        for it in range(1, a.iters + 1):
+
+        def evaluate():
+            tr = estimate(train, 2 * it)
+            va = estimate(val, 2 * it + 1)
+            val_losses[it] = va
+            print(f'step {it:5}  train loss {tr:.4f}  val loss {va:.4f}  ({a.eval_batches} batches each)  '
+                  f'{1e3 * train_s / max(it, 1):.1f} ms/step', flush=True)
+
+        if a.eval_batches:
+            evaluate()
+        while it < a.iters:
             t0 = time.perf_counter()
             step()
             train_s += time.perf_counter() - t0
-            if it % a.eval_interval == 0 or it == a.iters:
-                v = estimate(val, 2 * it + 1)
-                val_losses[it] = v
-                print(f'step {it:5}  val loss {v:.4f} ({a.eval_batches} batches)  '
-                      f'{1e3 * train_s / it:.1f} ms/step', flush=True)
-        out.update({f'val_loss_{it}': v for it, v in val_losses.items()})
+            if a.eval_batches and (it % a.eval_interval == 0 or it == a.iters):
+                evaluate()
+        out.update({f'val_loss_{k}': v for k, v in val_losses.items()})
         out['ms_per_step'] = 1e3 * train_s / max(a.iters, 1)
         if a.full_val:
             v, windows = full_validation()

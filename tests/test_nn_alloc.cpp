@@ -3,6 +3,7 @@
 // comes from the tape's arena, optimiser state is allocated with the optimiser.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <tapegrad/nn.hpp>
 
 #include "count_new.hpp"
@@ -42,3 +43,47 @@ TEST_CASE("training steps allocate nothing on the heap after the first ones") {
         CHECK(st.epoch == 1);
     }
 }
+
+// gpt13: begin
+// A GPT training step as examples/char_gpt runs it (forward, cross-entropy, backward, gradient
+// clipping, AdamW with parameter groups, warm-up + cosine schedule, zero_grad): nothing on the
+// heap once warm, untied and tied.
+TEST_CASE("GPT training steps (clip, AdamW groups, warm-up + cosine) allocate nothing on the heap after the first ones") {
+    constexpr std::size_t kV = 20, kB = 4, kT = 16;
+    for (const bool tied : {false, true}) {
+        CAPTURE(tied);
+        nn::Rng rng(3);
+        nn::GPT<float> gpt({.vocab_size = kV, .block_size = kT, .n_layer = 2, .n_head = 2, .n_embd = 32,
+                            .tie_weights = tied},
+                           rng);
+        const auto params = gpt.parameters();
+        nn::AdamW<float> opt(nn::adamw_param_groups<float>(params, 0.1, nn::gpt_linear_weight<float>),
+                             {.lr = 1e-3, .beta2 = 0.99});
+        nn::WarmupCosineLR sched(opt, {.warmup_iters = 2, .lr_decay_iters = 20, .min_lr = 1e-4});
+        tg::Tape<float> tape;
+        tg::Tensor<float> x(tg::Shape{kB, kT}), y(tg::Shape{kB * kT, 1});
+        auto step = [&] {
+            for (std::size_t i = 0; i < x.size(); ++i) {
+                x[i] = float(rng.below(kV));
+                y[i] = float(rng.below(kV));
+            }
+            tape.reset();
+            const auto logits = gpt(tape, tape.constant_ref(x));
+            const auto loss = tg::softmax_cross_entropy(tg::reshape(logits, tg::Shape{kB * kT, kV}), tape.constant_ref(y));
+            tape.backward(loss);
+            nn::clip_grad_norm<float>(params, 1.0);
+            opt.step();
+            opt.zero_grad();
+            sched.step();
+            return loss.item();
+        };
+        for (int k = 0; k < 3; ++k) step();
+        const long before = g_news.load();
+        float last = 0;
+        for (int k = 0; k < 5; ++k) last = step();
+        const long during = g_news.load() - before;
+        CHECK(during == 0);
+        CHECK(std::isfinite(last));
+    }
+}
+// gpt13: end

@@ -3,7 +3,11 @@
 // fixed batch, and the errors of the layers (head count, sequence length, vocabulary).
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <functional>
+#include <limits>
 #include <filesystem>
 #include <random>
 #include <tapegrad/nn.hpp>
@@ -211,4 +215,97 @@ TEST_CASE("the state-dict importer transposes Linear weights and rejects a missi
     CHECK_THROWS_WITH_AS(nn::import_torch_gpt(deeper, a, kLockstepEntries),
                          doctest::Contains("no entry 'transformer.h.2.ln_1.weight'"), tg::Error);
     CHECK(deeper.parameters()[0]->value[0] == before);  // nothing imported on an error
+}
+
+// ---- gpt13: char_gpt's recipe, sampling, allocation-free steps ---------------------------------
+
+TEST_CASE("gpt_linear_weight picks the Linear weights of a GPT: char_gpt's decay group leaves out biases, "
+          "LayerNorms and the embedding tables") {
+    for (const bool tied : {false, true}) {
+        CAPTURE(tied);
+        nn::Rng rng(6);
+        nn::GPT<double> gpt({.vocab_size = 5, .block_size = 3, .n_layer = 2, .n_head = 2, .n_embd = 4,
+                             .tie_weights = tied},
+                            rng);
+        const auto params = gpt.parameters();
+        const auto groups = nn::adamw_param_groups<double>(params, 0.1, nn::gpt_linear_weight<double>);
+        REQUIRE(groups.size() == 2);
+        std::vector<std::string> decay;
+        for (auto* p : groups[0].params) decay.push_back(p->name);
+        // per block c_attn, attn.c_proj, c_fc, mlp.c_proj; then lm_head unless tied (wte is the head)
+        std::vector<std::string> want;
+        for (int i = 0; i < 2; ++i)
+            for (const char* w : {"attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"})
+                want.push_back(fmt::format("transformer.h.{}.{}.weight", i, w));
+        if (!tied) want.push_back("lm_head.weight");
+        CHECK(decay == want);
+        CHECK(groups[0].params.size() + groups[1].params.size() == params.size());
+        CHECK(groups[1].params[0]->name == "transformer.wte.weight");
+        CHECK(groups[1].params[1]->name == "transformer.wpe.weight");
+        // adamw_param_groups' default (nanoGPT's rule) decays the embedding tables as well
+        CHECK(nn::adamw_param_groups<double>(params, 0.1)[0].params.size() == want.size() + 2);
+    }
+}
+
+TEST_CASE("nn::generate: the same seed gives the same tokens, top_k = 1 is the argmax at each step, bad "
+          "arguments are Errors") {
+    nn::Rng init(8);
+    nn::GPT<double> gpt({.vocab_size = 7, .block_size = 4, .n_layer = 1, .n_head = 2, .n_embd = 8}, init);
+    const std::vector<std::size_t> prompt = {1, 2};
+    const std::span<const std::size_t> pr(prompt);
+    const double w0 = gpt.parameters()[0]->value[0];
+
+    nn::Rng r1(5), r2(5), r3(6);
+    const auto a = nn::generate(gpt, pr, 12, r1, {.temperature = 0.9});
+    const auto b = nn::generate(gpt, pr, 12, r2, {.temperature = 0.9});
+    const auto c = nn::generate(gpt, pr, 12, r3, {.temperature = 0.9});
+    REQUIRE(a.size() == 14);  // the prompt, then 12 tokens (longer than block_size: cropped windows)
+    CHECK(a[0] == 1);
+    CHECK(a[1] == 2);
+    CHECK(a == b);
+    CHECK(a != c);  // another seed, other tokens
+    CHECK(r1 == r2);
+    for (std::size_t t : a) CHECK(t < 7);
+    CHECK(gpt.parameters()[0]->value[0] == w0);  // nothing trained
+
+    // The logits of the last position given the last block_size tokens of `seq`, recomputed here.
+    auto last_logits = [&](const std::vector<std::size_t>& seq) {
+        const std::size_t t = std::min<std::size_t>(seq.size(), 4), first = seq.size() - t;
+        Tensor<double> idx(Shape{1, t});
+        for (std::size_t j = 0; j < t; ++j) idx[j] = double(seq[first + j]);
+        tg::Tape<double> tape;
+        const Tensor<double>& z = gpt(tape, tape.constant(idx)).value();
+        return std::vector<double>(z.data() + (t - 1) * 7, z.data() + t * 7);
+    };
+    // top_k = 1: greedy, whatever the temperature and the generator
+    nn::Rng g1(1), g2(99);
+    const auto greedy = nn::generate(gpt, pr, 10, g1, {.temperature = 0.5, .top_k = 1});
+    CHECK(nn::generate(gpt, pr, 10, g2, {.temperature = 3.0, .top_k = 1}) == greedy);
+    for (std::size_t i = prompt.size(); i < greedy.size(); ++i) {
+        const std::vector<std::size_t> before(greedy.begin(), greedy.begin() + static_cast<std::ptrdiff_t>(i));
+        const auto z = last_logits(before);
+        const auto argmax = static_cast<std::size_t>(std::max_element(z.begin(), z.end()) - z.begin());
+        CHECK(greedy[i] == argmax);
+    }
+    // top_k = 2: every token is one of the two largest logits
+    nn::Rng g3(4);
+    const auto two = nn::generate(gpt, pr, 10, g3, {.top_k = 2});
+    for (std::size_t i = prompt.size(); i < two.size(); ++i) {
+        auto z = last_logits(std::vector<std::size_t>(two.begin(), two.begin() + static_cast<std::ptrdiff_t>(i)));
+        const double picked = z[two[i]];
+        std::sort(z.begin(), z.end(), std::greater<>());
+        CHECK(picked >= z[1]);
+    }
+
+    nn::Rng r(1);
+    CHECK_THROWS_WITH_AS(nn::generate(gpt, std::span<const std::size_t>(), 3, r),
+                         doctest::Contains("generate: the prompt is empty"), tg::Error);
+    const std::vector<std::size_t> outside = {1, 7};
+    CHECK_THROWS_WITH_AS(nn::generate(gpt, std::span<const std::size_t>(outside), 3, r),
+                         doctest::Contains("generate: prompt token 7 at position 1 is outside the vocabulary (7)"),
+                         tg::Error);
+    for (const double bad : {0.0, -1.0, std::nan(""), std::numeric_limits<double>::infinity()})
+        CHECK_THROWS_WITH_AS(nn::generate(gpt, pr, 3, r, {.temperature = bad}),
+                             doctest::Contains("must be a positive number"), tg::Error);
+    CHECK(r == nn::Rng(1));  // errors before any draw
 }

@@ -6,8 +6,11 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstddef>
+#include <limits>
 #include <memory>
 #include <span>
 #include <string>
@@ -23,17 +26,30 @@ namespace tapegrad::nn {
 
 namespace detail {
 template <class T>
-void check_params(std::string_view who, std::span<const Var<T>> p, std::size_t n) {
-    if (p.size() != n) fail("{}: forward_with needs {} parameter Vars, {} given", who, n, p.size());
+void check_params(const Module<T>& m, std::span<const Var<T>> p, std::size_t n) {  // (describe(): on error only)
+    if (p.size() != n) fail("{}: forward_with needs {} parameter Vars, {} given", m.describe(), n, p.size());
 }
-// Runs each child's forward_with on its share of `params` (in parameters() order).
+// The composite modules below write their computation once, as compute(x, call), where
+// call(k, child, v) runs a child that owns k parameter tensors: forward() passes a call that runs
+// child.forward(tape, v) (each child puts its own parameters on the tape), forward_with() one
+// that runs child.forward_with on the next k of its Vars (take). The counts k are taken at
+// construction, so that a step allocates nothing (parameters() builds a vector).
 template <class T>
-std::span<const Var<T>> take(std::span<const Var<T>>& params, Module<T>& m) {
-    const std::size_t k = m.parameters().size();
-    if (params.size() < k) fail("{}: forward_with got too few parameter Vars", m.describe());
-    auto head = params.subspan(0, k);
+std::span<const Var<T>> take(std::span<const Var<T>>& params, std::size_t k) {
+    if (params.size() < k) fail("forward_with: {} parameter Vars left, a layer needs {}", params.size(), k);
+    auto head = params.first(k);
     params = params.subspan(k);
     return head;
+}
+template <class T>
+auto own_params(Tape<T>& tape) {
+    return [&tape](std::size_t, Module<T>& m, const Var<T>& v) { return m.forward(tape, v); };
+}
+template <class T>
+auto given_params(Tape<T>& tape, std::span<const Var<T>>& params) {
+    return [&tape, &params](std::size_t k, Module<T>& m, const Var<T>& v) {
+        return m.forward_with(tape, v, take(params, k));
+    };
 }
 }  // namespace detail
 
@@ -54,7 +70,7 @@ public:
     }
     Var<T> forward(Tape<T>& tape, const Var<T>& idx) override { return embedding(idx, w_.var(tape), pad_); }
     Var<T> forward_with(Tape<T>&, const Var<T>& idx, std::span<const Var<T>> p) override {
-        detail::check_params<T>(describe(), p, 1);
+        detail::check_params<T>(*this, p, 1);
         return embedding(idx, p[0], pad_);
     }
     std::vector<Parameter<T>*> parameters() override { return {&w_}; }
@@ -83,7 +99,7 @@ public:
         return layer_norm(x, Shape{dim_}, w_.var(tape), b_.var(tape), eps_);
     }
     Var<T> forward_with(Tape<T>&, const Var<T>& x, std::span<const Var<T>> p) override {
-        detail::check_params<T>(describe(), p, 2);
+        detail::check_params<T>(*this, p, 2);
         return layer_norm(x, Shape{dim_}, p[0], p[1], eps_);
     }
     std::vector<Parameter<T>*> parameters() override { return {&w_, &b_}; }
@@ -104,7 +120,7 @@ public:
     }
     Var<T> forward(Tape<T>&, const Var<T>& x) override { return gelu(x, tanh_ ? "tanh" : "none"); }
     Var<T> forward_with(Tape<T>& tape, const Var<T>& x, std::span<const Var<T>> p) override {
-        detail::check_params<T>(describe(), p, 0);
+        detail::check_params<T>(*this, p, 0);
         return forward(tape, x);
     }
     std::string describe() const override { return tanh_ ? "GELU(tanh)" : "GELU"; }
@@ -124,25 +140,14 @@ public:
           h_(num_heads),
           causal_(causal),
           qkv_(checked(embed_dim, num_heads), 3 * embed_dim, rng, torch_linear()),
-          proj_(embed_dim, embed_dim, rng, torch_linear()) {}
+          proj_(embed_dim, embed_dim, rng, torch_linear()),
+          n_qkv_(qkv_.parameters().size()),
+          n_proj_(proj_.parameters().size()) {}
 
-    Var<T> forward(Tape<T>& tape, const Var<T>& x) override {
-        std::vector<Var<T>> p;
-        for (Parameter<T>* q : parameters()) p.push_back(q->var(tape));
-        return forward_with(tape, x, p);
-    }
+    Var<T> forward(Tape<T>& tape, const Var<T>& x) override { return compute(x, detail::own_params(tape)); }
     Var<T> forward_with(Tape<T>& tape, const Var<T>& x, std::span<const Var<T>> params) override {
-        const Shape s = x.shape();
-        if (s.rank() != 3 || s[2] != c_) fail("{}: input {} must be (B, T, {})", describe(), s, c_);
-        const std::size_t b = s[0], t = s[1], d = c_ / h_;
-        const Var<T> qkv = qkv_.forward_with(tape, x, detail::take(params, qkv_));
-        auto head = [&](std::size_t i) {  // (B, T, C) slice i → (B, H, T, D)
-            const Var<T> part = contiguous(slice_axis(qkv, -1, i * c_, (i + 1) * c_));
-            return contiguous(permute(reshape(part, Shape{b, t, h_, d}), {0, 2, 1, 3}));
-        };
-        const Var<T> o = scaled_dot_product_attention(head(0), head(1), head(2), causal_);
-        const Var<T> merged = reshape(contiguous(permute(o, {0, 2, 1, 3})), Shape{b, t, c_});
-        return proj_.forward_with(tape, merged, detail::take(params, proj_));
+        detail::check_params<T>(*this, params, n_qkv_ + n_proj_);
+        return compute(x, detail::given_params(tape, params));
     }
     std::vector<Parameter<T>*> parameters() override {
         std::vector<Parameter<T>*> v = qkv_.parameters();
@@ -159,9 +164,24 @@ private:
         return c;
     }
     static LinearOptions torch_linear() { return LinearOptions{.init = Init::torch_default, .gain = 1.0}; }
+    template <class Call>
+    Var<T> compute(const Var<T>& x, Call&& call) {
+        const Shape s = x.shape();
+        if (s.rank() != 3 || s[2] != c_) fail("{}: input {} must be (B, T, {})", describe(), s, c_);
+        const std::size_t b = s[0], t = s[1], d = c_ / h_;
+        const Var<T> qkv = call(n_qkv_, qkv_, x);
+        auto head = [&](std::size_t i) {  // (B, T, C) slice i → (B, H, T, D)
+            const Var<T> part = contiguous(slice_axis(qkv, -1, i * c_, (i + 1) * c_));
+            return contiguous(permute(reshape(part, Shape{b, t, h_, d}), {0, 2, 1, 3}));
+        };
+        const Var<T> o = scaled_dot_product_attention(head(0), head(1), head(2), causal_);
+        const Var<T> merged = reshape(contiguous(permute(o, {0, 2, 1, 3})), Shape{b, t, c_});
+        return call(n_proj_, proj_, merged);
+    }
     std::size_t c_, h_;
     bool causal_;
     Linear<T> qkv_, proj_;
+    std::size_t n_qkv_, n_proj_;  // parameter tensors of each
 };
 
 // Pre-LayerNorm block: x + attn(ln1(x)), then x + mlp(ln2(x)), mlp = Linear C→4C, GELU, Linear 4C→C.
@@ -175,20 +195,15 @@ public:
           ln2_(embed_dim),
           fc_(embed_dim, 4 * embed_dim, rng, LinearOptions{.init = Init::torch_default, .gain = 1.0}),
           act_(gelu),
-          out_(4 * embed_dim, embed_dim, rng, LinearOptions{.init = Init::torch_default, .gain = 1.0}) {}
-
-    Var<T> forward(Tape<T>& tape, const Var<T>& x) override {
-        std::vector<Var<T>> p;
-        for (Parameter<T>* q : parameters()) p.push_back(q->var(tape));
-        return forward_with(tape, x, p);
+          out_(4 * embed_dim, embed_dim, rng, LinearOptions{.init = Init::torch_default, .gain = 1.0}) {
+        const std::vector<Module<T>*> c = children();
+        for (std::size_t i = 0; i < c.size(); ++i) n_[i] = c[i]->parameters().size();
     }
+
+    Var<T> forward(Tape<T>& tape, const Var<T>& x) override { return compute(x, detail::own_params(tape)); }
     Var<T> forward_with(Tape<T>& tape, const Var<T>& x, std::span<const Var<T>> params) override {
-        Var<T> h = ln1_.forward_with(tape, x, detail::take(params, ln1_));
-        Var<T> y = x + attn_.forward_with(tape, h, detail::take(params, attn_));
-        h = ln2_.forward_with(tape, y, detail::take(params, ln2_));
-        h = fc_.forward_with(tape, h, detail::take(params, fc_));
-        h = act_.forward_with(tape, h, {});
-        return y + out_.forward_with(tape, h, detail::take(params, out_));
+        detail::check_params<T>(*this, params, n_[0] + n_[1] + n_[2] + n_[3] + n_[4]);
+        return compute(x, detail::given_params(tape, params));
     }
     std::vector<Parameter<T>*> parameters() override {
         std::vector<Parameter<T>*> v;
@@ -199,13 +214,23 @@ public:
     std::string describe() const override { return "TransformerBlock"; }
 
 private:
-    std::vector<Module<T>*> children() { return {&ln1_, &attn_, &ln2_, &fc_, &out_}; }
+    std::vector<Module<T>*> children() { return {&ln1_, &attn_, &ln2_, &fc_, &out_}; }  // with parameters
+    template <class Call>
+    Var<T> compute(const Var<T>& x, Call&& call) {
+        Var<T> h = call(n_[0], ln1_, x);
+        Var<T> y = x + call(n_[1], attn_, h);
+        h = call(n_[2], ln2_, y);
+        h = call(n_[3], fc_, h);
+        h = call(0, act_, h);
+        return y + call(n_[4], out_, h);
+    }
     LayerNorm<T> ln1_;
     MultiheadAttention<T> attn_;
     LayerNorm<T> ln2_;
     Linear<T> fc_;
     GELU<T> act_;
     Linear<T> out_;
+    std::array<std::size_t, 5> n_{};  // parameter tensors of each of children()
 };
 
 struct GPTConfig {
@@ -235,6 +260,18 @@ inline std::vector<std::string> gpt_state_dict_names(const GPTConfig& cfg) {
     return n;
 }
 
+// Whether a GPT parameter (by its state_dict name) is the weight of a Linear layer:
+// attn.c_attn, attn.c_proj, mlp.c_fc, mlp.c_proj or lm_head. import_torch_gpt transposes these;
+// examples/char_gpt decays only these (adamw_param_groups(params, wd, gpt_linear_weight<T>):
+// no decay on biases, LayerNorms and the embedding tables wte and wpe — a tied head is wte, and
+// does not decay either; nanoGPT's own rule, adamw_param_groups' default, decays wte and wpe).
+template <class T>
+bool gpt_linear_weight(const Parameter<T>& p) {
+    const std::string& n = p.name;
+    return n == "lm_head.weight" ||
+           (n.ends_with(".weight") && (n.find(".attn.") != std::string::npos || n.find(".mlp.") != std::string::npos));
+}
+
 // logits (B, T, vocab) = head(ln_f(blocks(wte[idx] + wpe[0..T)))), idx (B, T) integer-valued;
 // head(x) = x·W (W: n_embd × vocab, no bias), or x·wteᵀ with tie_weights.
 // The parameters are named by nanoGPT's state_dict keys (gpt_state_dict_names below), so that
@@ -257,31 +294,20 @@ public:
         const std::vector<std::string> names = gpt_state_dict_names(cfg);
         const std::vector<Parameter<T>*> ps = parameters();
         for (std::size_t k = 0; k < ps.size(); ++k) ps[k]->name = names[k];
+        n_total_ = ps.size();
+        n_block_ = blocks_.empty() ? 0 : blocks_[0]->parameters().size();
     }
 
+    // wte enters the tape once (a tied head uses the same leaf, so that its gradient sums both
+    // uses in the engine, as forward_with).
     Var<T> forward(Tape<T>& tape, const Var<T>& idx) override {
-        std::vector<Var<T>> p;
-        for (Parameter<T>* q : parameters()) p.push_back(q->var(tape));
-        return forward_with(tape, idx, p);
+        return compute(tape, idx, wte_.weight().var(tape), detail::own_params(tape));
     }
     Var<T> forward_with(Tape<T>& tape, const Var<T>& idx, std::span<const Var<T>> params) override {
-        const Shape s = idx.shape();
-        if (s.rank() != 2) fail("GPT: indices {} must be (B, T)", s);
-        if (s[1] > cfg_.block_size)
-            fail("GPT: sequence of length {} (indices {}) is longer than the positional table ({})", s[1], s,
-                 cfg_.block_size);
-        const auto wte = detail::take(params, wte_);
-        const Var<T> tok = wte_.forward_with(tape, idx, wte);
-        const Var<T> pos =
-            tape.constant(Tensor<T>::view(pos_.data(), Shape{s[1]}, std::pmr::get_default_resource()));
-        Var<T> x = tok + wpe_.forward_with(tape, pos, detail::take(params, wpe_));
-        for (auto& b : blocks_) x = b->forward_with(tape, x, detail::take(params, *b));
-        x = ln_f_.forward_with(tape, x, detail::take(params, ln_f_));
-        if (!head_) {  // tied: (B·T, C)·wteᵀ, wte (V, C)
-            const Var<T> rows = matmul(reshape(x, Shape{s[0] * s[1], cfg_.n_embd}), wte[0], false, true);
-            return reshape(rows, Shape{s[0], s[1], cfg_.vocab_size});
-        }
-        return head_->forward_with(tape, x, detail::take(params, *head_));
+        detail::check_params<T>(*this, params, n_total_);
+        const Var<T> wte = params[0];
+        params = params.subspan(1);
+        return compute(tape, idx, wte, detail::given_params(tape, params));
     }
     std::vector<Parameter<T>*> parameters() override {
         std::vector<Parameter<T>*> v;
@@ -303,13 +329,102 @@ public:
     const GPTConfig& config() const noexcept { return cfg_; }
 
 private:
+    template <class Call>
+    Var<T> compute(Tape<T>& tape, const Var<T>& idx, const Var<T>& wte, Call&& call) {
+        const Shape s = idx.shape();
+        if (s.rank() != 2) fail("GPT: indices {} must be (B, T)", s);
+        if (s[1] > cfg_.block_size)
+            fail("GPT: sequence of length {} (indices {}) is longer than the positional table ({})", s[1], s,
+                 cfg_.block_size);
+        const Var<T> tok = wte_.forward_with(tape, idx, std::span<const Var<T>>(&wte, 1));
+        const Var<T> pos =
+            tape.constant(Tensor<T>::view(pos_.data(), Shape{s[1]}, std::pmr::get_default_resource()));
+        Var<T> x = tok + call(1, wpe_, pos);
+        for (auto& b : blocks_) x = call(n_block_, *b, x);
+        x = call(2, ln_f_, x);
+        if (!head_) {  // tied: (B·T, C)·wteᵀ, wte (V, C)
+            const Var<T> rows = matmul(reshape(x, Shape{s[0] * s[1], cfg_.n_embd}), wte, false, true);
+            return reshape(rows, Shape{s[0], s[1], cfg_.vocab_size});
+        }
+        return call(1, *head_, x);
+    }
     GPTConfig cfg_;
     Embedding<T> wte_, wpe_;
     std::vector<std::unique_ptr<TransformerBlock<T>>> blocks_;
     LayerNorm<T> ln_f_;
     std::unique_ptr<Linear<T>> head_;  // null when tied to wte
     Tensor<T> pos_;
+    std::size_t n_total_ = 0, n_block_ = 0;  // parameter tensors: all, and each block's
 };
+
+// ---- sampling ----------------------------------------------------------------------------------
+
+struct GenerateOptions {
+    double temperature = 1.0;  // logits / temperature before the softmax (finite, > 0)
+    std::size_t top_k = 0;     // keep only the top_k largest logits (0, or ≥ vocab: all)
+};
+
+// nanoGPT's generate: appends n tokens to `prompt` (token ids in [0, vocab)) and returns the
+// whole sequence. Each token is drawn from softmax(z / temperature) restricted to the top_k
+// largest logits z (a logit tied with the k-th largest is kept), z the logits of the last
+// position given the last block_size tokens. The draw is u = rng.uniform() · Σp, the first token
+// whose cumulative weight passes u: the same rng state gives the same tokens, and top_k = 1 is
+// greedy decoding (the argmax at each step; the lowest id among equal maxima). The forward
+// passes run on a tape of their own under no_grad (nothing is recorded for backward); the
+// model's parameters are not touched. Bad arguments (an empty prompt, a token outside the
+// vocabulary, a temperature that is not a positive number) raise an Error naming generate.
+template <class T>
+std::vector<std::size_t> generate(GPT<T>& gpt, std::span<const std::size_t> prompt, std::size_t n, Rng& rng,
+                                  GenerateOptions o = {}) {
+    const GPTConfig& cfg = gpt.config();
+    if (prompt.empty()) fail("generate: the prompt is empty (give at least one token)");
+    if (!(o.temperature > 0) || !std::isfinite(o.temperature))
+        fail("generate: temperature {} must be a positive number", o.temperature);
+    for (std::size_t i = 0; i < prompt.size(); ++i)
+        if (prompt[i] >= cfg.vocab_size)
+            fail("generate: prompt token {} at position {} is outside the vocabulary ({})", prompt[i], i,
+                 cfg.vocab_size);
+    std::vector<std::size_t> out(prompt.begin(), prompt.end());
+    out.reserve(prompt.size() + n);
+    Tape<T> tape(std::size_t(8) << 20);
+    Tensor<T> idx(Shape{1, cfg.block_size});
+    std::vector<double> p(cfg.vocab_size), sorted;
+    for (std::size_t step = 0; step < n; ++step) {
+        const std::size_t t = std::min(out.size(), cfg.block_size), first = out.size() - t;
+        for (std::size_t j = 0; j < t; ++j) idx[j] = static_cast<T>(out[first + j]);
+        const Tensor<T> x = Tensor<T>::view(idx.data(), Shape{1, t}, std::pmr::get_default_resource());
+        tape.reset();
+        auto guard = tape.no_grad();
+        const Tensor<T>& logits = gpt(tape, tape.constant_ref(x)).value();
+        const T* z = logits.data() + (t - 1) * cfg.vocab_size;
+        double cut = -std::numeric_limits<double>::infinity();
+        if (o.top_k > 0 && o.top_k < cfg.vocab_size) {
+            sorted.assign(z, z + cfg.vocab_size);
+            std::nth_element(sorted.begin(), sorted.begin() + static_cast<std::ptrdiff_t>(o.top_k - 1), sorted.end(),
+                             [](double a, double b) { return a > b; });
+            cut = sorted[o.top_k - 1];
+        }
+        double zmax = -std::numeric_limits<double>::infinity(), total = 0;
+        for (std::size_t v = 0; v < cfg.vocab_size; ++v) zmax = std::max(zmax, static_cast<double>(z[v]));
+        for (std::size_t v = 0; v < cfg.vocab_size; ++v) {
+            const double zv = static_cast<double>(z[v]);
+            p[v] = zv < cut ? 0.0 : std::exp((zv - zmax) / o.temperature);
+            total += p[v];
+        }
+        double u = rng.uniform() * total;
+        std::size_t pick = cfg.vocab_size - 1;
+        for (std::size_t v = 0; v < cfg.vocab_size; ++v) {
+            if (p[v] > 0 && u < p[v]) {
+                pick = v;
+                break;
+            }
+            u -= p[v];
+        }
+        while (p[pick] == 0 && pick > 0) --pick;  // rounding left u past the end: the last kept token
+        out.push_back(pick);
+    }
+    return out;
+}
 
 // Loads nanoGPT's state_dict (keys: gpt_state_dict_names) from an Archive exported by a script
 // (import_state_dict) into `gpt`: every Linear weight (attn.c_attn, attn.c_proj, mlp.c_fc,
@@ -320,13 +435,8 @@ private:
 // Entries named in `ignore` may be in the file and are not read.
 template <class T>
 void import_torch_gpt(GPT<T>& gpt, const Archive& a, std::vector<std::string> ignore = {}) {
-    auto linear_weight = [](const Parameter<T>& p) {
-        const std::string& n = p.name;
-        return n == "lm_head.weight" ||
-               (n.ends_with(".weight") && (n.find(".attn.") != std::string::npos || n.find(".mlp.") != std::string::npos));
-    };
     if (gpt.config().tie_weights) ignore.push_back("lm_head.weight");
-    import_state_dict<T>(a, gpt.parameters(), linear_weight, ignore);
+    import_state_dict<T>(a, gpt.parameters(), gpt_linear_weight<T>, ignore);
 }
 
 }  // namespace tapegrad::nn
