@@ -12,6 +12,8 @@
 #include <tapegrad/nn.hpp>
 #include <tapegrad/tapegrad.hpp>
 
+#include "test_errors.hpp"
+
 namespace tg = tapegrad;
 namespace nn = tapegrad::nn;
 using tg::Shape;
@@ -33,8 +35,6 @@ std::string message_of(auto&& f) {
     }
     return "<no error>";
 }
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // A copy of contiguous t with shape s (the same elements in the same order).
 template <class T>
