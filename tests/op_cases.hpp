@@ -561,10 +561,8 @@ inline std::vector<OpCase> reduce_axes() {
                  [](Tape<double>&, Vars x) { return max(x[0], -1).values; }});
     v.push_back({"max_along", "min(x, 0, keepdim).values times x (ranks 1–5)", one_nd(1, 5), {Domain::Real},
                  [](Tape<double>&, Vars x) { return min(x[0], 0, true).values * x[0]; }});
-    // argmax and the weights are piecewise constant: their (zero) VJPs are checked through a
-    // product with x, as sign's.
-    v.push_back({"argmax", "argmax(x, 0, keepdim) times x (ranks 1–5)", one_nd(1, 5), {Domain::Real},
-                 [](Tape<double>&, Vars x) { return argmax(x[0], 0, true) * x[0]; }});
+    // The weights are piecewise constant: their (zero) VJPs are checked through a product with
+    // x, as sign's. (argmax is data, an IndexTensor: not an op.)
     v.push_back({"extremum_weights", "[x = amax(x)] times x (ranks 0–5)", one_nd(0, 5), {Domain::Real},
                  [](Tape<double>&, Vars x) {
                      const auto a = alternate_axes(x[0].shape(), false);

@@ -40,22 +40,8 @@
 
 namespace tapegrad {
 
-using IndexTensor = Tensor<std::int64_t>;
-using MaskTensor = Tensor<bool>;
-
 namespace detail {
 
-// "(1, 0, 2)": the multi-index of flat position p in a row-major shape s.
-inline std::string position(const Shape& s, std::size_t p) {
-    std::array<std::size_t, kMaxRank> idx{};
-    for (std::size_t k = s.rank(); k-- > 0;) {
-        idx[k] = s[k] ? p % s[k] : 0;
-        p = s[k] ? p / s[k] : 0;
-    }
-    std::string r = "(";
-    for (std::size_t k = 0; k < s.rank(); ++k) r += fmt::format("{}{}", k ? ", " : "", idx[k]);
-    return r + ")";
-}
 // idx[p], checked to lie in [0, extent).
 inline std::size_t index_at(std::string_view op, const Saved<std::int64_t>& idx, std::size_t p, std::size_t extent,
                             std::size_t axis, const Shape& x) {
@@ -64,12 +50,6 @@ inline std::size_t index_at(std::string_view op, const Saved<std::int64_t>& idx,
         fail("{}: index {} at position {} of the index {} is outside [0, {}) (axis {} of {})", op, v,
              position(idx.shape(), p), idx.shape(), extent, axis, x);
     return static_cast<std::size_t>(v);
-}
-// A contiguous tensor with t's values, kept alive by the caller for one call.
-template <class U>
-Tensor<U> dense_data(const Tensor<U>& t) {
-    if (t.is_contiguous()) return Tensor<U>::view(const_cast<U*>(t.data()), t.shape(), std::pmr::get_default_resource());
-    return t.clone(std::pmr::get_default_resource());
 }
 // gather / scatter_add: x and the index have one rank; the index fits in x off `dim`.
 inline void check_gather(std::string_view op, std::size_t dim, const Shape& x, const Shape& idx) {
