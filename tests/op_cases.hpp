@@ -926,22 +926,22 @@ inline std::vector<OpCase> gpt() {
                      auto idx = t.constant(index_tensor(Shape{2, 3}, 4), "I");
                      return tanh(apply(EmbeddingBackward{4, 1}, x[0], idx));
                  }});
-    v.push_back({"where", "where(C, A, B) with A, B, C broadcast", bcast_nd(), {Domain::Real},
+    v.push_back({"where_mask", "where(C, A, B) with a 0/1 tensor C, A, B, C broadcast", bcast_nd(), {Domain::Real},
                  [](Tape<double>& t, Vars x) {
                      const Shape o = broadcast_shape("where", x[0].shape(), x[1].shape());
                      auto c = t.constant(pattern_mask(o, 3, 1), "C");
                      return where(c, x[0], x[1]);
                  }});
-    v.push_back({"masked_fill", "masked_fill with a mask broadcast along the leading axes", one_nd(1, 4),
+    v.push_back({"masked_fill_mask", "masked_fill with a 0/1 tensor mask broadcast along the leading axes", one_nd(1, 4),
                  {Domain::Real}, [](Tape<double>& t, Vars x) {
                      const Shape s = x[0].shape();
                      auto m = t.constant(pattern_mask(Shape{s[s.rank() - 1]}, 2, 0), "M");
                      return masked_fill(x[0], m, 0.5);
                  }});
-    v.push_back({"masked_fill", "masked_fill (invert: fill where the mask is 0)", one_nd(0, 3), {Domain::Real},
-                 [](Tape<double>& t, Vars x) {
-                     auto m = t.constant(pattern_mask(x[0].shape(), 3, 2), "M");
-                     return apply(MaskedFill{-1.5, true}, x[0], m);
+    v.push_back({"masked_fill_mask", "masked_fill where a 0/1 tensor is 0 (attention's convention)", one_nd(0, 3),
+                 {Domain::Real}, [](Tape<double>&, Vars x) {
+                     const MaskTensor m = detail::mask_of("masked_fill", "mask", pattern_mask(x[0].shape(), 3, 2), true);
+                     return apply(MaskedFillMask{Saved<bool>::of(m), -1.5}, x[0]);
                  }});
     v.push_back({"causal_fill", "causal_fill with a finite value, rank 2–4",
                  [](std::mt19937_64& r) {

@@ -1,6 +1,7 @@
 // Index and mask tensors, and the ops that take them: gather / scatter_add, index_select /
-// index_add, where and masked_fill with a boolean condition, tril / triu, and the data makers
-// arange, one_hot and comparisons (x > 0 → a mask).
+// index_add, tril / triu, cross-entropy and embedding with int64 labels, and the data makers
+// arange, one_hot and comparisons (x > 0 → a mask). (where and masked_fill with a boolean mask:
+// mask.hpp; the types: index_types.hpp.)
 //
 // IndexTensor = Tensor<std::int64_t>, MaskTensor = Tensor<bool>: exact at any size (a float
 // holds integers exactly only up to 2²⁴). They are operands without gradients: an op takes them
@@ -9,7 +10,7 @@
 // Indices are checked: one outside its axis is an Error naming the op, the value and its position.
 //
 // VJP pairs (so that second order is free): gather ↔ scatter_add, index_select ↔ index_add,
-// where / masked_fill ↔ mask_keep (g where the mask holds, 0 elsewhere), tril ↔ tril, triu ↔ triu.
+// tril ↔ tril, triu ↔ triu (where / masked_fill ↔ mask_keep: mask.hpp).
 #pragma once
 
 #include <array>
@@ -32,7 +33,9 @@
 #include <tapegrad/core/site.hpp>
 #include <tapegrad/core/tape.hpp>
 #include <tapegrad/ops/elementwise.hpp>
+#include <tapegrad/ops/index_types.hpp>
 #include <tapegrad/ops/losses.hpp>
+#include <tapegrad/ops/mask.hpp>
 #include <tapegrad/ops/math.hpp>
 #include <tapegrad/ops/reductions.hpp>
 #include <tapegrad/ops/transformer.hpp>
@@ -274,96 +277,20 @@ V IndexSelect::vjp(In<0>, const V& g, const V&, const V& x) const {
     return apply(IndexAdd{dim, index, skip}, apply(ZerosLike{}, x), g);
 }
 
-// ---- where / masked_fill with a boolean mask ----------------------------------------------------
+// ---- tril / triu -------------------------------------------------------------------------------
 
-// Y = G where M = `when`, 0 elsewhere (M: bool, broadcast with G; Y: the broadcast shape).
-// dG = dY where M = `when`, 0 elsewhere (summed back to G's shape by the engine).
-struct MaskKeep {
-    static constexpr std::string_view name = "mask_keep";
+// Y = X on and below diagonal k of the last two axes (j − i ≤ k), 0 above (torch.tril), or, Upper,
+// on and above it (j − i ≥ k), 0 below (torch.triu).   dX = the same triangle of dY.
+template <bool Upper>
+struct Triangle {
+    static constexpr std::string_view name = Upper ? "triu" : "tril";
     static constexpr std::size_t arity = 1;
     static constexpr bool any_rank = true;
-    mutable Saved<bool> mask;
-    bool when = true;
+    static constexpr Notation notation{Upper ? "triu({0})" : "tril({0})", Upper ? "triu({0})" : "tril({0})", Prec::Atom};
+    std::int64_t diagonal = 0;
 
-    Notation notation() const {
-        return when ? Notation{"[M]⊙{0}", "[M]*{0}", Prec::Product} : Notation{"[¬M]⊙{0}", "[!M]*{0}", Prec::Product};
-    }
-    Shape shape(Shape g) const { return broadcast_shape("where", mask.shape(), g); }
-    template <class T>
-    void forward(Tensor<T>& out, const Tensor<T>& g, Keep keep) const {
-        mask = keep.copy(mask);
-        const Shape so = out.shape(), sm = mask.shape(), sg = g.shape();
-        const auto L = detail::plan_loop<3>(so, {&so, &sm, &sg});
-        T* o = out.data();
-        const bool* pm = mask.data();
-        const T* pg = g.data();
-        const bool w = when;
-        detail::run_loop(L, [&](const std::array<std::int64_t, 3>& off, std::size_t n, const std::array<std::int64_t, 3>& in) {
-            for (std::size_t j = 0; j < n; ++j) {
-                const auto s = static_cast<std::int64_t>(j);
-                o[off[0] + s * in[0]] = pm[off[1] + s * in[1]] == w ? pg[off[2] + s * in[2]] : T(0);
-            }
-        });
-    }
-    template <class V>
-    V vjp(In<0>, const V& g, const V&, const V&) const {
-        return apply(MaskKeep{mask, when}, g);
-    }
-};
-
-// Y = C ? A : B elementwise (torch.where), C: bool; C, A and B broadcast together.
-// dA = dY where C, dB = dY where ¬C (each summed back to its input's shape).   C: none.
-struct WhereMask {
-    static constexpr std::string_view name = "where_mask";
-    static constexpr std::size_t arity = 2;
-    static constexpr bool any_rank = true;
-    mutable Saved<bool> cond;
-
-    Notation notation() const { return {"where(C, {0}, {1})", "where(C, {0}, {1})", Prec::Atom}; }
-    Shape shape(Shape a, Shape b) const {
-        return broadcast_shape("where", broadcast_shape("where", cond.shape(), a), b);
-    }
-    template <class T>
-    void forward(Tensor<T>& out, const Tensor<T>& a, const Tensor<T>& b, Keep keep) const {
-        cond = keep.copy(cond);
-        const Shape so = out.shape(), sc = cond.shape(), sa = a.shape(), sb = b.shape();
-        const auto L = detail::plan_loop<4>(so, {&so, &sc, &sa, &sb});
-        T* o = out.data();
-        const bool* pc = cond.data();
-        const T *pa = a.data(), *pb = b.data();
-        detail::run_loop(L, [&](const std::array<std::int64_t, 4>& off, std::size_t n, const std::array<std::int64_t, 4>& in) {
-            for (std::size_t j = 0; j < n; ++j) {
-                const auto s = static_cast<std::int64_t>(j);
-                o[off[0] + s * in[0]] = pc[off[1] + s * in[1]] ? pa[off[2] + s * in[2]] : pb[off[3] + s * in[3]];
-            }
-        });
-    }
-    template <class V>
-    V vjp(In<0>, const V& g, const V&, const V&, const V&) const {
-        return apply(MaskKeep{cond, true}, g);
-    }
-    template <class V>
-    V vjp(In<1>, const V& g, const V&, const V&, const V&) const {
-        return apply(MaskKeep{cond, false}, g);
-    }
-};
-
-// Y = X with `value` where M (M: bool, broadcast to X's shape; torch.Tensor.masked_fill).
-// dX = dY where ¬M: no gradient flows into the filled places.
-struct MaskedFillMask {
-    static constexpr std::string_view name = "masked_fill_mask";
-    static constexpr std::size_t arity = 1;
-    static constexpr bool any_rank = true;
-    mutable Saved<bool> mask;
-    double value = 0;
-
-    std::optional<Sym> simplify(const Sym& x) const {
-        const std::string v = fmt::format("{:g}", value);
-        return Sym(fmt::format("masked_fill({}, M, {})", x.str(false), v),
-                   fmt::format("masked_fill({}, M, {})", x.str(true), v), Prec::Atom, x.shape());
-    }
     Shape shape(Shape x) const {
-        if (!broadcastable(mask.shape(), x)) fail("masked_fill: mask {} does not broadcast to {}", mask.shape(), x);
+        if (x.rank() < 2) fail("{}: {} has rank {}; the triangle needs the last two axes", name, x, x.rank());
         return x;
     }
     template <class T>
@@ -627,20 +554,6 @@ V index_add(const V& x, std::ptrdiff_t dim, const IndexTensor& index, const V& s
     const Shape s = x.shape();
     const IndexTensor d = detail::dense_data(index);
     return apply(IndexAdd{detail::axis_of("index_add", dim, s.rank(), s), Saved<std::int64_t>::of(d)}, x, src);
-}
-// torch.where(cond, a, b) with a boolean condition; cond, a and b broadcast together.
-template <Value V>
-V where(const MaskTensor& cond, const V& a, const V& b, SourceLocation loc = SourceLocation::current()) {
-    CallSite at(loc);
-    const MaskTensor d = detail::dense_data(cond);
-    return apply(WhereMask{Saved<bool>::of(d)}, a, b);
-}
-// x with `value` where mask (bool, broadcast to x's shape).
-template <Value V>
-V masked_fill(const V& x, const MaskTensor& mask, double value, SourceLocation loc = SourceLocation::current()) {
-    CallSite at(loc);
-    const MaskTensor d = detail::dense_data(mask);
-    return apply(MaskedFillMask{Saved<bool>::of(d), value}, x);
 }
 // torch.tril / torch.triu on the last two axes: entries with j − i ≤ k (tril) or ≥ k (triu) kept.
 template <Value V>
