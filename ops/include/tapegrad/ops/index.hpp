@@ -294,88 +294,26 @@ struct Triangle {
         return x;
     }
     template <class T>
-    void forward(Tensor<T>& out, const Tensor<T>& x, Keep keep) const {
-        mask = keep.copy(mask);
-        const Shape so = out.shape(), sm = mask.shape();
-        const auto L = detail::plan_loop<3>(so, {&so, &sm, &so});
-        T* o = out.data();
-        const bool* pm = mask.data();
-        const T* px = x.data();
-        const T v = static_cast<T>(value);
-        detail::run_loop(L, [&](const std::array<std::int64_t, 3>& off, std::size_t n, const std::array<std::int64_t, 3>& in) {
-            for (std::size_t j = 0; j < n; ++j) {
-                const auto s = static_cast<std::int64_t>(j);
-                o[off[0] + s * in[0]] = pm[off[1] + s * in[1]] ? v : px[off[2] + s * in[2]];
-            }
-        });
-    }
-    template <class V>
-    V vjp(In<0>, const V& g, const V&, const V&) const {
-        return apply(MaskKeep{mask, false}, g);
-    }
-};
-
-// ---- tril / triu -------------------------------------------------------------------------------
-
-namespace detail {
-// Y = X where (j − i ≤ k) (lower) or (j − i ≥ k) (upper) on the last two axes, 0 elsewhere.
-template <class T>
-void triangle(Tensor<T>& out, const Tensor<T>& x, std::int64_t k, bool upper) {
-    const Shape s = x.shape();
-    const std::size_t rows = s[s.rank() - 2], cols = s[s.rank() - 1];
-    const std::size_t mats = rows * cols == 0 ? 0 : x.size() / (rows * cols);
-    for (std::size_t m = 0; m < mats; ++m)
-        for (std::size_t i = 0; i < rows; ++i) {
-            const std::size_t base = (m * rows + i) * cols;
-            for (std::size_t j = 0; j < cols; ++j) {
-                const std::int64_t d = static_cast<std::int64_t>(j) - static_cast<std::int64_t>(i);
-                out[base + j] = (upper ? d >= k : d <= k) ? x[base + j] : T(0);
-            }
-        }
-}
-inline Shape check_triangle(std::string_view op, const Shape& x) {
-    if (x.rank() < 2) fail("{}: {} has rank {}; the triangle needs the last two axes", op, x, x.rank());
-    return x;
-}
-}  // namespace detail
-
-// Y = X on and below diagonal k of the last two axes (j − i ≤ k), 0 above (torch.tril).
-// dX = tril(dY, k): the same mask on the adjoint.
-struct Tril {
-    static constexpr std::string_view name = "tril";
-    static constexpr std::size_t arity = 1;
-    static constexpr bool any_rank = true;
-    static constexpr Notation notation{"tril({0})", "tril({0})", Prec::Atom};
-    std::int64_t diagonal = 0;
-    Shape shape(Shape x) const { return detail::check_triangle(name, x); }
-    template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& x) const {
-        detail::triangle(out, x, diagonal, false);
+        const Shape s = x.shape();
+        const std::size_t rows = s[s.rank() - 2], cols = s[s.rank() - 1];
+        const std::size_t mats = rows * cols == 0 ? 0 : x.size() / (rows * cols);
+        for (std::size_t m = 0; m < mats; ++m)
+            for (std::size_t i = 0; i < rows; ++i) {
+                const std::size_t base = (m * rows + i) * cols;
+                for (std::size_t j = 0; j < cols; ++j) {
+                    const std::int64_t d = static_cast<std::int64_t>(j) - static_cast<std::int64_t>(i);
+                    out[base + j] = (Upper ? d >= diagonal : d <= diagonal) ? x[base + j] : T(0);
+                }
+            }
     }
     template <class V>
     V vjp(In<0>, const V& g, const V&, const V&) const {
-        return apply(Tril{diagonal}, g);
+        return apply(Triangle{diagonal}, g);
     }
 };
-
-// Y = X on and above diagonal k of the last two axes (j − i ≥ k), 0 below (torch.triu).
-// dX = triu(dY, k).
-struct Triu {
-    static constexpr std::string_view name = "triu";
-    static constexpr std::size_t arity = 1;
-    static constexpr bool any_rank = true;
-    static constexpr Notation notation{"triu({0})", "triu({0})", Prec::Atom};
-    std::int64_t diagonal = 0;
-    Shape shape(Shape x) const { return detail::check_triangle(name, x); }
-    template <class T>
-    void forward(Tensor<T>& out, const Tensor<T>& x) const {
-        detail::triangle(out, x, diagonal, true);
-    }
-    template <class V>
-    V vjp(In<0>, const V& g, const V&, const V&) const {
-        return apply(Triu{diagonal}, g);
-    }
-};
+using Tril = Triangle<false>;
+using Triu = Triangle<true>;
 
 // ---- cross-entropy and embedding with int64 indices ---------------------------------------------
 
