@@ -64,55 +64,66 @@ inline void check_gather(std::string_view op, std::size_t dim, const Shape& x, c
         if (k != dim && idx[k] > x[k])
             fail("{}: index {} is larger than the input {} along axis {} (only axis {} may differ)", op, idx, x, k, dim);
 }
-// Calls f(p, o) for every flat position p of the (contiguous) index, o being the flat offset in
-// a contiguous x of the element at p's multi-index with axis `dim` left at 0.
+// src of scatter_add (gather's padded output): the index's rank, at least the index's extent on
+// every axis (torch: index.size(d) ≤ src.size(d)); only the index-shaped corner is used.
+inline void check_source(std::string_view op, const Shape& src, const Shape& idx) {
+    if (src.rank() != idx.rank())
+        fail("{}: source {} has rank {}, the index {} rank {}: they must have one rank", op, src, src.rank(), idx,
+             idx.rank());
+    for (std::size_t k = 0; k < idx.rank(); ++k)
+        if (idx[k] > src[k])
+            fail("{}: index {} is larger than the source {} along axis {} (the source must hold the index's shape)", op,
+                 idx, src, k);
+}
+// Calls f(p, ox, stride, os) for every flat position p of the (contiguous) index: ox is the flat
+// offset in a contiguous x of the element at p's multi-index with axis `dim` left at 0, stride x's
+// stride along `dim`, os the flat offset of p's multi-index in a contiguous s (the source or the
+// padded output, at least the index's extent on every axis).
 template <class F>
-void for_each_indexed(const Shape& idx, const Shape& x, F&& f) {
+void for_each_indexed(const Shape& idx, const Shape& x, const Shape& s, std::size_t dim, F&& f) {
     const std::size_t n = idx.numel(), r = idx.rank();
     if (n == 0) return;
-    const auto xs = x.contiguous_strides();
+    const auto xs = x.contiguous_strides(), ss = s.contiguous_strides();
+    const std::int64_t xd = xs[dim];
     std::array<std::size_t, kMaxRank> i{};
-    std::int64_t off = 0;
+    std::int64_t ox = 0, os = 0;  // ox with axis dim at 0
     for (std::size_t p = 0; p < n; ++p) {
-        f(p, off);
+        f(p, static_cast<std::size_t>(ox), static_cast<std::size_t>(xd), static_cast<std::size_t>(os));
         for (std::size_t k = r; k-- > 0;) {  // next multi-index
             if (++i[k] < idx[k]) {
-                off += xs[k];
+                if (k != dim) ox += xs[k];
+                os += ss[k];
                 break;
             }
-            off -= static_cast<std::int64_t>(i[k] - 1) * xs[k];
+            if (k != dim) ox -= static_cast<std::int64_t>(i[k] - 1) * xs[k];
+            os -= static_cast<std::int64_t>(i[k] - 1) * ss[k];
             i[k] = 0;
         }
     }
-}
-template <class F>
-void for_each_indexed_dim(const Shape& idx, const Shape& x, std::size_t dim, F&& f) {
-    // (axis `dim` of the index runs too; its contribution to the offset is dropped below)
-    const auto xs = x.contiguous_strides();
-    const std::size_t inner = static_cast<std::size_t>(idx.contiguous_strides()[dim]);
-    for_each_indexed(idx, x, [&](std::size_t p, std::int64_t off) {
-        const std::int64_t id = static_cast<std::int64_t>((p / inner) % idx[dim]);
-        f(p, static_cast<std::size_t>(off - id * xs[dim]), static_cast<std::size_t>(xs[dim]));
-    });
 }
 
 }  // namespace detail
 
 // ---- gather / scatter_add ----------------------------------------------------------------------
 
-// Y[…, i, …] = X[…, I[…, i, …], …] along `dim` (torch.gather)    I: int64, X's rank, Y: I's shape.
-// dX = scatter_add(zeros(X), dim, I, dY).   I: none.
+// Y[…, i, …] = X[…, I[…, i, …], …] along `dim` (torch.gather)    I: int64, X's rank, Y: I's shape;
+// with `to` (rank > 0), Y has shape `to` (≥ I's on every axis), zero outside I's corner: the VJP
+// of a scatter_add whose source is larger than its index.
+// dX = scatter_add(zeros(X), dim, I, dY) (reads dY's I-shaped corner).   I: none.
 struct Gather {
     static constexpr std::string_view name = "gather";
     static constexpr std::size_t arity = 1;
     static constexpr bool any_rank = true;
     std::size_t dim = 0;
     mutable Saved<std::int64_t> index;
+    Shape to{};  // rank 0: the index's shape
 
     Notation notation() const { return {"gather({0})", "gather({0})", Prec::Atom}; }
+    Shape out_shape() const { return to.rank() ? to : index.shape(); }
     Shape shape(Shape x) const {
         detail::check_gather(name, dim, x, index.shape());
-        return index.shape();
+        if (to.rank()) detail::check_source(name, to, index.shape());
+        return out_shape();
     }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& x, Keep keep) const {
@@ -120,16 +131,19 @@ struct Gather {
         const Shape xs = x.shape();
         const T* px = x.data();
         T* o = out.data();
-        detail::for_each_indexed_dim(index.shape(), xs, dim, [&](std::size_t p, std::size_t off, std::size_t st) {
-            o[p] = px[off + detail::index_at(name, index, p, xs[dim], dim, xs) * st];
-        });
+        if (out.shape() != index.shape()) out.fill(T(0));
+        detail::for_each_indexed(index.shape(), xs, out.shape(), dim,
+                                 [&](std::size_t p, std::size_t off, std::size_t st, std::size_t os) {
+                                     o[os] = px[off + detail::index_at(name, index, p, xs[dim], dim, xs) * st];
+                                 });
     }
     template <class V>
     V vjp(In<0>, const V& g, const V&, const V& x) const;
 };
 
-// Y = X, then Y[…, I[…, i, …], …] += S[…, i, …] along `dim` (torch.Tensor.scatter_add; S has I's
-// shape).   dX = dY,  dS = gather(dY, dim, I).   I: none.
+// Y = X, then Y[…, I[…, i, …], …] += S[…, i, …] along `dim` (torch.Tensor.scatter_add). S has
+// I's rank and at least I's extent on every axis; only its I-shaped corner is read, as torch.
+// dX = dY,  dS = gather(dY, dim, I) padded with zeros to S's shape.   I: none.
 struct ScatterAdd {
     static constexpr std::string_view name = "scatter_add";
     static constexpr std::size_t arity = 2;
@@ -140,7 +154,7 @@ struct ScatterAdd {
     Notation notation() const { return {"scatter_add({0}, {1})", "scatter_add({0}, {1})", Prec::Atom}; }
     Shape shape(Shape x, Shape src) const {
         detail::check_gather(name, dim, x, index.shape());
-        if (src != index.shape()) fail("scatter_add: source {} must have the index's shape {}", src, index.shape());
+        detail::check_source(name, src, index.shape());
         return x;
     }
     template <class T>
@@ -150,17 +164,19 @@ struct ScatterAdd {
         if (x.size()) std::copy_n(x.data(), x.size(), out.data());
         const T* ps = src.data();
         T* o = out.data();
-        detail::for_each_indexed_dim(index.shape(), xs, dim, [&](std::size_t p, std::size_t off, std::size_t st) {
-            o[off + detail::index_at(name, index, p, xs[dim], dim, xs) * st] += ps[p];
-        });
+        detail::for_each_indexed(index.shape(), xs, src.shape(), dim,
+                                 [&](std::size_t p, std::size_t off, std::size_t st, std::size_t os) {
+                                     o[off + detail::index_at(name, index, p, xs[dim], dim, xs) * st] += ps[os];
+                                 });
     }
     template <class V>
     V vjp(In<0>, const V& g, const V&, const V&, const V&) const {
         return g;
     }
     template <class V>
-    V vjp(In<1>, const V& g, const V&, const V&, const V&) const {
-        return apply(Gather{dim, index}, g);
+    V vjp(In<1>, const V& g, const V&, const V&, const V& src) const {
+        const Shape s = src.shape();
+        return apply(Gather{dim, index, s == index.shape() ? Shape{} : s}, g);
     }
 };
 
@@ -467,7 +483,8 @@ V gather(const V& x, std::ptrdiff_t dim, const IndexTensor& index, SourceLocatio
     return apply(Gather{detail::axis_of("gather", dim, s.rank(), s), Saved<std::int64_t>::of(d)}, x);
 }
 // x.scatter_add(dim, index, src) (out of place): x with src's entries added at the indexed places
-// along dim; src has index's shape.
+// along dim; src has index's rank and at least its extent on every axis (only the index-shaped
+// part of src is used, as torch).
 template <Value V>
 V scatter_add(const V& x, std::ptrdiff_t dim, const IndexTensor& index, const V& src,
               SourceLocation loc = SourceLocation::current()) {
