@@ -356,4 +356,43 @@ TEST_CASE("every PyTorch fixture (tests/reference/cases.txt): output and every g
         }
     }
     CHECK(grads >= 250);
+    CHECK(argmaxes >= 4);
+    CHECK(indexed >= 8);
+}
+
+// ---- nd11: the composed losses at ranks 0–5 against PyTorch (tests/reference/loss_cases.txt) ----
+
+TEST_CASE("sse_half, mse, binary_cross_entropy_with_logits and softmax_cross_entropy_probs match PyTorch at ranks "
+          "0–5 (loss_cases.txt, ≤ 1e-12), and name both shapes when they differ") {
+    const std::vector<ReferenceCase> cases = read_reference_cases("loss_cases.txt");
+    CHECK(cases.size() == 27);
+    for (const ReferenceCase& c : cases) {
+        CAPTURE(c.key);
+        const std::string loss = split(c.key, ';')[0];
+        tg::Tape<double> tape;
+        const V p = tape.variable(c.t.at("p"), "p"), t = tape.variable(c.t.at("t"), "t");
+        const V y = loss == "sse_half" ? tg::sse_half(p, t)
+                    : loss == "mse"    ? tg::mse(p, t)
+                    : loss == "bce_logits" ? tg::binary_cross_entropy_with_logits(p, t)
+                                           : tg::softmax_cross_entropy_probs(p, t);
+        REQUIRE(y.value().size() == 1);  // 1×1, torch's rank 0
+        const Tensor<double>& out = c.t.at("out");
+        check_fixture_values("out", y.value(), std::span<const double>(out.data(), out.size()));
+        tape.backward(y, Tensor<double>(y.shape(), {c.t.at("w")[0]}));
+        check_fixture_values("grad_p", tape.grad(p), c.t.at("grad_p"));
+        check_fixture_values("grad_t", tape.grad(t), c.t.at("grad_t"));
+    }
+    const Tensor<double> a(Shape{2, 3, 4}), b(Shape{2, 4, 3});
+    CHECK_THROWS_WITH_AS(tg::mse(a, b), doctest::Contains("mse: prediction (2×3×4) and target (2×4×3) differ in shape"),
+                         tg::Error);
+    CHECK_THROWS_WITH_AS(tg::sse_half(a, b), doctest::Contains("sse_half: prediction (2×3×4) and target (2×4×3)"),
+                         tg::Error);
+    CHECK_THROWS_WITH_AS(tg::binary_cross_entropy_with_logits(a, b),
+                         doctest::Contains("binary_cross_entropy_with_logits: logits (2×3×4) and targets (2×4×3)"),
+                         tg::Error);
+    CHECK_THROWS_WITH_AS(tg::softmax_cross_entropy_probs(a, b),
+                         doctest::Contains("softmax_cross_entropy_probs: logits (2×3×4) and targets (2×4×3)"),
+                         tg::Error);
+    CHECK_THROWS_WITH_AS(tg::softmax_cross_entropy_probs(Tensor<double>(Shape{}), Tensor<double>(Shape{})),
+                         doctest::Contains("softmax_cross_entropy_probs: logits () have no class axis"), tg::Error);
 }

@@ -344,11 +344,16 @@ inline std::ptrdiff_t class_at(const Saved<std::int64_t>& labels, std::size_t p,
              position(labels.shape(), p), labels.shape(), classes);
     return static_cast<std::ptrdiff_t>(v);
 }
+// class_at as the reader the cross-entropy kernels take (losses.hpp): (p, C) → class or −1.
+inline auto labels_of(const Saved<std::int64_t>& labels, std::int64_t ignore) {
+    return [&labels, ignore](std::size_t p, std::size_t c) { return class_at(labels, p, c, ignore); };
+}
 }  // namespace detail
 
-// onehot of int64 labels along the logits' class axis: Y of Z's shape with Y[n, label_p, …] = 1
-// (a zero line where the label is ignore_index). Data: Y does not depend on Z (dZ = 0); Z is an
-// operand only to give the op a place in the graph.
+// The targets along the logits' class axis for int64 labels: Y of Z's shape with
+// Y[…, label_p, …] = 1 (a zero line where the label is ignore_index); with label smoothing ε,
+// (1 − ε)·onehot + ε/C on the lines kept (opt: class_axis, label_smoothing). Data: Y does not
+// depend on Z (dZ = 0); Z is an operand only to give the op a place in the graph.
 struct OneHotLabels {
     static constexpr std::string_view name = "one_hot_labels";
     static constexpr std::size_t arity = 1;
@@ -356,23 +361,18 @@ struct OneHotLabels {
     static constexpr Notation notation{"onehot(labels)", "onehot(labels)", Prec::Atom};
     mutable Saved<std::int64_t> labels;
     std::int64_t ignore_index = -100;
+    CrossEntropyOptions opt = {};  // class_axis and label_smoothing
 
     Shape shape(Shape z) const {
-        detail::check_nd_labels(z, labels.shape());
+        detail::check_nd_labels(z, labels.shape(), opt);
         return z;
     }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& z, Keep keep) const {
         labels = keep.copy(labels);
-        out.fill(T(0));
-        const Shape to = z.shape();
-        const std::size_t a = detail::class_axis(to), c = to[a];
-        const std::size_t outer = a == 1 ? to[0] : 1, inner = to.numel() / (outer * c);
-        for (std::size_t o = 0; o < outer; ++o)
-            for (std::size_t i = 0; i < inner; ++i) {
-                const std::ptrdiff_t k = detail::class_at(labels, o * inner + i, c, ignore_index);
-                if (k >= 0) out[o * c * inner + static_cast<std::size_t>(k) * inner + i] = T(1);
-            }
+        const CrossEntropyOptions o{.ignore_index = ignore_index, .label_smoothing = opt.label_smoothing,
+                                    .class_axis = opt.class_axis};
+        detail::cross_entropy_targets<T>(out, z.shape(), o, nullptr, T(1), detail::labels_of(labels, ignore_index));
     }
     template <class V>
     V vjp(In<0>, const V&, const V&, const V& z) const {
@@ -412,11 +412,13 @@ struct LabelWeight {
     }
 };
 
-// softmax_cross_entropy with int64 labels (torch.nn.functional.cross_entropy): L_p = log Σ_c
-// exp(Z[n, c, …]) − Z[n, label_p, …] at each position p whose label is not ignore_index; mean over
-// the positions kept, sum, or none (the labels' shape).   Z: (N, C, d1, …, dk) or (C); labels
-// (N, d1, …, dk) or () (or (N×1) for (N, C) logits).
-// dZ = (softmax_C(Z) − onehot_C(labels)) ⊙ (w ⊙ dL) (stretched over C).   labels: none.
+// softmax_cross_entropy with int64 labels (torch.nn.functional.cross_entropy): at each position p
+// whose label k is not ignore_index, L_p = log Σ_c exp(Z[…, c, …]) − Z[…, k, …], with label
+// smoothing ε (1 − ε)·that + (ε/C)·Σ_c (log Σ exp(Z) − Z[…, c, …]); mean over the positions kept,
+// sum, or none (the labels' shape). Z: (N, C, d1, …, dk) or (C), classes on opt.class_axis;
+// labels: Z without the class axis (or (N×1) for (N, C) logits).
+// dZ = (softmax_C(Z) − y) ⊙ (w ⊙ dL) (stretched over C), y = (1 − ε)·onehot_C(labels) + ε/C
+// (OneHotLabels), w = [label kept] (÷ the count for mean; LabelWeight).   labels: none.
 struct CrossEntropyLabels {
     static constexpr std::string_view name = "cross_entropy_labels";
     static constexpr std::size_t arity = 1;
@@ -426,48 +428,82 @@ struct CrossEntropyLabels {
     CrossEntropyOptions opt;
 
     Shape shape(Shape z) const {
-        detail::check_nd_labels(z, labels.shape());
+        detail::check_nd_labels(z, labels.shape(), opt);
+        detail::check_smoothing(opt.label_smoothing);
         return opt.reduction == Reduction::none ? labels.shape() : Shape{};
     }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& z, Keep keep) const {
         labels = keep.copy(labels);
-        const Shape zs = z.shape();
-        const std::size_t a = detail::class_axis(zs), c = zs[a];
-        const std::size_t outer = a == 1 ? zs[0] : 1, inner = zs.numel() / (outer * c);
-        const T* pz = z.data();
-        T total = 0;
-        std::size_t kept = 0;
-        for (std::size_t o = 0; o < outer; ++o)
-            for (std::size_t i = 0; i < inner; ++i) {
-                const std::size_t p = o * inner + i;
-                const std::ptrdiff_t k = detail::class_at(labels, p, c, opt.ignore_index);
-                T loss = 0;
-                if (k >= 0) {
-                    const T* r = pz + o * c * inner + i;
-                    T mx = r[0];
-                    for (std::size_t j = 1; j < c; ++j) mx = std::max(mx, r[j * inner]);
-                    T s = 0;
-                    for (std::size_t j = 0; j < c; ++j) s += std::exp(r[j * inner] - mx);
-                    loss = std::log(s) - (r[static_cast<std::size_t>(k) * inner] - mx);
-                    ++kept;
-                }
-                if (opt.reduction == Reduction::none)
-                    out[p] = loss;
-                else
-                    total += loss;
-            }
-        if (opt.reduction == Reduction::sum) out[0] = total;
-        if (opt.reduction == Reduction::mean) out[0] = total / static_cast<T>(kept);  // 0/0: NaN, as torch
+        detail::cross_entropy_forward<T>(out, z, detail::labels_of(labels, opt.ignore_index), nullptr, opt);
     }
     template <class V>
     V vjp(In<0>, const V& g, const V&, const V& z) const {
         const Shape zs = z.shape();
-        const std::size_t a = detail::class_axis(zs);
+        const std::size_t a = detail::class_axis(zs, opt);
         const V gw = apply(Reshape{zs.with(a, 1)}, apply(LabelWeight{labels, opt}, g));
         const V diff = apply(Sub{}, apply(Softmax{static_cast<std::ptrdiff_t>(a)}, z),
-                             apply(OneHotLabels{labels, opt.ignore_index}, z));
+                             apply(OneHotLabels{labels, opt.ignore_index, opt}, z));
         return apply(Mul{}, diff, gw);
+    }
+};
+
+// The weighted cross-entropy's targets for int64 labels: q[…, c, …] = s·((1 − ε)·w_k·[c = k] +
+// (ε/C)·w_c) on each kept line (label k), zero lines where ignored; s = 1 / Σ_p w_k for the mean,
+// else 1. Input: the class weights (C); output: the logits' shape `to`. Data, not differentiable.
+struct LabelTargets {
+    static constexpr std::string_view name = "label_targets";
+    static constexpr std::size_t arity = 1;
+    static constexpr bool any_rank = true;
+    static constexpr Notation notation{"q(labels, {0})", "q(labels, {0})", Prec::Atom};
+    mutable Saved<std::int64_t> labels;
+    Shape to;
+    CrossEntropyOptions opt;
+
+    Shape shape(Shape weight) const {
+        detail::check_nd_labels(to, labels.shape(), opt);
+        detail::check_class_weights(to, weight, opt);
+        return to;
+    }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& weight, Keep keep) const {
+        labels = keep.copy(labels);
+        const auto label = detail::labels_of(labels, opt.ignore_index);
+        const std::size_t c = to[detail::class_axis(to, opt)];
+        const T s = opt.reduction == Reduction::mean
+                        ? 1 / detail::cross_entropy_denominator<T>(labels.size(), c, weight.data(), label)
+                        : T(1);
+        detail::cross_entropy_targets<T>(out, to, opt, weight.data(), s, label);
+    }
+};
+
+// softmax_cross_entropy with int64 labels and torch's per-class `weight` (C), with label
+// smoothing and ignore_index as CrossEntropyLabels: L_p = −Σ_c y_pc·log softmax(Z_p)_c,
+// y_pc = (1 − ε)·w_k·[c = k] + (ε/C)·w_c (label k kept); mean: Σ_p L_p / Σ_p w_k.
+// dZ = (softmax_C(Z) ⊙ Σ_c q − q) ⊙ dL   (q: LabelTargets; dL stretched over C).
+// labels, weight: none (data, as torch's weight has no gradient here).
+struct CrossEntropyLabelsWeighted {
+    static constexpr std::string_view name = "cross_entropy_labels_weighted";
+    static constexpr std::size_t arity = 2;
+    static constexpr bool any_rank = true;
+    static constexpr Notation notation{"CE_w({0}, labels, {1})", "CE_w({0}, labels, {1})", Prec::Atom};
+    mutable Saved<std::int64_t> labels;
+    CrossEntropyOptions opt;
+
+    Shape shape(Shape z, Shape weight) const {
+        detail::check_nd_labels(z, labels.shape(), opt);
+        detail::check_smoothing(opt.label_smoothing);
+        detail::check_class_weights(z, weight, opt);
+        return opt.reduction == Reduction::none ? labels.shape() : Shape{};
+    }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& z, const Tensor<T>& weight, Keep keep) const {
+        labels = keep.copy(labels);
+        detail::cross_entropy_forward<T>(out, z, detail::labels_of(labels, opt.ignore_index), weight.data(), opt);
+    }
+    template <class V>
+    V vjp(In<0>, const V& g, const V&, const V& z, const V& weight) const {
+        return detail::weighted_cross_entropy_grad(g, z, apply(LabelTargets{labels, z.shape(), opt}, weight), opt);
     }
 };
 
@@ -521,14 +557,25 @@ V triu(const V& x, std::int64_t diagonal = 0, SourceLocation loc = SourceLocatio
     CallSite at(loc);
     return apply(Triu{diagonal}, x);
 }
-// torch.nn.functional.cross_entropy with int64 class labels (ignore_index, reduction as
-// CrossEntropyOptions): mean and sum give rank 0, none the labels' shape.
+// torch.nn.functional.cross_entropy with int64 class labels (ignore_index, reduction,
+// label_smoothing, class_axis as CrossEntropyOptions): mean and sum give rank 0, none the
+// labels' shape.
 template <Value V>
 V softmax_cross_entropy(const V& logits, const IndexTensor& labels, CrossEntropyOptions opt = {},
                         SourceLocation loc = SourceLocation::current()) {
     CallSite at(loc);
     const IndexTensor d = detail::dense_data(labels);
     return apply(CrossEntropyLabels{Saved<std::int64_t>::of(d), opt}, logits);
+}
+// With torch's per-class `weight` (a vector of C, data): each position's loss is scaled by its
+// label's weight (the smoothing term by every class's), and the mean divides by the sum of the
+// weights of the labels kept.
+template <Value V>
+V softmax_cross_entropy(const V& logits, const IndexTensor& labels, const V& weight, CrossEntropyOptions opt = {},
+                        SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
+    const IndexTensor d = detail::dense_data(labels);
+    return apply(CrossEntropyLabelsWeighted{Saved<std::int64_t>::of(d), opt}, logits, weight);
 }
 // embedding with int64 indices (any shape): rows of weight (num_embeddings, dim); Y: indices'
 // shape + (dim). padding_idx's row gets no gradient. An index outside [0, num_embeddings) is an
