@@ -561,10 +561,8 @@ inline std::vector<OpCase> reduce_axes() {
                  [](Tape<double>&, Vars x) { return max(x[0], -1).values; }});
     v.push_back({"max_along", "min(x, 0, keepdim).values times x (ranks 1–5)", one_nd(1, 5), {Domain::Real},
                  [](Tape<double>&, Vars x) { return min(x[0], 0, true).values * x[0]; }});
-    // argmax and the weights are piecewise constant: their (zero) VJPs are checked through a
-    // product with x, as sign's.
-    v.push_back({"argmax", "argmax(x, 0, keepdim) times x (ranks 1–5)", one_nd(1, 5), {Domain::Real},
-                 [](Tape<double>&, Vars x) { return argmax(x[0], 0, true) * x[0]; }});
+    // The weights are piecewise constant: their (zero) VJPs are checked through a product with
+    // x, as sign's. (argmax is data, an IndexTensor: not an op.)
     v.push_back({"extremum_weights", "[x = amax(x)] times x (ranks 0–5)", one_nd(0, 5), {Domain::Real},
                  [](Tape<double>&, Vars x) {
                      const auto a = alternate_axes(x[0].shape(), false);
@@ -928,22 +926,22 @@ inline std::vector<OpCase> gpt() {
                      auto idx = t.constant(index_tensor(Shape{2, 3}, 4), "I");
                      return tanh(apply(EmbeddingBackward{4, 1}, x[0], idx));
                  }});
-    v.push_back({"where", "where(C, A, B) with A, B, C broadcast", bcast_nd(), {Domain::Real},
+    v.push_back({"where_mask", "where(C, A, B) with a 0/1 tensor C, A, B, C broadcast", bcast_nd(), {Domain::Real},
                  [](Tape<double>& t, Vars x) {
                      const Shape o = broadcast_shape("where", x[0].shape(), x[1].shape());
                      auto c = t.constant(pattern_mask(o, 3, 1), "C");
                      return where(c, x[0], x[1]);
                  }});
-    v.push_back({"masked_fill", "masked_fill with a mask broadcast along the leading axes", one_nd(1, 4),
+    v.push_back({"masked_fill_mask", "masked_fill with a 0/1 tensor mask broadcast along the leading axes", one_nd(1, 4),
                  {Domain::Real}, [](Tape<double>& t, Vars x) {
                      const Shape s = x[0].shape();
                      auto m = t.constant(pattern_mask(Shape{s[s.rank() - 1]}, 2, 0), "M");
                      return masked_fill(x[0], m, 0.5);
                  }});
-    v.push_back({"masked_fill", "masked_fill (invert: fill where the mask is 0)", one_nd(0, 3), {Domain::Real},
-                 [](Tape<double>& t, Vars x) {
-                     auto m = t.constant(pattern_mask(x[0].shape(), 3, 2), "M");
-                     return apply(MaskedFill{-1.5, true}, x[0], m);
+    v.push_back({"masked_fill_mask", "masked_fill where a 0/1 tensor is 0 (attention's convention)", one_nd(0, 3),
+                 {Domain::Real}, [](Tape<double>&, Vars x) {
+                     const MaskTensor m = detail::mask_of("masked_fill", "mask", pattern_mask(x[0].shape(), 3, 2), true);
+                     return apply(MaskedFillMask{Saved<bool>::of(m), -1.5}, x[0]);
                  }});
     v.push_back({"causal_fill", "causal_fill with a finite value, rank 2–4",
                  [](std::mt19937_64& r) {
@@ -1183,6 +1181,89 @@ inline std::vector<OpCase> conv_bias() {
 }
 // ---- end conv ----
 
+// ---- nd11: begin (int64 cross-entropy with smoothing / weight; scatter_add from a larger source) ----
+// gpttrain's labels as int64.
+inline IndexTensor ce_index_labels(const Shape& z, std::ptrdiff_t axis, bool ignore) {
+    const Tensor<double> l = ce_labels(z, axis, ignore);
+    IndexTensor t(l.shape());
+    for (std::size_t p = 0; p < l.size(); ++p) t[p] = static_cast<std::int64_t>(l[p]);
+    return t;
+}
+// scatter_add's source larger than its index: x, and the index shape of scatter_shapes() grown by
+// 1 along axis 0 and by 2 along the last axis (torch reads only the index-shaped corner).
+inline Shape larger_source(const Shape& x) {
+    const Shape is = gather_index_shape(x);
+    const Shape s = is.with(0, is[0] + 1);
+    return s.with(s.rank() - 1, s[s.rank() - 1] + 2);
+}
+inline std::vector<OpCase> nd11() {
+    std::vector<OpCase> v;
+    v.push_back({"scatter_add", "scatter_add from a source larger than the index (ranks 1–4)",
+                 [](std::mt19937_64& r) {
+                     const auto d = random_dims(r, 1, 4);
+                     const Shape x = Shape::from_range(d.begin(), d.end());
+                     return std::vector<Shape>{x, larger_source(x)};
+                 },
+                 {Domain::Real}, [](Tape<double>&, Vars x) {
+                     const Shape s = x[0].shape();
+                     const auto a = index_axis(s);
+                     return tanh(scatter_add(x[0], static_cast<std::ptrdiff_t>(a), index_pattern(gather_index_shape(s), s[a]), x[1]));
+                 }});
+    v.push_back({"gather", "gather zero-padded to a larger shape (scatter_add's VJP for a larger source)", one_nd(1, 4),
+                 {Domain::Real}, [](Tape<double>&, Vars x) {
+                     const Shape s = x[0].shape(), is = gather_index_shape(s);
+                     const auto a = index_axis(s);
+                     const IndexTensor i = index_pattern(is, s[a]);
+                     return tanh(apply(Gather{a, Saved<std::int64_t>::of(i), larger_source(s)}, x[0]));
+                 }});
+    v.push_back({"cross_entropy_labels", "int64 cross-entropy (N, C, d…), smoothing 0.2, ignore_index, mean (ranks 1–5)",
+                 one_nd(1, 5), {Domain::Real}, [](Tape<double>&, Vars x) {
+                     return softmax_cross_entropy(x[0], ce_index_labels(x[0].shape(), 1, true), {.label_smoothing = 0.2});
+                 }});
+    v.push_back({"cross_entropy_labels", "int64 cross-entropy (…, C), class_axis −1, smoothing 0.1, none (ranks 2–4)",
+                 one_nd(2, 4), {Domain::Real}, [](Tape<double>&, Vars x) {
+                     return softmax_cross_entropy(x[0], ce_index_labels(x[0].shape(), -1, true),
+                                                  {.reduction = Reduction::none, .label_smoothing = 0.1, .class_axis = -1});
+                 }});
+    for (Reduction red : {Reduction::mean, Reduction::sum, Reduction::none})
+        v.push_back({"cross_entropy_labels_weighted",
+                     red == Reduction::mean ? "int64 weighted cross-entropy (N, C, d…), smoothing 0.1, ignore_index, mean (ranks 1–5)"
+                     : red == Reduction::sum ? "int64 weighted cross-entropy (N, C, d…), smoothing 0.1, ignore_index, sum (ranks 1–5)"
+                                             : "int64 weighted cross-entropy (N, C, d…), smoothing 0.1, ignore_index, none (ranks 1–5)",
+                     one_nd(1, 5), {Domain::Real}, [red](Tape<double>& t, Vars x) {
+                         const Shape s = x[0].shape();
+                         return softmax_cross_entropy(x[0], ce_index_labels(s, 1, true),
+                                                      t.constant(ce_class_weights(s, 1), "weight"),
+                                                      {.reduction = red, .label_smoothing = 0.1});
+                     }});
+    v.push_back({"cross_entropy_labels_weighted", "int64 weighted cross-entropy (…, C), class_axis −1, mean (ranks 2–4)",
+                 one_nd(2, 4), {Domain::Real}, [](Tape<double>& t, Vars x) {
+                     const Shape s = x[0].shape();
+                     return softmax_cross_entropy(x[0], ce_index_labels(s, -1, false),
+                                                  t.constant(ce_class_weights(s, -1), "weight"), {.class_axis = -1});
+                 }});
+    // The composed losses at ranks 0–5 (softmax_cross_entropy_probs from rank 1; classes on axis
+    // 1 from rank 3, as torch).
+    const auto same_nd = [](std::size_t lo, std::size_t hi) -> ShapeGen {
+        return [lo, hi](std::mt19937_64& r) {
+            const Shape s = one_nd(lo, hi)(r)[0];
+            return std::vector<Shape>{s, s};
+        };
+    };
+    v.push_back({"sse_half", "sse_half at ranks 0–5", same_nd(0, 5), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return sse_half(x[0], x[1]); }});
+    v.push_back({"mse", "mse at ranks 0–5", same_nd(0, 5), {Domain::Real},
+                 [](Tape<double>&, Vars x) { return mse(x[0], x[1]); }});
+    v.push_back({"binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits at ranks 0–5", same_nd(0, 5),
+                 {Domain::Real, Domain::Unit},
+                 [](Tape<double>&, Vars x) { return binary_cross_entropy_with_logits(x[0], x[1]); }});
+    v.push_back({"softmax_cross_entropy_probs", "softmax_cross_entropy_probs at ranks 1–5", same_nd(1, 5),
+                 {Domain::Real, Domain::Unit},
+                 [](Tape<double>&, Vars x) { return softmax_cross_entropy_probs(x[0], x[1]); }});
+    return v;
+}
+// ---- nd11: end ----
+
 }  // namespace cases
 
 // Every row, in family order.
@@ -1190,7 +1271,7 @@ inline const std::vector<OpCase>& op_cases() {
     static const std::vector<OpCase> all = [] {
         std::vector<OpCase> v;
         for (auto family : {cases::elementwise, cases::elementwise_nd, cases::linalg, cases::engine, cases::math, cases::activations,
-                            cases::structure, cases::losses, cases::views, cases::reduce_axes, cases::conv, cases::bmm, cases::gpt, cases::ndio, cases::ndint, cases::gpttrain, cases::conv_bias}) {
+                            cases::structure, cases::losses, cases::views, cases::reduce_axes, cases::conv, cases::bmm, cases::gpt, cases::ndio, cases::ndint, cases::gpttrain, cases::conv_bias, cases::nd11 /* nd11 */}) {
             auto f = family();
             v.insert(v.end(), f.begin(), f.end());
         }
@@ -1207,7 +1288,8 @@ inline const std::vector<std::string_view>& ops_without_cases() {
     // cross-entropy's VJP), as one_hot.
     static const std::vector<std::string_view> v{"one_hot", "detach", "stop_gradient", "cross_entropy_weights",
                                                  "one_hot_axis",
-                                                 "cross_entropy_targets"};  // gpttrain: data op of the weighted CE
+                                                 "cross_entropy_targets",  // gpttrain: data op of the weighted CE
+                                                 "label_targets"};  // nd11: data op of the int64 weighted CE
     return v;
 }
 

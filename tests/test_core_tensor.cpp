@@ -15,22 +15,13 @@
 #include <string>
 #include <tapegrad/tapegrad.hpp>
 
+#include "test_errors.hpp"
+
 namespace tg = tapegrad;
 using tg::Shape;
 using tg::Tensor;
 
 namespace {
-
-std::string error_of(auto&& f) {
-    try {
-        f();
-    } catch (const tg::Error& e) {
-        return e.what();
-    }
-    return "";
-}
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // A memory resource that refuses every allocation, as an exhausted heap would.
 struct RefusingResource final : std::pmr::memory_resource {

@@ -11,6 +11,8 @@
 #include <tapegrad/ops/reductions.hpp>
 #include <tapegrad/tapegrad.hpp>
 
+#include "test_errors.hpp"
+
 namespace tg = tapegrad;
 
 namespace {
@@ -27,8 +29,6 @@ std::size_t count(const std::string& s, const std::string& what) {
     for (std::size_t p = s.find(what); p != std::string::npos; p = s.find(what, p + what.size())) ++n;
     return n;
 }
-
-bool contains(const std::string& s, const std::string& what) { return s.find(what) != std::string::npos; }
 
 // Unescaped double quotes on a line come in pairs.
 bool quotes_balanced(const std::string& line) {

@@ -12,19 +12,10 @@
 
 #include <tapegrad/tapegrad.hpp>
 
-using namespace tapegrad;
+#include "reference_cases.hpp"
+#include "test_errors.hpp"
 
-namespace {
-std::string error_of(auto&& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "";
-}
-bool contains(const std::string& s, std::string_view part) { return s.find(part) != std::string::npos; }
-}  // namespace
+using namespace tapegrad;
 
 TEST_CASE("index and mask tensors are built from values and a shape, and print as integers and 0/1") {
     IndexTensor i(Shape{2, 3}, {0, 1, 2, 3, 4, 5});
@@ -103,6 +94,53 @@ TEST_CASE("gather and scatter_add follow torch along any axis") {
     CHECK(fmt::format("{}", gather(y, 1, i3)) == "Tensor(2×1×2) [[[4, 1]], [[8, 11]]]");
 }
 
+TEST_CASE("scatter_add reads only the index-shaped corner of a larger source; its gradient is 0 outside it") {
+    // x (3×4), index (2×3) along axis 0, src (3×5): torch reads src[i][j] for i < 2, j < 3 only.
+    Tensor<double> x(Shape{3, 4});
+    for (std::size_t k = 0; k < x.size(); ++k) x[k] = 0.5 * static_cast<double>(k) - 2;
+    const IndexTensor idx(Shape{2, 3}, {2, 0, 2, 1, 2, 0});
+    Tensor<double> src(Shape{3, 5});
+    for (std::size_t k = 0; k < src.size(); ++k) src[k] = std::sin(static_cast<double>(k) + 1);
+    // The reference loop (torch's definition): y = x; y[idx[i][j]][j] += src[i][j].
+    Tensor<double> want = x.clone(std::pmr::get_default_resource());
+    for (std::size_t i = 0; i < 2; ++i)
+        for (std::size_t j = 0; j < 3; ++j)
+            want[static_cast<std::size_t>(idx[i * 3 + j]) * 4 + j] += src[i * 5 + j];
+    const Tensor<double> y = scatter_add(x, 0, idx, src);
+    REQUIRE(y.shape() == Shape{3, 4});
+    for (std::size_t k = 0; k < y.size(); ++k) CHECK(y[k] == want[k]);  // the same additions, in order
+
+    // VJP: dx = g, dsrc = g gathered at the index inside the corner, 0 outside it.
+    Tape<double> tape;
+    auto vx = tape.variable(x), vs = tape.variable(src);
+    Tensor<double> w(Shape{3, 4});
+    for (std::size_t k = 0; k < w.size(); ++k) w[k] = static_cast<double>(k + 1);
+    tape.backward(sum(scatter_add(vx, 0, idx, vs) * tape.constant(w)));
+    const Tensor<double> gs = tape.grad(vs), gx = tape.grad(vx);
+    REQUIRE(gs.shape() == Shape{3, 5});
+    for (std::size_t i = 0; i < 3; ++i)
+        for (std::size_t j = 0; j < 5; ++j) {
+            CAPTURE(i);
+            CAPTURE(j);
+            const bool inside = i < 2 && j < 3;
+            CHECK(gs[i * 5 + j] == (inside ? w[static_cast<std::size_t>(idx[i * 3 + j]) * 4 + j] : 0.0));
+        }
+    for (std::size_t k = 0; k < gx.size(); ++k) CHECK(gx[k] == w[k]);
+
+    // The same at rank 3 along the last axis, against the loop.
+    Tensor<double> x3(Shape{2, 2, 3});
+    const IndexTensor i3(Shape{1, 2, 2}, {2, 0, 1, 1});
+    Tensor<double> s3(Shape{2, 3, 4});
+    for (std::size_t k = 0; k < s3.size(); ++k) s3[k] = static_cast<double>(k);
+    const Tensor<double> y3 = scatter_add(x3, 2, i3, s3);
+    Tensor<double> w3(Shape{2, 2, 3});
+    for (std::size_t b = 0; b < 1; ++b)
+        for (std::size_t r = 0; r < 2; ++r)
+            for (std::size_t c = 0; c < 2; ++c)
+                w3[b * 6 + r * 3 + static_cast<std::size_t>(i3[b * 4 + r * 2 + c])] += s3[b * 12 + r * 4 + c];
+    for (std::size_t k = 0; k < y3.size(); ++k) CHECK(y3[k] == w3[k]);
+}
+
 TEST_CASE("gather, scatter_add and index_select name the op, the index and its position when out of range") {
     Tensor<double> x(Shape{2, 3});
     IndexTensor bad(Shape{2, 2}, {0, 1, 3, 0});
@@ -117,8 +155,11 @@ TEST_CASE("gather, scatter_add and index_select name the op, the index and its p
           "gather: index (2) has rank 1, the input (2×3) rank 2: they must have one rank");
     CHECK(error_of([&] { gather(x, 0, IndexTensor(Shape{1, 4})); }) ==
           "gather: index (1×4) is larger than the input (2×3) along axis 1 (only axis 0 may differ)");
-    CHECK(error_of([&] { scatter_add(x, 1, IndexTensor(Shape{2, 2}), Tensor<double>(Shape{2, 3})); }) ==
-          "scatter_add: source (2×3) must have the index's shape (2×2)");
+    CHECK(error_of([&] { scatter_add(x, 1, IndexTensor(Shape{2, 2}), Tensor<double>(Shape{2, 1})); }) ==
+          "scatter_add: index (2×2) is larger than the source (2×1) along axis 1 (the source must hold the index's "
+          "shape)");
+    CHECK(error_of([&] { scatter_add(x, 1, IndexTensor(Shape{2, 2}), Tensor<double>(Shape{4})); }) ==
+          "scatter_add: source (4) has rank 1, the index (2×2) rank 2: they must have one rank");
     CHECK(error_of([&] { index_select(x, 0, IndexTensor(Shape{1, 1})); }) == "index_select: index (1×1) must have rank 1");
     CHECK(contains(error_of([&] { gather(x, 2, bad); }), "gather: axis 2 out of range for (2×3)"));
     // On a tape, the error also names the caller's line.
@@ -241,16 +282,9 @@ Tensor<double> seq(const Shape& s, double a = 1.0, double b = 0.0) {
     for (std::size_t i = 0; i < t.size(); ++i) t[i] = std::sin(a * static_cast<double>(i + 1) + b);
     return t;
 }
-// ≤ 1e-12 · max(1, ‖reference‖∞), element by element.
+// ≤ 1e-12 · max(1, ‖reference‖∞) (reference_cases.hpp).
 void check_fixture(const std::string& key, const Tensor<double>& got) {
-    INFO(key);
-    const std::vector<double>& ref = index_fixtures().at(key);
-    REQUIRE(got.size() == ref.size());
-    double scale = 1;
-    for (double r : ref) scale = std::max(scale, std::abs(r));
-    double err = 0;
-    for (std::size_t i = 0; i < ref.size(); ++i) err = std::max(err, std::abs(got[i] - ref[i]));
-    CHECK(err <= 1e-12 * scale);
+    check_fixture_values(key, got, index_fixtures().at(key));
 }
 // out = f(inputs…) on a tape; loss = Σ out ⊙ c; out and every input's gradient checked.
 template <class F>

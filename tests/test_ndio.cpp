@@ -12,6 +12,8 @@
 #include <tapegrad/nn.hpp>
 #include <tapegrad/tapegrad.hpp>
 
+#include "test_errors.hpp"
+
 namespace tg = tapegrad;
 namespace nn = tapegrad::nn;
 using tg::Shape;
@@ -33,8 +35,6 @@ std::string message_of(auto&& f) {
     }
     return "<no error>";
 }
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // A copy of contiguous t with shape s (the same elements in the same order).
 template <class T>
@@ -148,13 +148,28 @@ TEST_CASE("explain() prints N-D shapes and the N-D ops readably: reshape, permut
     CHECK(tape.explain(X, {.shapes = true}) ==
           "∂E/∂R = reshape(2·Σ_{axis 1}(tanh(R))) ⊙ tanh′(R)    (5×6)\n"
           "∂E/∂P = reshape(∂E/∂R)    (5×2×3)\n"
-          "∂E/∂A = permute(∂E/∂P)    (2×3×5)\n"
+          "∂E/∂A = permute(∂E/∂P, [1,2,0])    (2×3×5)\n"
           "∂E/∂X = reshape(reshape(∂E/∂A) · Wᵀ)    (2×3×4)");
     CHECK(tape.explain(W, {.ascii = true}) ==
           "dE/dR = reshape(2*sum_{axis 1}(tanh(R))) * tanh'(R)\n"
           "dE/dP = reshape(dE/dR)\n"
-          "dE/dA = permute(dE/dP)\n"
+          "dE/dA = permute(dE/dP, [1,2,0])\n"
           "dE/dW = reshape(X)^T . reshape(dE/dA)");
+}
+
+TEST_CASE("permute prints its axis order in explain(), forward and adjoint (the inverse order)") {
+    tg::Tape<double> tape;
+    auto X = tape.variable(ramp(Shape{2, 3, 4}, -1, 0.1), "X");
+    auto E = tg::sum(tg::tanh(tg::permute(X, {2, 0, 1}))).named("E");  // the permute unnamed: written out
+    tape.backward(E);
+    CHECK(tape.explain(X) == "∂E/∂X = permute(tanh′(permute(X, [2,0,1])), [1,2,0])");
+    CHECK(tape.explain(X, {.ascii = true}) == "dE/dX = permute(tanh'(permute(X, [2,0,1])), [1,2,0])");
+    // transpose(x, i, j) is a permute: its order is printed too.
+    tg::Tape<double> t2;
+    auto Y = t2.variable(ramp(Shape{2, 3, 4}, -1, 0.1), "Y");
+    auto F = tg::sum(tg::square(tg::transpose(Y, 0, 2))).named("F");
+    t2.backward(F);
+    CHECK(contains(t2.explain(Y), "permute(Y, [2,1,0])"));
 }
 
 TEST_CASE("to_dot labels every node of an N-D graph with its op and its N-D shape") {

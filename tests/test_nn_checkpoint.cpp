@@ -14,6 +14,8 @@
 
 #include "nn_fixtures.hpp"
 
+#include "test_errors.hpp"
+
 namespace tg = tapegrad;
 namespace nn = tapegrad::nn;
 namespace fs = std::filesystem;
@@ -59,8 +61,6 @@ std::string load_error(const fs::path& p, Net& net, nn::Optimizer<double>* opt) 
     }
     return "no error";
 }
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // Trains until `stop_step` optimiser steps (or `epochs` epochs) have run.
 void train(nn::MLP<double>& net, nn::Optimizer<double>& opt, const nn::Dataset& d, nn::TrainState& st,
@@ -311,14 +311,6 @@ TEST_CASE("randomly damaged checkpoints, with checksums forged to match, load or
 // ---- parameter names are unique (issue 16, defect 3) ------------------------------------------
 
 namespace {
-std::string error_of(auto&& f) {
-    try {
-        f();
-    } catch (const tg::Error& e) {
-        return e.what();
-    }
-    return "no error";
-}
 }  // namespace
 
 TEST_CASE("two Linears built by hand get distinct default names, and both survive a checkpoint round trip") {

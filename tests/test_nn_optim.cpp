@@ -16,6 +16,8 @@
 #include <tapegrad/nn/clip.hpp>
 #include <tapegrad/nn/optim.hpp>
 
+#include "test_errors.hpp"
+
 namespace tg = tapegrad;
 namespace nn = tapegrad::nn;
 
@@ -286,14 +288,6 @@ namespace {
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-std::string error_of(auto&& f) {
-    try {
-        f();
-    } catch (const tg::Error& e) {
-        return e.what();
-    }
-    return "no error";
-}
 
 // `set(value)` builds the optimiser (or schedule) with one option set to `value`; each bad value
 // must raise an Error "<who>: invalid <option> <value>".

@@ -6,26 +6,16 @@
 #include <string>
 #include <tapegrad/tapegrad.hpp>
 
+#include "test_errors.hpp"
+
 namespace tg = tapegrad;
 using tg::Shape;
 using tg::Tensor;
 
 namespace {
 
-// The message of the tapegrad::Error thrown by f, or "" if it throws none.
-std::string error_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const tg::Error& e) {
-        return e.what();
-    }
-    return "";
-}
-
 // The message's first line (errors raised while recording on a tape may add where it happened).
 std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
-
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 Tensor<double> z(std::size_t r, std::size_t c) { return Tensor<double>(r, c); }
 

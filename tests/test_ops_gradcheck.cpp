@@ -21,16 +21,20 @@ namespace {
 
 constexpr int kTrials = 10;
 
-// Op names declared (`static constexpr std::string_view name = "…";`) in a header.
+// Op names declared (`static constexpr std::string_view name = "…";`, or `= Flag ? "…" : "…";`
+// for an op whose template flag chooses its name) in a header.
 std::set<std::string> declared_ops(const std::filesystem::path& file) {
     std::ifstream in(file);
     std::stringstream ss;
     ss << in.rdbuf();
     const std::string text = ss.str();
-    static const std::regex decl(R"re(static\s+constexpr\s+std::string_view\s+name\s*=\s*"([^"]+)")re");
+    static const std::regex decl(
+        R"re(static\s+constexpr\s+std::string_view\s+name\s*=\s*(?:\w+\s*\?\s*"([^"]+)"\s*:\s*)?"([^"]+)")re");
     std::set<std::string> names;
-    for (std::sregex_iterator it(text.begin(), text.end(), decl), end; it != end; ++it)
-        names.insert((*it)[1]);
+    for (std::sregex_iterator it(text.begin(), text.end(), decl), end; it != end; ++it) {
+        if ((*it)[1].matched) names.insert((*it)[1]);
+        names.insert((*it)[2]);
+    }
     return names;
 }
 

@@ -4,14 +4,15 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
-#include <fstream>
 #include <functional>
 #include <limits>
 #include <map>
-#include <sstream>
 #include <string>
 #include <tapegrad/tapegrad.hpp>
+#include <type_traits>
 #include <vector>
+
+#include "reference_cases.hpp"
 
 namespace tg = tapegrad;
 using tg::Shape;
@@ -80,8 +81,21 @@ TEST_CASE("amax splits the gradient among ties; max(x, dim) sends it to the firs
     tg::Tape<double> t2;
     auto y = t2.variable(Tensor<double>(Shape{2, 3}, {1, 5, 5, 2, 2, 2}), "X");
     auto mx = tg::max(y, 1);
-    CHECK(mx.indices.value()[0] == 1);
-    CHECK(mx.indices.value()[1] == 0);
+    static_assert(std::is_same_v<decltype(mx.indices), tg::IndexTensor>);
+    CHECK(mx.indices.shape() == Shape{2});
+    CHECK(mx.indices[0] == 1);  // the first of the tied maxima 5, 5
+    CHECK(mx.indices[1] == 0);  // the first of 2, 2, 2
+    const std::size_t nodes = t2.size();
+    const tg::IndexTensor am = tg::argmax(y, 1, true);  // data: records nothing
+    CHECK(t2.size() == nodes);
+    CHECK(am.shape() == Shape{2, 1});
+    CHECK(am[0] == 1);
+    CHECK(am[1] == 0);
+    auto mn = tg::min(y, 0, true);
+    CHECK(mn.values.shape() == Shape{1, 3});
+    CHECK(mn.indices.shape() == Shape{1, 3});
+    const std::int64_t want_min[] = {0, 1, 1};  // 1 < 2; 2 < 5; 2 < 5
+    for (std::size_t j = 0; j < 3; ++j) CHECK(mn.indices[j] == want_min[j]);
     t2.backward(tg::sum(mx.values));
     const Tensor<double> h = t2.grad(y);
     const double want[] = {0, 1, 0, 1, 0, 0};
@@ -92,9 +106,32 @@ TEST_CASE("amax splits the gradient among ties; max(x, dim) sends it to the firs
     CHECK(std::isnan(tg::amax(n, {1})[0]));
     CHECK(tg::amax(n, {1})[1] == 6);
     CHECK(std::isnan(tg::max(n, 1).values[0]));
+    CHECK(tg::max(n, 1).indices[0] == 1);  // the NaN
+    CHECK(tg::max(n, 1).indices[1] == 2);
+    CHECK(std::isnan(tg::min(n, 1).values[0]));
+    CHECK(tg::min(n, 1).indices[0] == 1);
     CHECK(tg::argmax(n, 1)[0] == 1);
     CHECK(tg::argmin(n, 1)[0] == 1);
     CHECK(tg::argmin(n, 1)[1] == 0);
+    // Two NaNs and ties along axis 0: the first NaN wins, the first of equal values wins.
+    const Tensor<double> m(Shape{3, 2}, {7, nan, 7, 1, nan, nan});
+    CHECK(tg::argmax(m, 0)[0] == 2);
+    CHECK(tg::argmax(m, 0)[1] == 0);
+    CHECK(tg::argmin(m, 0)[0] == 2);
+    const Tensor<double> tie(Shape{4}, {3, 9, 9, 3});
+    CHECK(tg::argmax(tie, 0).shape() == Shape{});
+    CHECK(tg::argmax(tie, 0)[0] == 1);
+    CHECK(tg::argmin(tie, -1)[0] == 0);
+    // A strided view (a transpose) is read in its own order.
+    const Tensor<double> w(Shape{2, 3}, {1, 8, 3, 4, 5, 9});
+    const tg::IndexTensor wt = tg::argmax(tg::transpose(w, 0, 1), 1);
+    CHECK(wt.shape() == Shape{3});
+    CHECK(wt[0] == 1);
+    CHECK(wt[1] == 0);
+    CHECK(wt[2] == 1);
+    CHECK_THROWS_WITH_AS(tg::argmax(Tensor<double>(Shape{2, 0}), 1),
+                         doctest::Contains("argmax: no elements along axis 1 of (2×0)"), tg::Error);
+    CHECK_THROWS_WITH_AS(tg::argmin(w, 2), doctest::Contains("argmin: axis 2 out of range"), tg::Error);
 }
 
 TEST_CASE("logsumexp stays finite for large logits; var and std follow torch's correction") {
@@ -162,56 +199,6 @@ TEST_CASE("explain() writes reductions and softmax with their axes") {
 // ---- differential fixtures from PyTorch ------------------------------------------------------
 
 namespace {
-
-struct Case {
-    std::string key;
-    std::map<std::string, Tensor<double>> t;
-};
-
-std::vector<Case> read_cases() {
-    std::ifstream in(std::string(TAPEGRAD_SOURCE_DIR) + "/tests/reference/cases.txt");
-    REQUIRE(in.good());
-    std::vector<Case> cases;
-    std::string line;
-    while (std::getline(in, line)) {
-        std::istringstream ss(line);
-        std::string word;
-        ss >> word;
-        if (word == "case") {
-            cases.push_back({});
-            ss >> cases.back().key;
-        } else if (word == "tensor") {
-            std::string name;
-            std::size_t rank = 0;
-            ss >> name >> rank;
-            std::vector<std::size_t> d(rank);
-            for (auto& e : d) ss >> e;
-            Tensor<double> v(Shape::from_range(d.begin(), d.end()));
-            for (std::size_t i = 0; i < v.size(); ++i) {
-                std::string s;
-                ss >> s;
-                v[i] = std::stod(s);
-            }
-            cases.back().t.insert_or_assign(name, v);
-        }
-    }
-    return cases;
-}
-
-std::vector<std::string> split(const std::string& s, char sep) {
-    std::vector<std::string> out;
-    std::string cur;
-    for (char ch : s) {
-        if (ch == sep) {
-            out.push_back(cur);
-            cur.clear();
-        } else {
-            cur += ch;
-        }
-    }
-    out.push_back(cur);
-    return out;
-}
 
 using V = tg::Var<double>;
 using Vars = std::map<std::string, V>;
@@ -309,7 +296,6 @@ V build(const std::string& key, Vars& x) {
     if (op == "logsumexp") return tg::apply(tg::LogSumExp{set}, v);
     if (op == "max") return tg::max(v, axes[0], keep).values;
     if (op == "min") return tg::min(v, axes[0], keep).values;
-    if (op == "argmax") return tg::argmax(v, axes[0], keep);
     if (op == "var" || op == "std") {
         // var/std take an initializer list; the fixtures use one or two axes (or three: all).
         auto call = [&](auto&& fn) {
@@ -325,33 +311,19 @@ V build(const std::string& key, Vars& x) {
     return v;
 }
 
-double max_abs(const Tensor<double>& t) {
-    double m = 0;
-    for (std::size_t i = 0; i < t.size(); ++i) m = std::max(m, std::abs(t[i]));
-    return m;
-}
-
-void check_close(const std::string& what, const Tensor<double>& got, const Tensor<double>& ref) {
-    CAPTURE(what);
-    REQUIRE(got.shape() == ref.shape());
-    const double tol = 1e-12 * std::max(1.0, max_abs(ref));
-    const Tensor<double> g = got.is_contiguous() ? got : tg::contiguous(got);
-    for (std::size_t i = 0; i < ref.size(); ++i) {
-        CAPTURE(i);
-        if (std::isnan(ref[i]) || std::isinf(ref[i]))
-            CHECK(((std::isnan(ref[i]) && std::isnan(g[i])) || g[i] == ref[i]));
-        else
-            CHECK(std::abs(g[i] - ref[i]) <= tol);
-    }
+Tensor<double> as_double(const tg::IndexTensor& t) {
+    Tensor<double> d(t.shape());
+    for (std::size_t i = 0; i < t.size(); ++i) d[i] = static_cast<double>(t[i]);
+    return d;
 }
 
 }  // namespace
 
 TEST_CASE("every PyTorch fixture (tests/reference/cases.txt): output and every gradient within 1e-12·max(1, ‖ref‖∞)") {
-    const std::vector<Case> cases = read_cases();
+    const std::vector<ReferenceCase> cases = read_reference_cases("cases.txt");
     CHECK(cases.size() >= 250);
-    std::size_t grads = 0;
-    for (const Case& c : cases) {
+    std::size_t grads = 0, argmaxes = 0, indexed = 0;
+    for (const ReferenceCase& c : cases) {
         CAPTURE(c.key);
         tg::Tape<double> tape;
         Vars x;
@@ -360,21 +332,67 @@ TEST_CASE("every PyTorch fixture (tests/reference/cases.txt): output and every g
             else if (name != "w" && name != "out" && name != "indices" && name.rfind("grad_", 0) != 0)
                 x.emplace(name, tape.variable(t, name));
         }
+        const auto f = split(c.key, ';');
+        if (f[0] == "argmax") {  // int64 indices, no gradient, nothing recorded
+            check_fixture_values("out", as_double(tg::argmax(x.at("x"), std::stol(f[1]), f[2] == "1")), c.t.at("out"));
+            ++argmaxes;
+            continue;
+        }
         const V y = build(c.key, x);
-        check_close("out", y.value(), c.t.at("out"));
+        check_fixture_values("out", y.value(), c.t.at("out"));
         if (c.t.count("indices")) {
-            const auto f = split(c.key, ';');
-            const Tensor<double> idx = f[0] == "max" ? tg::argmax(x.at("x").value(), std::stol(f[1]), f[2] == "1")
-                                                     : tg::argmin(x.at("x").value(), std::stol(f[1]), f[2] == "1");
-            check_close("indices", idx, c.t.at("indices"));
+            REQUIRE((f[0] == "max" || f[0] == "min"));
+            const auto vi = f[0] == "max" ? tg::max(x.at("x"), std::stol(f[1]), f[2] == "1")
+                                          : tg::min(x.at("x"), std::stol(f[1]), f[2] == "1");
+            check_fixture_values("indices", as_double(vi.indices), c.t.at("indices"));
+            ++indexed;
         }
         if (!c.t.count("w")) continue;  // argmax: no gradient
         tape.backward(y, c.t.at("w"));
         for (const auto& [name, v] : x) {
             if (name == "labels") continue;
-            check_close("grad_" + name, tape.grad(v), c.t.at("grad_" + name));
+            check_fixture_values("grad_" + name, tape.grad(v), c.t.at("grad_" + name));
             ++grads;
         }
     }
     CHECK(grads >= 250);
+    CHECK(argmaxes >= 4);
+    CHECK(indexed >= 8);
+}
+
+// ---- nd11: the composed losses at ranks 0–5 against PyTorch (tests/reference/loss_cases.txt) ----
+
+TEST_CASE("sse_half, mse, binary_cross_entropy_with_logits and softmax_cross_entropy_probs match PyTorch at ranks "
+          "0–5 (loss_cases.txt, ≤ 1e-12), and name both shapes when they differ") {
+    const std::vector<ReferenceCase> cases = read_reference_cases("loss_cases.txt");
+    CHECK(cases.size() == 27);
+    for (const ReferenceCase& c : cases) {
+        CAPTURE(c.key);
+        const std::string loss = split(c.key, ';')[0];
+        tg::Tape<double> tape;
+        const V p = tape.variable(c.t.at("p"), "p"), t = tape.variable(c.t.at("t"), "t");
+        const V y = loss == "sse_half" ? tg::sse_half(p, t)
+                    : loss == "mse"    ? tg::mse(p, t)
+                    : loss == "bce_logits" ? tg::binary_cross_entropy_with_logits(p, t)
+                                           : tg::softmax_cross_entropy_probs(p, t);
+        REQUIRE(y.value().size() == 1);  // 1×1, torch's rank 0
+        const Tensor<double>& out = c.t.at("out");
+        check_fixture_values("out", y.value(), std::span<const double>(out.data(), out.size()));
+        tape.backward(y, Tensor<double>(y.shape(), {c.t.at("w")[0]}));
+        check_fixture_values("grad_p", tape.grad(p), c.t.at("grad_p"));
+        check_fixture_values("grad_t", tape.grad(t), c.t.at("grad_t"));
+    }
+    const Tensor<double> a(Shape{2, 3, 4}), b(Shape{2, 4, 3});
+    CHECK_THROWS_WITH_AS(tg::mse(a, b), doctest::Contains("mse: prediction (2×3×4) and target (2×4×3) differ in shape"),
+                         tg::Error);
+    CHECK_THROWS_WITH_AS(tg::sse_half(a, b), doctest::Contains("sse_half: prediction (2×3×4) and target (2×4×3)"),
+                         tg::Error);
+    CHECK_THROWS_WITH_AS(tg::binary_cross_entropy_with_logits(a, b),
+                         doctest::Contains("binary_cross_entropy_with_logits: logits (2×3×4) and targets (2×4×3)"),
+                         tg::Error);
+    CHECK_THROWS_WITH_AS(tg::softmax_cross_entropy_probs(a, b),
+                         doctest::Contains("softmax_cross_entropy_probs: logits (2×3×4) and targets (2×4×3)"),
+                         tg::Error);
+    CHECK_THROWS_WITH_AS(tg::softmax_cross_entropy_probs(Tensor<double>(Shape{}), Tensor<double>(Shape{})),
+                         doctest::Contains("softmax_cross_entropy_probs: logits () have no class axis"), tg::Error);
 }

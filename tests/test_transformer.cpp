@@ -6,15 +6,15 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
-#include <fstream>
 #include <limits>
 #include <map>
 #include <random>
-#include <sstream>
 #include <string>
 #include <tapegrad/ops/transformer.hpp>
 #include <tapegrad/tapegrad.hpp>
 #include <vector>
+
+#include "reference_cases.hpp"
 
 namespace tg = tapegrad;
 using tg::Shape;
@@ -256,15 +256,7 @@ const std::map<std::string, std::vector<double>>& torch_fixtures() {
     return f;
 }
 void check_fixture(const Tensor<double>& got, const std::string& key) {
-    const std::vector<double>& ref = torch_fixtures().at(key);
-    REQUIRE(got.size() == ref.size());
-    double err = 0, scale = 1;
-    for (std::size_t i = 0; i < ref.size(); ++i) {
-        err = std::max(err, std::abs(got[i] - ref[i]));
-        scale = std::max(scale, std::abs(ref[i]));
-    }
-    INFO(key, ": max abs error ", err);
-    CHECK(err <= 1e-12 * scale);
+    check_fixture_values(key, got, torch_fixtures().at(key));
 }
 }  // namespace
 
@@ -307,53 +299,14 @@ TEST_CASE(
 
 // ---- gpttrain: softmax_cross_entropy with weight, label_smoothing and class_axis ----------------
 
-namespace {
-struct CeCase {
-    std::string key;
-    std::map<std::string, Tensor<double>> t;
-};
-// tests/reference/ce_cases.txt (tests/reference/ce_fixtures.py): make_cases.py's format.
-std::vector<CeCase> read_ce_cases() {
-    std::ifstream in(std::string(TAPEGRAD_SOURCE_DIR) + "/tests/reference/ce_cases.txt");
-    REQUIRE(in.good());
-    std::vector<CeCase> cases;
-    std::string line;
-    while (std::getline(in, line)) {
-        std::istringstream ss(line);
-        std::string word;
-        ss >> word;
-        if (word == "case") {
-            cases.push_back({});
-            ss >> cases.back().key;
-        } else if (word == "tensor") {
-            std::string name;
-            std::size_t rank = 0;
-            ss >> name >> rank;
-            std::vector<std::size_t> d(rank);
-            for (auto& e : d) ss >> e;
-            Tensor<double> v(Shape::from_range(d.begin(), d.end()));
-            for (std::size_t i = 0; i < v.size(); ++i) {
-                std::string x;
-                ss >> x;
-                v[i] = std::stod(x);
-            }
-            cases.back().t.insert_or_assign(name, v);
-        }
-    }
-    return cases;
-}
-}  // namespace
-
 TEST_CASE("softmax_cross_entropy with weight and label_smoothing matches torch's cross_entropy (ce_cases.txt) "
-          "within 1e-12 on (C), (N, C), (N, C, d…) and (…, C) logits") {
-    const auto cases = read_ce_cases();
+          "within 1e-12 on (C), (N, C), (N, C, d…) and (…, C) logits, with labels as T and as int64") {
+    const auto cases = read_reference_cases("ce_cases.txt");  // written by tests/reference/ce_fixtures.py
     CHECK(cases.size() == 90);
-    std::size_t weighted = 0, smoothed = 0, last_axis = 0;
-    for (const CeCase& c : cases) {
+    std::size_t weighted = 0, smoothed = 0, last_axis = 0, int64_cases = 0;
+    for (const ReferenceCase& c : cases) {
         CAPTURE(c.key);
-        std::vector<std::string> f;
-        std::stringstream ks(c.key);
-        for (std::string part; std::getline(ks, part, ';');) f.push_back(part);
+        const std::vector<std::string> f = split(c.key, ';');
         REQUIRE(f.size() == 7);
         tg::CrossEntropyOptions opt{.ignore_index = std::stoll(f[2]),
                                     .reduction = f[1] == "mean" ? tg::Reduction::mean
@@ -372,15 +325,25 @@ TEST_CASE("softmax_cross_entropy with weight and label_smoothing matches torch's
         last_axis += opt.class_axis == -1;
         const Tensor<double>& out = c.t.at("out");
         const Tensor<double>& gz = c.t.at("grad_z");
-        auto scale = [](const Tensor<double>& r) {
-            double m = 1;
-            for (std::size_t i = 0; i < r.size(); ++i) m = std::max(m, std::abs(r[i]));
-            return m;
-        };
-        CHECK(max_diff(y.value(), out) <= 1e-12 * scale(out));
+        check_fixture_values("out", y.value(), out);
         tape.backward(y, c.t.at("w"));
-        CHECK(max_diff(tape.grad(z), gz) <= 1e-12 * scale(gz));
+        check_fixture_values("grad_z", tape.grad(z), gz);
+
+        // The int64 form (IndexTensor labels) against the same fixture.
+        const Tensor<double>& lf = c.t.at("labels");
+        tg::IndexTensor li(lf.shape());
+        for (std::size_t p = 0; p < lf.size(); ++p) li[p] = static_cast<std::int64_t>(lf[p]);
+        tg::Tape<double> t64;
+        const auto z64 = t64.variable(c.t.at("z"), "z");
+        const auto y64 = w ? tg::softmax_cross_entropy(z64, li, t64.constant(c.t.at("weight"), "weight"), opt)
+                           : tg::softmax_cross_entropy(z64, li, opt);
+        CHECK(t64.node(y64.id()).op->name() == (w ? "cross_entropy_labels_weighted" : "cross_entropy_labels"));
+        check_fixture_values("int64 out", y64.value(), out);
+        t64.backward(y64, c.t.at("w"));
+        check_fixture_values("int64 grad_z", t64.grad(z64), gz);
+        ++int64_cases;
     }
+    CHECK(int64_cases == 90);
     CHECK(weighted == 60);
     CHECK(smoothed == 60);
     CHECK(last_axis == 18);
@@ -407,4 +370,18 @@ TEST_CASE("softmax_cross_entropy rejects a weight of the wrong length, a smoothi
                          doctest::Contains("label_smoothing 1.5 is outside [0, 1]"), tg::Error);
     CHECK_THROWS_WITH_AS(tg::softmax_cross_entropy(z, l, {.class_axis = 2}),
                          doctest::Contains("class_axis 2 is outside logits (4×3)"), tg::Error);
+    // The same checks on the int64 forms.
+    const tg::IndexTensor li(Shape{4}, {0, 1, 2, 0});
+    CHECK_THROWS_WITH_AS(tg::softmax_cross_entropy(z, li, tape.constant(Tensor<double>(Shape{4}), "weight")),
+                         doctest::Contains("weight must be a vector of 3 class weights for logits (4×3), got (4)"),
+                         tg::Error);
+    CHECK_THROWS_WITH_AS(tg::softmax_cross_entropy(z, li, {.label_smoothing = -0.5}),
+                         doctest::Contains("label_smoothing -0.5 is outside [0, 1]"), tg::Error);
+    CHECK_THROWS_WITH_AS(tg::softmax_cross_entropy(z, li, {.class_axis = 0}),
+                         doctest::Contains("labels must have shape (3) (the logits (4×3) without axis 0), got (4)"),
+                         tg::Error);
+    CHECK_THROWS_WITH_AS(tg::softmax_cross_entropy(z, tg::IndexTensor(Shape{4}, {0, 3, 1, 1}),
+                                                   tape.constant(Tensor<double>(Shape{3}), "weight")),
+                         doctest::Contains("label 3 at position (1) of the labels (4) is not a class index in [0, 3)"),
+                         tg::Error);
 }

@@ -1,6 +1,7 @@
 // Index and mask tensors, and the ops that take them: gather / scatter_add, index_select /
-// index_add, where and masked_fill with a boolean condition, tril / triu, and the data makers
-// arange, one_hot and comparisons (x > 0 → a mask).
+// index_add, tril / triu, cross-entropy and embedding with int64 labels, and the data makers
+// arange, one_hot and comparisons (x > 0 → a mask). (where and masked_fill with a boolean mask:
+// mask.hpp; the types: index_types.hpp.)
 //
 // IndexTensor = Tensor<std::int64_t>, MaskTensor = Tensor<bool>: exact at any size (a float
 // holds integers exactly only up to 2²⁴). They are operands without gradients: an op takes them
@@ -9,7 +10,7 @@
 // Indices are checked: one outside its axis is an Error naming the op, the value and its position.
 //
 // VJP pairs (so that second order is free): gather ↔ scatter_add, index_select ↔ index_add,
-// where / masked_fill ↔ mask_keep (g where the mask holds, 0 elsewhere), tril ↔ tril, triu ↔ triu.
+// tril ↔ tril, triu ↔ triu (where / masked_fill ↔ mask_keep: mask.hpp).
 #pragma once
 
 #include <array>
@@ -32,7 +33,9 @@
 #include <tapegrad/core/site.hpp>
 #include <tapegrad/core/tape.hpp>
 #include <tapegrad/ops/elementwise.hpp>
+#include <tapegrad/ops/index_types.hpp>
 #include <tapegrad/ops/losses.hpp>
+#include <tapegrad/ops/mask.hpp>
 #include <tapegrad/ops/math.hpp>
 #include <tapegrad/ops/reductions.hpp>
 #include <tapegrad/ops/transformer.hpp>
@@ -40,22 +43,8 @@
 
 namespace tapegrad {
 
-using IndexTensor = Tensor<std::int64_t>;
-using MaskTensor = Tensor<bool>;
-
 namespace detail {
 
-// "(1, 0, 2)": the multi-index of flat position p in a row-major shape s.
-inline std::string position(const Shape& s, std::size_t p) {
-    std::array<std::size_t, kMaxRank> idx{};
-    for (std::size_t k = s.rank(); k-- > 0;) {
-        idx[k] = s[k] ? p % s[k] : 0;
-        p = s[k] ? p / s[k] : 0;
-    }
-    std::string r = "(";
-    for (std::size_t k = 0; k < s.rank(); ++k) r += fmt::format("{}{}", k ? ", " : "", idx[k]);
-    return r + ")";
-}
 // idx[p], checked to lie in [0, extent).
 inline std::size_t index_at(std::string_view op, const Saved<std::int64_t>& idx, std::size_t p, std::size_t extent,
                             std::size_t axis, const Shape& x) {
@@ -64,12 +53,6 @@ inline std::size_t index_at(std::string_view op, const Saved<std::int64_t>& idx,
         fail("{}: index {} at position {} of the index {} is outside [0, {}) (axis {} of {})", op, v,
              position(idx.shape(), p), idx.shape(), extent, axis, x);
     return static_cast<std::size_t>(v);
-}
-// A contiguous tensor with t's values, kept alive by the caller for one call.
-template <class U>
-Tensor<U> dense_data(const Tensor<U>& t) {
-    if (t.is_contiguous()) return Tensor<U>::view(const_cast<U*>(t.data()), t.shape(), std::pmr::get_default_resource());
-    return t.clone(std::pmr::get_default_resource());
 }
 // gather / scatter_add: x and the index have one rank; the index fits in x off `dim`.
 inline void check_gather(std::string_view op, std::size_t dim, const Shape& x, const Shape& idx) {
@@ -81,55 +64,66 @@ inline void check_gather(std::string_view op, std::size_t dim, const Shape& x, c
         if (k != dim && idx[k] > x[k])
             fail("{}: index {} is larger than the input {} along axis {} (only axis {} may differ)", op, idx, x, k, dim);
 }
-// Calls f(p, o) for every flat position p of the (contiguous) index, o being the flat offset in
-// a contiguous x of the element at p's multi-index with axis `dim` left at 0.
+// src of scatter_add (gather's padded output): the index's rank, at least the index's extent on
+// every axis (torch: index.size(d) ≤ src.size(d)); only the index-shaped corner is used.
+inline void check_source(std::string_view op, const Shape& src, const Shape& idx) {
+    if (src.rank() != idx.rank())
+        fail("{}: source {} has rank {}, the index {} rank {}: they must have one rank", op, src, src.rank(), idx,
+             idx.rank());
+    for (std::size_t k = 0; k < idx.rank(); ++k)
+        if (idx[k] > src[k])
+            fail("{}: index {} is larger than the source {} along axis {} (the source must hold the index's shape)", op,
+                 idx, src, k);
+}
+// Calls f(p, ox, stride, os) for every flat position p of the (contiguous) index: ox is the flat
+// offset in a contiguous x of the element at p's multi-index with axis `dim` left at 0, stride x's
+// stride along `dim`, os the flat offset of p's multi-index in a contiguous s (the source or the
+// padded output, at least the index's extent on every axis).
 template <class F>
-void for_each_indexed(const Shape& idx, const Shape& x, F&& f) {
+void for_each_indexed(const Shape& idx, const Shape& x, const Shape& s, std::size_t dim, F&& f) {
     const std::size_t n = idx.numel(), r = idx.rank();
     if (n == 0) return;
-    const auto xs = x.contiguous_strides();
+    const auto xs = x.contiguous_strides(), ss = s.contiguous_strides();
+    const std::int64_t xd = xs[dim];
     std::array<std::size_t, kMaxRank> i{};
-    std::int64_t off = 0;
+    std::int64_t ox = 0, os = 0;  // ox with axis dim at 0
     for (std::size_t p = 0; p < n; ++p) {
-        f(p, off);
+        f(p, static_cast<std::size_t>(ox), static_cast<std::size_t>(xd), static_cast<std::size_t>(os));
         for (std::size_t k = r; k-- > 0;) {  // next multi-index
             if (++i[k] < idx[k]) {
-                off += xs[k];
+                if (k != dim) ox += xs[k];
+                os += ss[k];
                 break;
             }
-            off -= static_cast<std::int64_t>(i[k] - 1) * xs[k];
+            if (k != dim) ox -= static_cast<std::int64_t>(i[k] - 1) * xs[k];
+            os -= static_cast<std::int64_t>(i[k] - 1) * ss[k];
             i[k] = 0;
         }
     }
-}
-template <class F>
-void for_each_indexed_dim(const Shape& idx, const Shape& x, std::size_t dim, F&& f) {
-    // (axis `dim` of the index runs too; its contribution to the offset is dropped below)
-    const auto xs = x.contiguous_strides();
-    const std::size_t inner = static_cast<std::size_t>(idx.contiguous_strides()[dim]);
-    for_each_indexed(idx, x, [&](std::size_t p, std::int64_t off) {
-        const std::int64_t id = static_cast<std::int64_t>((p / inner) % idx[dim]);
-        f(p, static_cast<std::size_t>(off - id * xs[dim]), static_cast<std::size_t>(xs[dim]));
-    });
 }
 
 }  // namespace detail
 
 // ---- gather / scatter_add ----------------------------------------------------------------------
 
-// Y[…, i, …] = X[…, I[…, i, …], …] along `dim` (torch.gather)    I: int64, X's rank, Y: I's shape.
-// dX = scatter_add(zeros(X), dim, I, dY).   I: none.
+// Y[…, i, …] = X[…, I[…, i, …], …] along `dim` (torch.gather)    I: int64, X's rank, Y: I's shape;
+// with `to` (rank > 0), Y has shape `to` (≥ I's on every axis), zero outside I's corner: the VJP
+// of a scatter_add whose source is larger than its index.
+// dX = scatter_add(zeros(X), dim, I, dY) (reads dY's I-shaped corner).   I: none.
 struct Gather {
     static constexpr std::string_view name = "gather";
     static constexpr std::size_t arity = 1;
     static constexpr bool any_rank = true;
     std::size_t dim = 0;
     mutable Saved<std::int64_t> index;
+    Shape to{};  // rank 0: the index's shape
 
     Notation notation() const { return {"gather({0})", "gather({0})", Prec::Atom}; }
+    Shape out_shape() const { return to.rank() ? to : index.shape(); }
     Shape shape(Shape x) const {
         detail::check_gather(name, dim, x, index.shape());
-        return index.shape();
+        if (to.rank()) detail::check_source(name, to, index.shape());
+        return out_shape();
     }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& x, Keep keep) const {
@@ -137,16 +131,19 @@ struct Gather {
         const Shape xs = x.shape();
         const T* px = x.data();
         T* o = out.data();
-        detail::for_each_indexed_dim(index.shape(), xs, dim, [&](std::size_t p, std::size_t off, std::size_t st) {
-            o[p] = px[off + detail::index_at(name, index, p, xs[dim], dim, xs) * st];
-        });
+        if (out.shape() != index.shape()) out.fill(T(0));
+        detail::for_each_indexed(index.shape(), xs, out.shape(), dim,
+                                 [&](std::size_t p, std::size_t off, std::size_t st, std::size_t os) {
+                                     o[os] = px[off + detail::index_at(name, index, p, xs[dim], dim, xs) * st];
+                                 });
     }
     template <class V>
     V vjp(In<0>, const V& g, const V&, const V& x) const;
 };
 
-// Y = X, then Y[…, I[…, i, …], …] += S[…, i, …] along `dim` (torch.Tensor.scatter_add; S has I's
-// shape).   dX = dY,  dS = gather(dY, dim, I).   I: none.
+// Y = X, then Y[…, I[…, i, …], …] += S[…, i, …] along `dim` (torch.Tensor.scatter_add). S has
+// I's rank and at least I's extent on every axis; only its I-shaped corner is read, as torch.
+// dX = dY,  dS = gather(dY, dim, I) padded with zeros to S's shape.   I: none.
 struct ScatterAdd {
     static constexpr std::string_view name = "scatter_add";
     static constexpr std::size_t arity = 2;
@@ -157,7 +154,7 @@ struct ScatterAdd {
     Notation notation() const { return {"scatter_add({0}, {1})", "scatter_add({0}, {1})", Prec::Atom}; }
     Shape shape(Shape x, Shape src) const {
         detail::check_gather(name, dim, x, index.shape());
-        if (src != index.shape()) fail("scatter_add: source {} must have the index's shape {}", src, index.shape());
+        detail::check_source(name, src, index.shape());
         return x;
     }
     template <class T>
@@ -167,17 +164,19 @@ struct ScatterAdd {
         if (x.size()) std::copy_n(x.data(), x.size(), out.data());
         const T* ps = src.data();
         T* o = out.data();
-        detail::for_each_indexed_dim(index.shape(), xs, dim, [&](std::size_t p, std::size_t off, std::size_t st) {
-            o[off + detail::index_at(name, index, p, xs[dim], dim, xs) * st] += ps[p];
-        });
+        detail::for_each_indexed(index.shape(), xs, src.shape(), dim,
+                                 [&](std::size_t p, std::size_t off, std::size_t st, std::size_t os) {
+                                     o[off + detail::index_at(name, index, p, xs[dim], dim, xs) * st] += ps[os];
+                                 });
     }
     template <class V>
     V vjp(In<0>, const V& g, const V&, const V&, const V&) const {
         return g;
     }
     template <class V>
-    V vjp(In<1>, const V& g, const V&, const V&, const V&) const {
-        return apply(Gather{dim, index}, g);
+    V vjp(In<1>, const V& g, const V&, const V&, const V& src) const {
+        const Shape s = src.shape();
+        return apply(Gather{dim, index, s == index.shape() ? Shape{} : s}, g);
     }
 };
 
@@ -294,181 +293,43 @@ V IndexSelect::vjp(In<0>, const V& g, const V&, const V& x) const {
     return apply(IndexAdd{dim, index, skip}, apply(ZerosLike{}, x), g);
 }
 
-// ---- where / masked_fill with a boolean mask ----------------------------------------------------
+// ---- tril / triu -------------------------------------------------------------------------------
 
-// Y = G where M = `when`, 0 elsewhere (M: bool, broadcast with G; Y: the broadcast shape).
-// dG = dY where M = `when`, 0 elsewhere (summed back to G's shape by the engine).
-struct MaskKeep {
-    static constexpr std::string_view name = "mask_keep";
+// Y = X on and below diagonal k of the last two axes (j − i ≤ k), 0 above (torch.tril), or, Upper,
+// on and above it (j − i ≥ k), 0 below (torch.triu).   dX = the same triangle of dY.
+template <bool Upper>
+struct Triangle {
+    static constexpr std::string_view name = Upper ? "triu" : "tril";
     static constexpr std::size_t arity = 1;
     static constexpr bool any_rank = true;
-    mutable Saved<bool> mask;
-    bool when = true;
+    static constexpr Notation notation{Upper ? "triu({0})" : "tril({0})", Upper ? "triu({0})" : "tril({0})", Prec::Atom};
+    std::int64_t diagonal = 0;
 
-    Notation notation() const {
-        return when ? Notation{"[M]⊙{0}", "[M]*{0}", Prec::Product} : Notation{"[¬M]⊙{0}", "[!M]*{0}", Prec::Product};
-    }
-    Shape shape(Shape g) const { return broadcast_shape("where", mask.shape(), g); }
-    template <class T>
-    void forward(Tensor<T>& out, const Tensor<T>& g, Keep keep) const {
-        mask = keep.copy(mask);
-        const Shape so = out.shape(), sm = mask.shape(), sg = g.shape();
-        const auto L = detail::plan_loop<3>(so, {&so, &sm, &sg});
-        T* o = out.data();
-        const bool* pm = mask.data();
-        const T* pg = g.data();
-        const bool w = when;
-        detail::run_loop(L, [&](const std::array<std::int64_t, 3>& off, std::size_t n, const std::array<std::int64_t, 3>& in) {
-            for (std::size_t j = 0; j < n; ++j) {
-                const auto s = static_cast<std::int64_t>(j);
-                o[off[0] + s * in[0]] = pm[off[1] + s * in[1]] == w ? pg[off[2] + s * in[2]] : T(0);
-            }
-        });
-    }
-    template <class V>
-    V vjp(In<0>, const V& g, const V&, const V&) const {
-        return apply(MaskKeep{mask, when}, g);
-    }
-};
-
-// Y = C ? A : B elementwise (torch.where), C: bool; C, A and B broadcast together.
-// dA = dY where C, dB = dY where ¬C (each summed back to its input's shape).   C: none.
-struct WhereMask {
-    static constexpr std::string_view name = "where_mask";
-    static constexpr std::size_t arity = 2;
-    static constexpr bool any_rank = true;
-    mutable Saved<bool> cond;
-
-    Notation notation() const { return {"where(C, {0}, {1})", "where(C, {0}, {1})", Prec::Atom}; }
-    Shape shape(Shape a, Shape b) const {
-        return broadcast_shape("where", broadcast_shape("where", cond.shape(), a), b);
-    }
-    template <class T>
-    void forward(Tensor<T>& out, const Tensor<T>& a, const Tensor<T>& b, Keep keep) const {
-        cond = keep.copy(cond);
-        const Shape so = out.shape(), sc = cond.shape(), sa = a.shape(), sb = b.shape();
-        const auto L = detail::plan_loop<4>(so, {&so, &sc, &sa, &sb});
-        T* o = out.data();
-        const bool* pc = cond.data();
-        const T *pa = a.data(), *pb = b.data();
-        detail::run_loop(L, [&](const std::array<std::int64_t, 4>& off, std::size_t n, const std::array<std::int64_t, 4>& in) {
-            for (std::size_t j = 0; j < n; ++j) {
-                const auto s = static_cast<std::int64_t>(j);
-                o[off[0] + s * in[0]] = pc[off[1] + s * in[1]] ? pa[off[2] + s * in[2]] : pb[off[3] + s * in[3]];
-            }
-        });
-    }
-    template <class V>
-    V vjp(In<0>, const V& g, const V&, const V&, const V&) const {
-        return apply(MaskKeep{cond, true}, g);
-    }
-    template <class V>
-    V vjp(In<1>, const V& g, const V&, const V&, const V&) const {
-        return apply(MaskKeep{cond, false}, g);
-    }
-};
-
-// Y = X with `value` where M (M: bool, broadcast to X's shape; torch.Tensor.masked_fill).
-// dX = dY where ¬M: no gradient flows into the filled places.
-struct MaskedFillMask {
-    static constexpr std::string_view name = "masked_fill_mask";
-    static constexpr std::size_t arity = 1;
-    static constexpr bool any_rank = true;
-    mutable Saved<bool> mask;
-    double value = 0;
-
-    std::optional<Sym> simplify(const Sym& x) const {
-        const std::string v = fmt::format("{:g}", value);
-        return Sym(fmt::format("masked_fill({}, M, {})", x.str(false), v),
-                   fmt::format("masked_fill({}, M, {})", x.str(true), v), Prec::Atom, x.shape());
-    }
     Shape shape(Shape x) const {
-        if (!broadcastable(mask.shape(), x)) fail("masked_fill: mask {} does not broadcast to {}", mask.shape(), x);
+        if (x.rank() < 2) fail("{}: {} has rank {}; the triangle needs the last two axes", name, x, x.rank());
         return x;
     }
     template <class T>
-    void forward(Tensor<T>& out, const Tensor<T>& x, Keep keep) const {
-        mask = keep.copy(mask);
-        const Shape so = out.shape(), sm = mask.shape();
-        const auto L = detail::plan_loop<3>(so, {&so, &sm, &so});
-        T* o = out.data();
-        const bool* pm = mask.data();
-        const T* px = x.data();
-        const T v = static_cast<T>(value);
-        detail::run_loop(L, [&](const std::array<std::int64_t, 3>& off, std::size_t n, const std::array<std::int64_t, 3>& in) {
-            for (std::size_t j = 0; j < n; ++j) {
-                const auto s = static_cast<std::int64_t>(j);
-                o[off[0] + s * in[0]] = pm[off[1] + s * in[1]] ? v : px[off[2] + s * in[2]];
-            }
-        });
-    }
-    template <class V>
-    V vjp(In<0>, const V& g, const V&, const V&) const {
-        return apply(MaskKeep{mask, false}, g);
-    }
-};
-
-// ---- tril / triu -------------------------------------------------------------------------------
-
-namespace detail {
-// Y = X where (j − i ≤ k) (lower) or (j − i ≥ k) (upper) on the last two axes, 0 elsewhere.
-template <class T>
-void triangle(Tensor<T>& out, const Tensor<T>& x, std::int64_t k, bool upper) {
-    const Shape s = x.shape();
-    const std::size_t rows = s[s.rank() - 2], cols = s[s.rank() - 1];
-    const std::size_t mats = rows * cols == 0 ? 0 : x.size() / (rows * cols);
-    for (std::size_t m = 0; m < mats; ++m)
-        for (std::size_t i = 0; i < rows; ++i) {
-            const std::size_t base = (m * rows + i) * cols;
-            for (std::size_t j = 0; j < cols; ++j) {
-                const std::int64_t d = static_cast<std::int64_t>(j) - static_cast<std::int64_t>(i);
-                out[base + j] = (upper ? d >= k : d <= k) ? x[base + j] : T(0);
-            }
-        }
-}
-inline Shape check_triangle(std::string_view op, const Shape& x) {
-    if (x.rank() < 2) fail("{}: {} has rank {}; the triangle needs the last two axes", op, x, x.rank());
-    return x;
-}
-}  // namespace detail
-
-// Y = X on and below diagonal k of the last two axes (j − i ≤ k), 0 above (torch.tril).
-// dX = tril(dY, k): the same mask on the adjoint.
-struct Tril {
-    static constexpr std::string_view name = "tril";
-    static constexpr std::size_t arity = 1;
-    static constexpr bool any_rank = true;
-    static constexpr Notation notation{"tril({0})", "tril({0})", Prec::Atom};
-    std::int64_t diagonal = 0;
-    Shape shape(Shape x) const { return detail::check_triangle(name, x); }
-    template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& x) const {
-        detail::triangle(out, x, diagonal, false);
+        const Shape s = x.shape();
+        const std::size_t rows = s[s.rank() - 2], cols = s[s.rank() - 1];
+        const std::size_t mats = rows * cols == 0 ? 0 : x.size() / (rows * cols);
+        for (std::size_t m = 0; m < mats; ++m)
+            for (std::size_t i = 0; i < rows; ++i) {
+                const std::size_t base = (m * rows + i) * cols;
+                for (std::size_t j = 0; j < cols; ++j) {
+                    const std::int64_t d = static_cast<std::int64_t>(j) - static_cast<std::int64_t>(i);
+                    out[base + j] = (Upper ? d >= diagonal : d <= diagonal) ? x[base + j] : T(0);
+                }
+            }
     }
     template <class V>
     V vjp(In<0>, const V& g, const V&, const V&) const {
-        return apply(Tril{diagonal}, g);
+        return apply(Triangle{diagonal}, g);
     }
 };
-
-// Y = X on and above diagonal k of the last two axes (j − i ≥ k), 0 below (torch.triu).
-// dX = triu(dY, k).
-struct Triu {
-    static constexpr std::string_view name = "triu";
-    static constexpr std::size_t arity = 1;
-    static constexpr bool any_rank = true;
-    static constexpr Notation notation{"triu({0})", "triu({0})", Prec::Atom};
-    std::int64_t diagonal = 0;
-    Shape shape(Shape x) const { return detail::check_triangle(name, x); }
-    template <class T>
-    void forward(Tensor<T>& out, const Tensor<T>& x) const {
-        detail::triangle(out, x, diagonal, true);
-    }
-    template <class V>
-    V vjp(In<0>, const V& g, const V&, const V&) const {
-        return apply(Triu{diagonal}, g);
-    }
-};
+using Tril = Triangle<false>;
+using Triu = Triangle<true>;
 
 // ---- cross-entropy and embedding with int64 indices ---------------------------------------------
 
@@ -483,11 +344,16 @@ inline std::ptrdiff_t class_at(const Saved<std::int64_t>& labels, std::size_t p,
              position(labels.shape(), p), labels.shape(), classes);
     return static_cast<std::ptrdiff_t>(v);
 }
+// class_at as the reader the cross-entropy kernels take (losses.hpp): (p, C) → class or −1.
+inline auto labels_of(const Saved<std::int64_t>& labels, std::int64_t ignore) {
+    return [&labels, ignore](std::size_t p, std::size_t c) { return class_at(labels, p, c, ignore); };
+}
 }  // namespace detail
 
-// onehot of int64 labels along the logits' class axis: Y of Z's shape with Y[n, label_p, …] = 1
-// (a zero line where the label is ignore_index). Data: Y does not depend on Z (dZ = 0); Z is an
-// operand only to give the op a place in the graph.
+// The targets along the logits' class axis for int64 labels: Y of Z's shape with
+// Y[…, label_p, …] = 1 (a zero line where the label is ignore_index); with label smoothing ε,
+// (1 − ε)·onehot + ε/C on the lines kept (opt: class_axis, label_smoothing). Data: Y does not
+// depend on Z (dZ = 0); Z is an operand only to give the op a place in the graph.
 struct OneHotLabels {
     static constexpr std::string_view name = "one_hot_labels";
     static constexpr std::size_t arity = 1;
@@ -495,23 +361,18 @@ struct OneHotLabels {
     static constexpr Notation notation{"onehot(labels)", "onehot(labels)", Prec::Atom};
     mutable Saved<std::int64_t> labels;
     std::int64_t ignore_index = -100;
+    CrossEntropyOptions opt = {};  // class_axis and label_smoothing
 
     Shape shape(Shape z) const {
-        detail::check_nd_labels(z, labels.shape());
+        detail::check_nd_labels(z, labels.shape(), opt);
         return z;
     }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& z, Keep keep) const {
         labels = keep.copy(labels);
-        out.fill(T(0));
-        const Shape to = z.shape();
-        const std::size_t a = detail::class_axis(to), c = to[a];
-        const std::size_t outer = a == 1 ? to[0] : 1, inner = to.numel() / (outer * c);
-        for (std::size_t o = 0; o < outer; ++o)
-            for (std::size_t i = 0; i < inner; ++i) {
-                const std::ptrdiff_t k = detail::class_at(labels, o * inner + i, c, ignore_index);
-                if (k >= 0) out[o * c * inner + static_cast<std::size_t>(k) * inner + i] = T(1);
-            }
+        const CrossEntropyOptions o{.ignore_index = ignore_index, .label_smoothing = opt.label_smoothing,
+                                    .class_axis = opt.class_axis};
+        detail::cross_entropy_targets<T>(out, z.shape(), o, nullptr, T(1), detail::labels_of(labels, ignore_index));
     }
     template <class V>
     V vjp(In<0>, const V&, const V&, const V& z) const {
@@ -551,11 +412,13 @@ struct LabelWeight {
     }
 };
 
-// softmax_cross_entropy with int64 labels (torch.nn.functional.cross_entropy): L_p = log Σ_c
-// exp(Z[n, c, …]) − Z[n, label_p, …] at each position p whose label is not ignore_index; mean over
-// the positions kept, sum, or none (the labels' shape).   Z: (N, C, d1, …, dk) or (C); labels
-// (N, d1, …, dk) or () (or (N×1) for (N, C) logits).
-// dZ = (softmax_C(Z) − onehot_C(labels)) ⊙ (w ⊙ dL) (stretched over C).   labels: none.
+// softmax_cross_entropy with int64 labels (torch.nn.functional.cross_entropy): at each position p
+// whose label k is not ignore_index, L_p = log Σ_c exp(Z[…, c, …]) − Z[…, k, …], with label
+// smoothing ε (1 − ε)·that + (ε/C)·Σ_c (log Σ exp(Z) − Z[…, c, …]); mean over the positions kept,
+// sum, or none (the labels' shape). Z: (N, C, d1, …, dk) or (C), classes on opt.class_axis;
+// labels: Z without the class axis (or (N×1) for (N, C) logits).
+// dZ = (softmax_C(Z) − y) ⊙ (w ⊙ dL) (stretched over C), y = (1 − ε)·onehot_C(labels) + ε/C
+// (OneHotLabels), w = [label kept] (÷ the count for mean; LabelWeight).   labels: none.
 struct CrossEntropyLabels {
     static constexpr std::string_view name = "cross_entropy_labels";
     static constexpr std::size_t arity = 1;
@@ -565,48 +428,82 @@ struct CrossEntropyLabels {
     CrossEntropyOptions opt;
 
     Shape shape(Shape z) const {
-        detail::check_nd_labels(z, labels.shape());
+        detail::check_nd_labels(z, labels.shape(), opt);
+        detail::check_smoothing(opt.label_smoothing);
         return opt.reduction == Reduction::none ? labels.shape() : Shape{};
     }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& z, Keep keep) const {
         labels = keep.copy(labels);
-        const Shape zs = z.shape();
-        const std::size_t a = detail::class_axis(zs), c = zs[a];
-        const std::size_t outer = a == 1 ? zs[0] : 1, inner = zs.numel() / (outer * c);
-        const T* pz = z.data();
-        T total = 0;
-        std::size_t kept = 0;
-        for (std::size_t o = 0; o < outer; ++o)
-            for (std::size_t i = 0; i < inner; ++i) {
-                const std::size_t p = o * inner + i;
-                const std::ptrdiff_t k = detail::class_at(labels, p, c, opt.ignore_index);
-                T loss = 0;
-                if (k >= 0) {
-                    const T* r = pz + o * c * inner + i;
-                    T mx = r[0];
-                    for (std::size_t j = 1; j < c; ++j) mx = std::max(mx, r[j * inner]);
-                    T s = 0;
-                    for (std::size_t j = 0; j < c; ++j) s += std::exp(r[j * inner] - mx);
-                    loss = std::log(s) - (r[static_cast<std::size_t>(k) * inner] - mx);
-                    ++kept;
-                }
-                if (opt.reduction == Reduction::none)
-                    out[p] = loss;
-                else
-                    total += loss;
-            }
-        if (opt.reduction == Reduction::sum) out[0] = total;
-        if (opt.reduction == Reduction::mean) out[0] = total / static_cast<T>(kept);  // 0/0: NaN, as torch
+        detail::cross_entropy_forward<T>(out, z, detail::labels_of(labels, opt.ignore_index), nullptr, opt);
     }
     template <class V>
     V vjp(In<0>, const V& g, const V&, const V& z) const {
         const Shape zs = z.shape();
-        const std::size_t a = detail::class_axis(zs);
+        const std::size_t a = detail::class_axis(zs, opt);
         const V gw = apply(Reshape{zs.with(a, 1)}, apply(LabelWeight{labels, opt}, g));
         const V diff = apply(Sub{}, apply(Softmax{static_cast<std::ptrdiff_t>(a)}, z),
-                             apply(OneHotLabels{labels, opt.ignore_index}, z));
+                             apply(OneHotLabels{labels, opt.ignore_index, opt}, z));
         return apply(Mul{}, diff, gw);
+    }
+};
+
+// The weighted cross-entropy's targets for int64 labels: q[…, c, …] = s·((1 − ε)·w_k·[c = k] +
+// (ε/C)·w_c) on each kept line (label k), zero lines where ignored; s = 1 / Σ_p w_k for the mean,
+// else 1. Input: the class weights (C); output: the logits' shape `to`. Data, not differentiable.
+struct LabelTargets {
+    static constexpr std::string_view name = "label_targets";
+    static constexpr std::size_t arity = 1;
+    static constexpr bool any_rank = true;
+    static constexpr Notation notation{"q(labels, {0})", "q(labels, {0})", Prec::Atom};
+    mutable Saved<std::int64_t> labels;
+    Shape to;
+    CrossEntropyOptions opt;
+
+    Shape shape(Shape weight) const {
+        detail::check_nd_labels(to, labels.shape(), opt);
+        detail::check_class_weights(to, weight, opt);
+        return to;
+    }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& weight, Keep keep) const {
+        labels = keep.copy(labels);
+        const auto label = detail::labels_of(labels, opt.ignore_index);
+        const std::size_t c = to[detail::class_axis(to, opt)];
+        const T s = opt.reduction == Reduction::mean
+                        ? 1 / detail::cross_entropy_denominator<T>(labels.size(), c, weight.data(), label)
+                        : T(1);
+        detail::cross_entropy_targets<T>(out, to, opt, weight.data(), s, label);
+    }
+};
+
+// softmax_cross_entropy with int64 labels and torch's per-class `weight` (C), with label
+// smoothing and ignore_index as CrossEntropyLabels: L_p = −Σ_c y_pc·log softmax(Z_p)_c,
+// y_pc = (1 − ε)·w_k·[c = k] + (ε/C)·w_c (label k kept); mean: Σ_p L_p / Σ_p w_k.
+// dZ = (softmax_C(Z) ⊙ Σ_c q − q) ⊙ dL   (q: LabelTargets; dL stretched over C).
+// labels, weight: none (data, as torch's weight has no gradient here).
+struct CrossEntropyLabelsWeighted {
+    static constexpr std::string_view name = "cross_entropy_labels_weighted";
+    static constexpr std::size_t arity = 2;
+    static constexpr bool any_rank = true;
+    static constexpr Notation notation{"CE_w({0}, labels, {1})", "CE_w({0}, labels, {1})", Prec::Atom};
+    mutable Saved<std::int64_t> labels;
+    CrossEntropyOptions opt;
+
+    Shape shape(Shape z, Shape weight) const {
+        detail::check_nd_labels(z, labels.shape(), opt);
+        detail::check_smoothing(opt.label_smoothing);
+        detail::check_class_weights(z, weight, opt);
+        return opt.reduction == Reduction::none ? labels.shape() : Shape{};
+    }
+    template <class T>
+    void forward(Tensor<T>& out, const Tensor<T>& z, const Tensor<T>& weight, Keep keep) const {
+        labels = keep.copy(labels);
+        detail::cross_entropy_forward<T>(out, z, detail::labels_of(labels, opt.ignore_index), weight.data(), opt);
+    }
+    template <class V>
+    V vjp(In<0>, const V& g, const V&, const V& z, const V& weight) const {
+        return detail::weighted_cross_entropy_grad(g, z, apply(LabelTargets{labels, z.shape(), opt}, weight), opt);
     }
 };
 
@@ -622,7 +519,8 @@ V gather(const V& x, std::ptrdiff_t dim, const IndexTensor& index, SourceLocatio
     return apply(Gather{detail::axis_of("gather", dim, s.rank(), s), Saved<std::int64_t>::of(d)}, x);
 }
 // x.scatter_add(dim, index, src) (out of place): x with src's entries added at the indexed places
-// along dim; src has index's shape.
+// along dim; src has index's rank and at least its extent on every axis (only the index-shaped
+// part of src is used, as torch).
 template <Value V>
 V scatter_add(const V& x, std::ptrdiff_t dim, const IndexTensor& index, const V& src,
               SourceLocation loc = SourceLocation::current()) {
@@ -648,20 +546,6 @@ V index_add(const V& x, std::ptrdiff_t dim, const IndexTensor& index, const V& s
     const IndexTensor d = detail::dense_data(index);
     return apply(IndexAdd{detail::axis_of("index_add", dim, s.rank(), s), Saved<std::int64_t>::of(d)}, x, src);
 }
-// torch.where(cond, a, b) with a boolean condition; cond, a and b broadcast together.
-template <Value V>
-V where(const MaskTensor& cond, const V& a, const V& b, SourceLocation loc = SourceLocation::current()) {
-    CallSite at(loc);
-    const MaskTensor d = detail::dense_data(cond);
-    return apply(WhereMask{Saved<bool>::of(d)}, a, b);
-}
-// x with `value` where mask (bool, broadcast to x's shape).
-template <Value V>
-V masked_fill(const V& x, const MaskTensor& mask, double value, SourceLocation loc = SourceLocation::current()) {
-    CallSite at(loc);
-    const MaskTensor d = detail::dense_data(mask);
-    return apply(MaskedFillMask{Saved<bool>::of(d), value}, x);
-}
 // torch.tril / torch.triu on the last two axes: entries with j − i ≤ k (tril) or ≥ k (triu) kept.
 template <Value V>
 V tril(const V& x, std::int64_t diagonal = 0, SourceLocation loc = SourceLocation::current()) {
@@ -673,14 +557,25 @@ V triu(const V& x, std::int64_t diagonal = 0, SourceLocation loc = SourceLocatio
     CallSite at(loc);
     return apply(Triu{diagonal}, x);
 }
-// torch.nn.functional.cross_entropy with int64 class labels (ignore_index, reduction as
-// CrossEntropyOptions): mean and sum give rank 0, none the labels' shape.
+// torch.nn.functional.cross_entropy with int64 class labels (ignore_index, reduction,
+// label_smoothing, class_axis as CrossEntropyOptions): mean and sum give rank 0, none the
+// labels' shape.
 template <Value V>
 V softmax_cross_entropy(const V& logits, const IndexTensor& labels, CrossEntropyOptions opt = {},
                         SourceLocation loc = SourceLocation::current()) {
     CallSite at(loc);
     const IndexTensor d = detail::dense_data(labels);
     return apply(CrossEntropyLabels{Saved<std::int64_t>::of(d), opt}, logits);
+}
+// With torch's per-class `weight` (a vector of C, data): each position's loss is scaled by its
+// label's weight (the smoothing term by every class's), and the mean divides by the sum of the
+// weights of the labels kept.
+template <Value V>
+V softmax_cross_entropy(const V& logits, const IndexTensor& labels, const V& weight, CrossEntropyOptions opt = {},
+                        SourceLocation loc = SourceLocation::current()) {
+    CallSite at(loc);
+    const IndexTensor d = detail::dense_data(labels);
+    return apply(CrossEntropyLabelsWeighted{Saved<std::int64_t>::of(d), opt}, logits, weight);
 }
 // embedding with int64 indices (any shape): rows of weight (num_embeddings, dim); Y: indices'
 // shape + (dim). padding_idx's row gets no gradient. An index outside [0, num_embeddings) is an

@@ -163,6 +163,11 @@ std::ptrdiff_t label_at(const Tensor<T>& labels, std::size_t p, std::size_t clas
     if (labels[p] == static_cast<T>(ignore)) return -1;
     return static_cast<std::ptrdiff_t>(class_index("softmax_cross_entropy", labels, p, classes));
 }
+// label_at as the reader the cross-entropy kernels take: (p, C) → class or −1.
+template <class T>
+auto labels_of(const Tensor<T>& labels, const CrossEntropyOptions& opt) {
+    return [&labels, ignore = opt.ignore_index](std::size_t p, std::size_t c) { return label_at(labels, p, c, ignore); };
+}
 // Positions of logits z with class axis a: `outer` blocks of C·inner elements; position
 // p = o·inner + i reads classes at z[o·C·inner + c·inner + i].
 struct CeLayout {
@@ -172,12 +177,14 @@ struct CeLayout {
         for (std::size_t k = a + 1; k < z.rank(); ++k) inner *= z[k];
     }
 };
-// The forward of both N-D cross-entropies; w: per-class weights, or nullptr (all 1). Per kept
-// position, with log p = log_softmax(z) over the classes and label k:
+// The forward of every N-D cross-entropy (labels as T or int64, weighted or not); label(p, C):
+// the class of position p, or −1 where it is ignore_index (an Error for a label outside [0, C));
+// w: per-class weights, or nullptr (all 1). Per kept position, with log p = log_softmax(z) over
+// the classes and label k:
 //   L_p = (1 − ε)·(−w_k·log p_k) + (ε/C)·(−Σ_c w_c·log p_c)
 // mean divides Σ_p L_p by Σ_p w_k (the count kept without weights), as torch (0/0: NaN).
-template <class T>
-void cross_entropy_forward(Tensor<T>& out, const Tensor<T>& z, const Tensor<T>& labels, const T* w,
+template <class T, class Label>
+void cross_entropy_forward(Tensor<T>& out, const Tensor<T>& z, Label&& label, const T* w,
                            const CrossEntropyOptions& opt) {
     const CeLayout l(z.shape(), class_axis(z.shape(), opt));
     const T eps = static_cast<T>(opt.label_smoothing), keep = 1 - eps, share = eps / static_cast<T>(l.c);
@@ -186,7 +193,7 @@ void cross_entropy_forward(Tensor<T>& out, const Tensor<T>& z, const Tensor<T>& 
     for (std::size_t o = 0; o < l.outer; ++o)
         for (std::size_t i = 0; i < l.inner; ++i) {
             const std::size_t p = o * l.inner + i;
-            const std::ptrdiff_t k = label_at(labels, p, l.c, opt.ignore_index);
+            const std::ptrdiff_t k = label(p, l.c);
             T loss = 0;
             if (k >= 0) {
                 const T* r = pz + o * l.c * l.inner + i;
@@ -212,6 +219,50 @@ void cross_entropy_forward(Tensor<T>& out, const Tensor<T>& z, const Tensor<T>& 
     if (opt.reduction == Reduction::sum) out[0] = total;
     if (opt.reduction == Reduction::mean) out[0] = total / denom;
 }
+// Σ_p w_k over the kept positions (label(p, C) ≥ 0): the mean's denominator.
+template <class T, class Label>
+T cross_entropy_denominator(std::size_t positions, std::size_t classes, const T* w, Label&& label) {
+    T denom = 0;
+    for (std::size_t p = 0; p < positions; ++p) {
+        const std::ptrdiff_t k = label(p, classes);
+        if (k >= 0) denom += w ? w[k] : T(1);
+    }
+    return denom;
+}
+// The targets of a cross-entropy's VJP, in the logits' shape `to`: on each kept line (label k)
+// s·((1 − ε)·w_k·[c = k] + (ε/C)·w_c), zero lines where the label is ignored; w nullptr: all 1.
+template <class T, class Label>
+void cross_entropy_targets(Tensor<T>& out, const Shape& to, const CrossEntropyOptions& opt, const T* w, T s,
+                           Label&& label) {
+    out.fill(T(0));
+    const CeLayout l(to, class_axis(to, opt));
+    const T eps = static_cast<T>(opt.label_smoothing), share = eps / static_cast<T>(l.c);
+    for (std::size_t o = 0; o < l.outer; ++o)
+        for (std::size_t i = 0; i < l.inner; ++i) {
+            const std::ptrdiff_t k = label(o * l.inner + i, l.c);
+            if (k < 0) continue;
+            T* line = out.data() + o * l.c * l.inner + i;
+            if (eps != 0)
+                for (std::size_t j = 0; j < l.c; ++j) line[j * l.inner] = s * share * (w ? w[j] : T(1));
+            line[static_cast<std::size_t>(k) * l.inner] += s * (1 - eps) * (w ? w[k] : T(1));
+        }
+}
+// A per-class weight must be a vector of C (the logits' class axis).
+inline void check_class_weights(const Shape& z, const Shape& weight, const CrossEntropyOptions& opt) {
+    const std::size_t c = z[class_axis(z, opt)];
+    if (weight != Shape{c})
+        fail("softmax_cross_entropy: weight must be a vector of {} class weights for logits {}, got {}", c, z, weight);
+}
+// The weighted cross-entropy's VJP from its targets q (cross_entropy_targets, with s):
+// dZ = (softmax_C(Z) ⊙ Σ_c q − q) ⊙ dL   (Σ_c over the class axis, dL stretched over C).
+template <class V>
+V weighted_cross_entropy_grad(const V& g, const V& z, const V& q, const CrossEntropyOptions& opt) {
+    const Shape zs = z.shape();
+    const std::size_t a = class_axis(zs, opt);
+    const V mass = apply(SumAxes{AxisSet{static_cast<std::uint8_t>(1u << a), true}}, q);
+    const V gz = opt.reduction == Reduction::none ? apply(Reshape{zs.with(a, 1)}, g) : g;
+    return apply(Mul{}, apply(Sub{}, apply(Mul{}, apply(Softmax{static_cast<std::ptrdiff_t>(a)}, z), mass), q), gz);
+}
 }  // namespace detail
 
 // L_p = log Σ_c exp(Z[…, c, …]) − Z[…, label_p, …] at each position p whose label is not
@@ -235,7 +286,7 @@ struct SoftmaxCrossEntropyNd {
     }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& z, const Tensor<T>& labels) const {
-        detail::cross_entropy_forward<T>(out, z, labels, nullptr, opt);
+        detail::cross_entropy_forward<T>(out, z, detail::labels_of(labels, opt), nullptr, opt);
     }
     template <class V>
     V vjp(In<0>, const V& g, const V&, const V& z, const V& labels) const;
@@ -280,18 +331,9 @@ struct OneHotAxis {
     }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& labels) const {
-        out.fill(T(0));
-        const detail::CeLayout l(to, detail::class_axis(to, opt));
-        const T eps = static_cast<T>(opt.label_smoothing), share = eps / static_cast<T>(l.c);
-        for (std::size_t o = 0; o < l.outer; ++o)
-            for (std::size_t i = 0; i < l.inner; ++i) {
-                const std::ptrdiff_t k = detail::label_at(labels, o * l.inner + i, l.c, ignore_index);
-                if (k < 0) continue;
-                T* line = out.data() + o * l.c * l.inner + i;
-                if (eps != 0)
-                    for (std::size_t j = 0; j < l.c; ++j) line[j * l.inner] = share;
-                line[static_cast<std::size_t>(k) * l.inner] += 1 - eps;
-            }
+        const CrossEntropyOptions o{.ignore_index = ignore_index, .label_smoothing = opt.label_smoothing,
+                                    .class_axis = opt.class_axis};
+        detail::cross_entropy_targets<T>(out, to, o, nullptr, T(1), detail::labels_of(labels, o));
     }
 };
 
@@ -321,25 +363,12 @@ struct CrossEntropyTargets {
     }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& labels, const Tensor<T>& weight) const {
-        out.fill(T(0));
-        const detail::CeLayout l(to, detail::class_axis(to, opt));
-        const T* w = weight.data();
-        const T eps = static_cast<T>(opt.label_smoothing), share = eps / static_cast<T>(l.c);
-        T denom = 0;
-        for (std::size_t p = 0; p < labels.size(); ++p) {
-            const std::ptrdiff_t k = detail::label_at(labels, p, l.c, opt.ignore_index);
-            if (k >= 0) denom += w[k];
-        }
-        const T s = opt.reduction == Reduction::mean ? 1 / denom : T(1);
-        for (std::size_t o = 0; o < l.outer; ++o)
-            for (std::size_t i = 0; i < l.inner; ++i) {
-                const std::ptrdiff_t k = detail::label_at(labels, o * l.inner + i, l.c, opt.ignore_index);
-                if (k < 0) continue;
-                T* line = out.data() + o * l.c * l.inner + i;
-                if (eps != 0)
-                    for (std::size_t j = 0; j < l.c; ++j) line[j * l.inner] = s * share * w[j];
-                line[static_cast<std::size_t>(k) * l.inner] += s * (1 - eps) * w[k];
-            }
+        const auto label = detail::labels_of(labels, opt);
+        const std::size_t c = to[detail::class_axis(to, opt)];
+        const T s = opt.reduction == Reduction::mean
+                        ? 1 / detail::cross_entropy_denominator<T>(labels.size(), c, weight.data(), label)
+                        : T(1);
+        detail::cross_entropy_targets<T>(out, to, opt, weight.data(), s, label);
     }
 };
 
@@ -358,24 +387,16 @@ struct SoftmaxCrossEntropyWeighted {
     Shape shape(Shape z, Shape labels, Shape weight) const {
         detail::check_nd_labels(z, labels, opt);
         detail::check_smoothing(opt.label_smoothing);
-        const std::size_t c = z[detail::class_axis(z, opt)];
-        if (weight != Shape{c})
-            fail("softmax_cross_entropy: weight must be a vector of {} class weights for logits {}, got {}", c, z,
-                 weight);
+        detail::check_class_weights(z, weight, opt);
         return opt.reduction == Reduction::none ? labels : Shape{};
     }
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& z, const Tensor<T>& labels, const Tensor<T>& weight) const {
-        detail::cross_entropy_forward<T>(out, z, labels, weight.data(), opt);
+        detail::cross_entropy_forward<T>(out, z, detail::labels_of(labels, opt), weight.data(), opt);
     }
     template <class V>
     V vjp(In<0>, const V& g, const V&, const V& z, const V& labels, const V& weight) const {
-        const Shape zs = z.shape();
-        const std::size_t a = detail::class_axis(zs, opt);
-        const V q = apply(CrossEntropyTargets{zs, opt}, labels, weight);
-        const V mass = apply(SumAxes{detail::AxisSet{static_cast<std::uint8_t>(1u << a), true}}, q);
-        const V gz = opt.reduction == Reduction::none ? apply(Reshape{zs.with(a, 1)}, g) : g;
-        return apply(Mul{}, apply(Sub{}, apply(Mul{}, apply(Softmax{static_cast<std::ptrdiff_t>(a)}, z), mass), q), gz);
+        return detail::weighted_cross_entropy_grad(g, z, apply(CrossEntropyTargets{z.shape(), opt}, labels, weight), opt);
     }
 };
 
@@ -434,15 +455,22 @@ V softmax_cross_entropy(const V& logits, const V& labels, const V& weight, Cross
     return apply(SoftmaxCrossEntropyWeighted{opt}, logits, labels, weight);
 }
 
-// −(1/m)·Σᵢⱼ Tᵢⱼ log softmax(Z)ᵢⱼ for probability (or one-hot) targets T: m×n → 1×1.
+// −(1/m)·Σᵢⱼ Tᵢⱼ log softmax(Z)ᵢⱼ for probability (or one-hot) targets T: m×n → 1×1 (the
+// classes on the last axis, the mean over the m rows). At rank ≥ 3 as torch's cross_entropy with
+// probability targets: classes on axis 1, the mean over the other positions (N·d1·…·dk); a rank-1
+// Z is one row of classes. Z and T of one shape, else an Error naming both.
 template <Value V>
 V softmax_cross_entropy_probs(const V& logits, const V& targets, SourceLocation loc = SourceLocation::current()) {
     CallSite at(loc);
-    if (logits.shape() != targets.shape())
-        detail::fail_at_call<V>("softmax_cross_entropy_probs: logits {} and targets {} differ in shape",
-                                logits.shape(), targets.shape());
-    return apply(Scale{-1.0 / static_cast<double>(logits.shape().rows())},
-                 sum(apply(Mul{}, targets, apply(LogSoftmax{}, logits))));
+    const Shape s = logits.shape();
+    if (s != targets.shape())
+        detail::fail_at_call<V>("softmax_cross_entropy_probs: logits {} and targets {} differ in shape", s,
+                                targets.shape());
+    if (s.rank() == 0) detail::fail_at_call<V>("softmax_cross_entropy_probs: logits {} have no class axis", s);
+    const bool nd = s.rank() > 2;
+    if (nd && s[1] == 0) detail::fail_at_call<V>("softmax_cross_entropy_probs: logits {} have no classes", s);
+    const double positions = static_cast<double>(nd ? s.numel() / s[1] : s.rows());
+    return apply(Scale{-1.0 / positions}, sum(apply(Mul{}, targets, apply(LogSoftmax{nd ? 1 : -1}, logits))));
 }
 
 template <Value V>

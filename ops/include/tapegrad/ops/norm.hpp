@@ -31,6 +31,7 @@
 #include <tapegrad/core/tape.hpp>
 #include <tapegrad/ops/elementwise.hpp>
 #include <tapegrad/ops/math.hpp>
+#include <tapegrad/ops/reduce_axes.hpp>
 #include <tapegrad/ops/views.hpp>
 
 namespace tapegrad {
@@ -145,21 +146,6 @@ struct BatchNormOptions {
 };
 
 namespace detail {
-template <class V>
-struct value_of;
-template <class T>
-struct value_of<Tensor<T>> {
-    using type = T;
-    static const Tensor<T>& get(const Tensor<T>& x) { return x; }
-    static Tensor<T> constant(const Tensor<T>&, const Tensor<T>& t) { return t; }
-};
-template <class T>
-struct value_of<Var<T>> {
-    using type = T;
-    static const Tensor<T>& get(const Var<T>& x) { return x.value(); }
-    static Var<T> constant(const Var<T>& x, const Tensor<T>& t) { return x.tape().constant(t); }
-};
-
 template <class V, class T>
 V batch_norm_impl(const V& x, const V* weight, const V* bias, const BatchNormOptions<T>& o) {
     const Shape xs = x.shape();

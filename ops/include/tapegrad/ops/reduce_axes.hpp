@@ -1,5 +1,6 @@
 // Reductions over any set of axes, as torch: sum, mean, amax / amin, max / min along one axis
-// with their indices, argmax / argmin, logsumexp, var / std.
+// with their int64 indices, argmax / argmin (int64 IndexTensors: data, not recorded), logsumexp,
+// var / std.
 //
 // Axes may be negative (from the end); naming an axis twice is an Error. keepdim keeps each
 // reduced axis with extent 1; without it the axes are dropped, and a full reduction is rank 0.
@@ -33,6 +34,7 @@
 #include <tapegrad/core/site.hpp>
 #include <tapegrad/core/tape.hpp>
 #include <tapegrad/ops/elementwise.hpp>
+#include <tapegrad/ops/index_types.hpp>
 #include <tapegrad/ops/math.hpp>
 #include <tapegrad/ops/reductions.hpp>
 #include <tapegrad/ops/views.hpp>
@@ -307,7 +309,7 @@ struct Amin {
 };
 
 // y = max (or min) of x along one axis.  dx = dy to the FIRST extremum along the axis (as
-// torch.max(x, dim)); the index is argmax / argmin.
+// torch.max(x, dim)); the index (an IndexTensor) is detail::arg_extremum's, not an op.
 struct MaxAlong {
     static constexpr std::string_view name = "max_along";
     static constexpr std::size_t arity = 1;
@@ -336,49 +338,55 @@ struct MaxAlong {
     }
 };
 
-// The index (as T: integer tensors do not exist yet) of the first maximum (minimum) along one
-// axis; a NaN counts as the maximum (minimum), as torch.argmax. Piecewise constant: dx = 0
-// (as sign's), so that it may be taken of a variable.
-struct ArgExtremum {
-    static constexpr std::string_view name = "argmax";
-    static constexpr std::size_t arity = 1;
-    static constexpr bool any_rank = true;
-    detail::AxisSet axes;  // one axis
-    bool min = false;
-
-    Notation notation() const { return min ? Notation{"argmin({0})", "argmin({0})", Prec::Atom, false}
-                   : Notation{"argmax({0})", "argmax({0})", Prec::Atom, false}; }
-    Shape shape(Shape x) const {
-        axes.check(name, x);
-        if (axes.count(x) == 0) fail("{}: no elements along {} of {}", min ? "argmin" : "argmax", axes.label(), x);
-        return axes.out(x);
-    }
-    template <class T>
-    void forward(Tensor<T>& out, const Tensor<T>& x) const {
-        const Shape keep = axes.keep(x.shape());
-        std::size_t axis = 0;
-        while (!axes.has(axis)) ++axis;
-        const std::size_t stride = static_cast<std::size_t>(x.shape().contiguous_strides()[axis]);
-        const std::size_t n = x.shape()[axis];
-        std::vector<T> best(keep.numel(), min ? std::numeric_limits<T>::infinity() : -std::numeric_limits<T>::infinity());
-        std::vector<bool> seen(keep.numel(), false);
-        T* o = out.data();
-        const T* p = x.data();
-        detail::for_each_reduced(x.shape(), keep, [&](std::size_t i, std::size_t k) {
-            const T v = p[i];
-            const bool better = !seen[k] || (!std::isnan(best[k]) && (std::isnan(v) || (min ? v < best[k] : v > best[k])));
-            if (better) {
-                best[k] = v;
-                seen[k] = true;
-                o[k] = static_cast<T>((i / stride) % n);
-            }
-        });
-    }
-    template <class V>
-    V vjp(In<0>, const V&, const V&, const V& x) const {
-        return apply(ZerosLike{}, x);
-    }
+namespace detail {
+// The int64 index of the first maximum (minimum) of x along one axis (`axes` holds one); a NaN
+// counts as the maximum (minimum), as torch.argmax. Data, not an op: indices are not
+// differentiable (torch), so nothing is recorded. An Error names `op` for an empty axis.
+template <class T>
+IndexTensor arg_extremum(std::string_view op, const Tensor<T>& xin, const AxisSet& axes, bool min) {
+    axes.check(op, xin.shape());
+    if (axes.count(xin.shape()) == 0) fail("{}: no elements along {} of {}", op, axes.label(), xin.shape());
+    const Tensor<T> x = dense_data(xin);
+    const Shape keep = axes.keep(x.shape());
+    std::size_t axis = 0;
+    while (!axes.has(axis)) ++axis;
+    const std::size_t stride = static_cast<std::size_t>(x.shape().contiguous_strides()[axis]);
+    const std::size_t n = x.shape()[axis];
+    IndexTensor out(axes.out(x.shape()));
+    std::vector<T> best(keep.numel());
+    std::vector<bool> seen(keep.numel(), false);
+    std::int64_t* o = out.data();
+    const T* p = x.data();
+    for_each_reduced(x.shape(), keep, [&](std::size_t i, std::size_t k) {
+        const T v = p[i];
+        const bool better = !seen[k] || (!std::isnan(best[k]) && (std::isnan(v) || (min ? v < best[k] : v > best[k])));
+        if (better) {
+            best[k] = v;
+            seen[k] = true;
+            o[k] = static_cast<std::int64_t>((i / stride) % n);
+        }
+    });
+    return out;
+}
+// The tensor a value holds (itself, or a Var's value), and a constant beside it.
+template <class V>
+struct value_of {};  // (a Sym: no numbers)
+template <class T>
+struct value_of<Tensor<T>> {
+    using type = T;
+    static const Tensor<T>& get(const Tensor<T>& x) { return x; }
+    static Tensor<T> constant(const Tensor<T>&, const Tensor<T>& t) { return t; }
 };
+template <class T>
+struct value_of<Var<T>> {
+    using type = T;
+    static const Tensor<T>& get(const Var<T>& x) { return x.value(); }
+    static Var<T> constant(const Var<T>& x, const Tensor<T>& t) { return x.tape().constant(t); }
+};
+// A value with numbers (a Tensor or a Var; a Sym has none).
+template <class V>
+concept HasValue = requires(const V& v) { value_of<V>::get(v); };
+}  // namespace detail
 
 // ---- logsumexp ---------------------------------------------------------------------------------
 
@@ -469,38 +477,47 @@ V amin(const V& x, SourceLocation loc = SourceLocation::current()) {
     return apply(Amin{detail::all_axes(x.shape(), false)}, x);
 }
 
-// torch.max(x, dim, keepdim): the values and the index of the first maximum along `dim`.
-// Indices are stored as T (integer-valued) until integer tensors exist; they are data
-// (not differentiable).
+// torch.max(x, dim, keepdim): the values and the int64 index of the first maximum along `dim`
+// (NaN propagates: a NaN is the maximum). The values are recorded (dx = dy to the first maximum);
+// the indices are data, as torch's (not differentiable). Tensors and Vars (a Sym has no values).
 template <class V>
 struct ValuesIndices {
     V values;
-    V indices;
+    IndexTensor indices;
 };
 template <Value V>
+    requires detail::HasValue<V>
 ValuesIndices<V> max(const V& x, std::ptrdiff_t dim, bool keepdim = false, SourceLocation loc = SourceLocation::current()) {
     CallSite at(loc);
     const detail::AxisSet a = detail::axis_set("max", std::span<const std::ptrdiff_t>(&dim, 1), x.shape(), keepdim);
-    V i = apply(ArgExtremum{a, false}, x);
+    IndexTensor i = detail::arg_extremum("max", detail::value_of<V>::get(x), a, false);
     return {apply(MaxAlong{a, false}, x), std::move(i)};
 }
 template <Value V>
+    requires detail::HasValue<V>
 ValuesIndices<V> min(const V& x, std::ptrdiff_t dim, bool keepdim = false, SourceLocation loc = SourceLocation::current()) {
     CallSite at(loc);
     const detail::AxisSet a = detail::axis_set("min", std::span<const std::ptrdiff_t>(&dim, 1), x.shape(), keepdim);
-    V i = apply(ArgExtremum{a, true}, x);
+    IndexTensor i = detail::arg_extremum("min", detail::value_of<V>::get(x), a, true);
     return {apply(MaxAlong{a, true}, x), std::move(i)};
 }
-// Index of the first maximum (minimum) along `dim`, stored as T.
+// torch.argmax(x, dim, keepdim) / torch.argmin: the int64 index of the first maximum (minimum)
+// along `dim`; a NaN counts as the extremum. Data: nothing is recorded on a tape.
 template <Value V>
-V argmax(const V& x, std::ptrdiff_t dim, bool keepdim = false, SourceLocation loc = SourceLocation::current()) {
+    requires detail::HasValue<V>
+IndexTensor argmax(const V& x, std::ptrdiff_t dim, bool keepdim = false, SourceLocation loc = SourceLocation::current()) {
     CallSite at(loc);
-    return apply(ArgExtremum{detail::axis_set("argmax", std::span<const std::ptrdiff_t>(&dim, 1), x.shape(), keepdim), false}, x);
+    return detail::arg_extremum(
+        "argmax", detail::value_of<V>::get(x),
+        detail::axis_set("argmax", std::span<const std::ptrdiff_t>(&dim, 1), x.shape(), keepdim), false);
 }
 template <Value V>
-V argmin(const V& x, std::ptrdiff_t dim, bool keepdim = false, SourceLocation loc = SourceLocation::current()) {
+    requires detail::HasValue<V>
+IndexTensor argmin(const V& x, std::ptrdiff_t dim, bool keepdim = false, SourceLocation loc = SourceLocation::current()) {
     CallSite at(loc);
-    return apply(ArgExtremum{detail::axis_set("argmin", std::span<const std::ptrdiff_t>(&dim, 1), x.shape(), keepdim), true}, x);
+    return detail::arg_extremum(
+        "argmin", detail::value_of<V>::get(x),
+        detail::axis_set("argmin", std::span<const std::ptrdiff_t>(&dim, 1), x.shape(), keepdim), true);
 }
 
 // log Σ exp over `axes`, computed stably.

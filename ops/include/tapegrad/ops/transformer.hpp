@@ -1,9 +1,11 @@
 // Transformer ops: GELU (exact and tanh), layer norm, embedding, where / masked_fill, the causal
 // mask, and scaled dot-product attention composed from batched matmul + softmax.
 //
-// Integer data (embedding indices, masks, conditions) are tensors of the same T whose values are
-// integers (int64 tensors do not exist yet): an index must be an integer in [0, rows), a mask or a
-// condition must hold only 0 and 1, else an Error naming the op, the value and its position.
+// Integer data given as tensors of the same T (embedding indices, masks, conditions) must hold
+// integers: an index an integer in [0, rows), a mask or a condition only 0 and 1, else an Error
+// naming the op, the value and its position. A 0/1 mask or condition is converted to a MaskTensor
+// and recorded as the boolean ops of mask.hpp (where_mask, masked_fill_mask); int64 indices and
+// bool masks are taken directly by the overloads of index.hpp and mask.hpp.
 //
 // Mask conventions: masked_fill(x, mask, v) fills where mask = 1 (torch.Tensor.masked_fill);
 // where(cond, a, b) takes a where cond = 1; scaled_dot_product_attention's attn_mask is PyTorch 2's
@@ -30,6 +32,7 @@
 #include <tapegrad/ops/activations.hpp>
 #include <tapegrad/ops/elementwise.hpp>
 #include <tapegrad/ops/linalg.hpp>
+#include <tapegrad/ops/mask.hpp>
 #include <tapegrad/ops/math.hpp>
 #include <tapegrad/ops/reduce_axes.hpp>
 #include <tapegrad/ops/views.hpp>
@@ -346,87 +349,6 @@ V Embedding::vjp(In<1>, const V& g, const V&, const V& idx, const V& w) const {
 
 // ---- where / masked_fill / causal mask ----------------------------------------------------------
 
-namespace detail {
-template <class T>
-void check_mask(std::string_view op, std::string_view what, const Tensor<T>& m) {
-    for (std::size_t i = 0; i < m.size(); ++i)
-        if (m[i] != T(0) && m[i] != T(1))
-            fail("{}: {} {} holds {} at position {}; it must hold only 0 and 1", op, what, m.shape(), m[i],
-                 i);
-}
-}  // namespace detail
-
-// Y = C ? A : B elementwise, C (0/1 values), A and B broadcast together.
-// dA = dY ⊙ C,  dB = dY ⊙ (1 − C) = dY − dY ⊙ C (summed back to each input's shape); C: none.
-struct Where {
-    static constexpr std::string_view name = "where";
-    static constexpr std::size_t arity = 3;
-    static constexpr bool any_rank = true;
-    static constexpr Notation notation{"where({0}, {1}, {2})", "where({0}, {1}, {2})", Prec::Atom};
-
-    Shape shape(Shape c, Shape a, Shape b) const {
-        return broadcast_shape(name, broadcast_shape(name, c, a), b);
-    }
-    template <class T>
-    void forward(Tensor<T>& out, const Tensor<T>& c, const Tensor<T>& a, const Tensor<T>& b) const {
-        detail::check_mask(name, "condition", c);
-        const Shape so = out.shape(), sc = c.shape(), sa = a.shape(), sb = b.shape();
-        const auto L = detail::plan_loop<4>(so, {&so, &sc, &sa, &sb});
-        T* o = out.data();
-        const T *pc = c.data(), *pa = a.data(), *pb = b.data();
-        detail::run_loop(L, [&](const std::array<std::int64_t, 4>& off, std::size_t n,
-                                const std::array<std::int64_t, 4>& in) {
-            for (std::size_t j = 0; j < n; ++j) {
-                const auto s = static_cast<std::int64_t>(j);
-                o[off[0] + s * in[0]] =
-                    pc[off[1] + s * in[1]] != T(0) ? pa[off[2] + s * in[2]] : pb[off[3] + s * in[3]];
-            }
-        });
-    }
-    template <class V>
-    V vjp(In<1>, const V& g, const V&, const V& c, const V&, const V&) const {
-        return apply(Mul{}, g, c);
-    }
-    template <class V>
-    V vjp(In<2>, const V& g, const V&, const V& c, const V&, const V&) const {
-        return apply(Sub{}, g, apply(Mul{}, g, c));
-    }
-};
-
-// Y = X with `value` where M = 1 (M: 0/1 values, broadcast to X's shape; or, with `invert`, where
-// M = 0).   dX = dY ⊙ (1 − M) (dY ⊙ M with invert): no gradient flows into the filled places.
-struct MaskedFill {
-    static constexpr std::string_view name = "masked_fill";
-    static constexpr std::size_t arity = 2;
-    static constexpr bool any_rank = true;
-    double value = 0;
-    bool invert = false;
-
-    Shape shape(Shape x, Shape m) const {
-        if (!broadcastable(m, x)) fail("masked_fill: mask {} does not broadcast to {}", m, x);
-        return x;
-    }
-    std::optional<Sym> simplify(const Sym& x, const Sym& m) const {
-        const std::string v = fmt::format("{:g}", value);
-        const char* eq = invert ? "0" : "1";
-        return Sym(fmt::format("masked_fill({}, {} = {}, {})", x.str(false), m.str(false), eq, v),
-                   fmt::format("masked_fill({}, {} == {}, {})", x.str(true), m.str(true), eq, v), Prec::Atom,
-                   x.shape());
-    }
-    template <class T>
-    void forward(Tensor<T>& out, const Tensor<T>& x, const Tensor<T>& m) const {
-        detail::check_mask(name, "mask", m);
-        const T v = static_cast<T>(value);
-        const T fill_on = invert ? T(0) : T(1);
-        broadcast_binary(out, x, m, [v, fill_on](T a, T k) { return k == fill_on ? v : a; });
-    }
-    template <class V>
-    V vjp(In<0>, const V& g, const V&, const V&, const V& m) const {
-        const V gm = apply(Mul{}, g, m);
-        return invert ? gm : apply(Sub{}, g, gm);
-    }
-};
-
 // Y = X on and below the diagonal of the last two axes (j ≤ i + offset), `value` above it
 // (−∞: the causal mask of attention).   dX = dY on and below the diagonal, 0 above.
 struct CausalFill {
@@ -540,17 +462,24 @@ V embedding(const V& indices, const V& weight, std::ptrdiff_t padding_idx = deta
     return apply(Embedding{padding_idx}, indices, weight);
 }
 
+// where(cond, a, b) with cond a tensor (or Var) of T holding only 0 and 1 (1 takes a): cond is
+// converted to a mask (an Error names a value that is neither) and where_mask recorded.
 template <Value V>
+    requires detail::HasValue<V>
 V where(const V& cond, const V& a, const V& b, SourceLocation loc = SourceLocation::current()) {
     CallSite at(loc);
-    return apply(Where{}, cond, a, b);
+    const MaskTensor m = detail::mask_of("where", "condition", detail::value_of<V>::get(cond));
+    return apply(WhereMask{Saved<bool>::of(m)}, a, b);
 }
 
-// x with `value` where mask = 1 (mask broadcast to x; data: no gradient through it).
+// x with `value` where mask = 1 (mask of T holding only 0 and 1, broadcast to x; data: no
+// gradient through it), recorded as masked_fill_mask.
 template <Value V>
+    requires detail::HasValue<V>
 V masked_fill(const V& x, const V& mask, double value, SourceLocation loc = SourceLocation::current()) {
     CallSite at(loc);
-    return apply(MaskedFill{value, false}, x, mask);
+    const MaskTensor m = detail::mask_of("masked_fill", "mask", detail::value_of<V>::get(mask));
+    return apply(MaskedFillMask{Saved<bool>::of(m), value}, x);
 }
 
 // x with `value` above the diagonal of its last two axes (default −∞).
@@ -573,10 +502,14 @@ V sdpa(const V& q, const V& k, const V& v, const V* attn_mask, bool causal) {
     if (sk[r - 2] != sv[r - 2]) fail("{}: k {} and v {} differ in the sequence length", op, sk, sv);
     const double d = static_cast<double>(sq[r - 1]);
     V s = apply(Scale{1.0 / std::sqrt(d)}, apply(MatMul{false, true}, q, k));
-    if (attn_mask) {
-        if (!broadcastable(attn_mask->shape(), s.shape()))
-            fail("{}: attn_mask {} does not broadcast to the scores {}", op, attn_mask->shape(), s.shape());
-        s = apply(MaskedFill{-std::numeric_limits<double>::infinity(), true}, s, *attn_mask);
+    if constexpr (HasValue<V>) {  // (the overload taking a mask takes no Sym)
+        if (attn_mask) {
+            if (!broadcastable(attn_mask->shape(), s.shape()))
+                fail("{}: attn_mask {} does not broadcast to the scores {}", op, attn_mask->shape(), s.shape());
+            // −∞ where the mask is 0 (not attended)
+            const MaskTensor m = mask_of(op, "attn_mask", value_of<V>::get(*attn_mask), true);
+            s = apply(MaskedFillMask{Saved<bool>::of(m), -std::numeric_limits<double>::infinity()}, s);
+        }
     }
     if (causal) s = apply(CausalFill{}, s);
     return apply(MatMul{}, apply(Softmax{-1}, s), v);
@@ -594,6 +527,7 @@ V scaled_dot_product_attention(const V& q, const V& k, const V& v, bool causal =
     return detail::sdpa<V>(q, k, v, nullptr, causal);
 }
 template <Value V>
+    requires detail::HasValue<V>
 V scaled_dot_product_attention(const V& q, const V& k, const V& v, const V& attn_mask, bool causal = false,
                                SourceLocation loc = SourceLocation::current()) {
     CallSite at(loc);

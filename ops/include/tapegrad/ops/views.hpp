@@ -139,9 +139,17 @@ struct Permute {
     static constexpr std::size_t arity = 1;
     static constexpr bool any_rank = true;
     static constexpr bool strided = true;
-    static constexpr Notation notation{"permute({0})", "permute({0})", Prec::Atom};
     std::array<std::uint8_t, kMaxRank> p{};
     std::uint8_t rank = 0;
+
+    // explain() text with the axis order: permute(X, [2,0,1]).
+    std::optional<Sym> simplify(const Sym& x) const {
+        if (x.is_zero()) return Sym::zero(shape(x.shape()));
+        std::string axes;
+        for (std::size_t i = 0; i < rank; ++i) axes += fmt::format("{}{}", i ? "," : "", static_cast<unsigned>(p[i]));
+        return Sym(fmt::format("permute({}, [{}])", x.str(false), axes), fmt::format("permute({}, [{}])", x.str(true), axes),
+                   Prec::Atom, shape(x.shape()));
+    }
 
     static Permute of(std::span<const std::ptrdiff_t> axes, std::size_t r, const Shape& s) {
         if (axes.size() != r) fail("permute: {} axes given for {} (rank {})", axes.size(), s, r);
