@@ -903,13 +903,23 @@ int run(int argc, char** argv) {
     merge(o.libtorch, "libtorch");
 
     // ---- dist: issue 14's data-parallel figures (bench/dist_bench.cpp; null without MPI) ----
-    for (const char* k : {"allreduce_ms_per_step_mlp_2r", "epoch_s_mlp_2ranks_1t", "epoch_s_mlp_1proc_2t"})
+    for (const char* k : {"allreduce_ms_per_step_mlp_2r", "epoch_s_mlp_2ranks_1t", "epoch_s_mlp_1proc_2t",
+                          "reduce_ms_mlp_2r_ordered", "reduce_ms_mlp_2r_iallreduce", "step_ms_mlp_2r_ordered",
+                          "step_ms_mlp_2r_iallreduce", "allreduce_ms_per_step_cnn_2r", "step_ms_cnn_2r_compute",
+                          "step_ms_cnn_2r_ddp"})
         r.set(k, std::nullopt);
     merge(o.dist, "_mlp_");
+    merge(o.dist, "_cnn_");
     fmt::print("data-parallel MLP: all-reduce per step, 2 ranks {} ms; epoch 2 ranks × 1 thread {} s, "
                "1 process × 2 threads {} s\n",
                fmt_opt(r.get("allreduce_ms_per_step_mlp_2r")), fmt_opt(r.get("epoch_s_mlp_2ranks_1t")),
                fmt_opt(r.get("epoch_s_mlp_1proc_2t")));
+    fmt::print("data-parallel MLP, 2 ranks: reduction {} ms deterministic / {} ms MPI_Iallreduce; DDP step {} / {} ms\n",
+               fmt_opt(r.get("reduce_ms_mlp_2r_ordered")), fmt_opt(r.get("reduce_ms_mlp_2r_iallreduce")),
+               fmt_opt(r.get("step_ms_mlp_2r_ordered")), fmt_opt(r.get("step_ms_mlp_2r_iallreduce")));
+    fmt::print("data-parallel CNN, 2 ranks × 64 rows: step {} ms without DDP, {} ms with; all-reduce {} ms\n",
+               fmt_opt(r.get("step_ms_cnn_2r_compute")), fmt_opt(r.get("step_ms_cnn_2r_ddp")),
+               fmt_opt(r.get("allreduce_ms_per_step_cnn_2r")));
     // ---- end dist ----
 
     // ---- gptdemo: the GPT rows (issue 13), from the rounds bench/run ran (--gpt FILE each): the

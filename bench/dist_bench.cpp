@@ -1,16 +1,26 @@
 // Issue 14's data-parallel figures for bench/run: the gradient all-reduce of the benchmarked MLP
-// at 2 ranks, and the MLP's training epoch as 2 processes × 1 BLAS thread (mpirun -np 2) vs
-// 1 process × 2 BLAS threads (no mpirun). Writes a flat JSON object on rank 0; bench_main.cpp
-// merges it (--dist FILE).
+// and of the demo CNN at 2 ranks, and the MLP's training epoch as 2 processes × 1 BLAS thread
+// (mpirun -np 2) vs 1 process × 2 BLAS threads (no mpirun). Writes a flat JSON object on rank 0;
+// bench_main.cpp merges it (--dist FILE).
 //
 //   tapegrad_dist_bench --world N --threads T --out FILE [--data DIR] [--steps K] [--reps R]
 //
 // The MLP is bench_main's (784-256-128-10, ReLU, float, Adam), global batch 128 split into N
-// consecutive shares, DDP with its defaults (25 MiB buckets, overlap on). An epoch is
-// ⌊n/128⌋ steps (468 on Fashion-MNIST); --steps K > 0 times K steps after 3 warm-up steps and
-// scales to the epoch (epoch_s = t_K · steps_per_epoch / K): the quick bench's shortened epoch.
-// The all-reduce figure is the blocking MPI_Allreduce of the MLP's whole float gradient (one
-// bucket, 235,146 values), median over R repetitions, each after a barrier (rank skew excluded).
+// consecutive shares, DDP with its defaults (25 MiB buckets, overlap on, deterministic
+// reduction). An epoch is ⌊n/128⌋ steps (468 on Fashion-MNIST); --steps K > 0 times K steps after
+// 3 warm-up steps and scales to the epoch (epoch_s = t_K · steps_per_epoch / K): the quick bench's
+// shortened epoch. The all-reduce figures are the blocking MPI_Allreduce of the model's whole
+// float gradient (one bucket: the MLP's 235,146 values, the CNN's 421,642), median over R
+// repetitions, each after a barrier (rank skew excluded).
+//
+// With N > 1 also (median over R, each after a barrier):
+//   reduce_ms_mlp_{N}r_ordered / _iallreduce: the MLP's gradient reduced as DDP does it, by the
+//     deterministic OrderedReducer (the default) and by MPI_Iallreduce (deterministic = false);
+//   step_ms_mlp_{N}r_ordered / _iallreduce: a whole DDP training step of the MLP (N shares of
+//     128 rows) in each mode, the median of 5 alternating rounds of K steps (20 without --steps);
+//   step_ms_cnn_{N}r_compute: the demo CNN's Adam step on 128/N rows per rank, every rank at
+//     once, no DDP (the t_c of docs/distributed.md's scaling model); step_ms_cnn_{N}r_ddp: the
+//     same under DDP (defaults); allreduce_ms_per_step_cnn_{N}r.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -23,6 +33,7 @@
 #include <tapegrad/dist.hpp>
 #include <tapegrad/nn.hpp>
 
+#include "cnn_bench.hpp"
 #include "data.hpp"
 
 namespace tg = tapegrad;
@@ -101,17 +112,89 @@ int run(int argc, char** argv) {
     dist::barrier();
     const double epoch_s = (now_s() - t0) * double(per_epoch) / double(timed);
 
-    std::size_t count = 0;
-    for (auto* p : net.parameters()) count += p->value.size();
-    std::vector<float> g(count, 1.0f);
-    std::vector<double> ms;
-    if (n > 1)
+    // Median ms of f() over `reps` runs (after 3 unmeasured), each after a barrier.
+    auto timed_ms = [&](auto&& f) {
+        std::vector<double> ms;
         for (std::size_t k = 0; k < reps + 3; ++k) {
             dist::barrier();
             const double a = now_s();
-            dist::allreduce_sum(std::span<float>(g));
+            f();
             if (k >= 3) ms.push_back((now_s() - a) * 1e3);
         }
+        return median(ms);
+    };
+    auto gradient_count = [](nn::Module<float>& m) {
+        std::size_t count = 0;
+        for (auto* p : m.parameters()) count += p->value.size();
+        return count;
+    };
+    std::vector<std::pair<std::string, double>> rows;  // (key without the "_{N}r" suffix, value)
+    if (n > 1) {
+        std::vector<float> g(gradient_count(net), 1.0f);
+        rows.emplace_back("allreduce_ms_per_step_mlp", timed_ms([&] { dist::allreduce_sum(std::span<float>(g)); }));
+        const dist::OrderedReducer::Span whole{0, g.size()};
+        dist::OrderedReducer ordered(g.data(), std::span(&whole, 1), dist::Dtype::f32);
+        dist::Requests req(1);
+        rows.emplace_back("reduce_ms_mlp_ordered", timed_ms([&] {
+                              ordered.start(0);
+                              ordered.wait_all();
+                          }));
+        rows.emplace_back("reduce_ms_mlp_iallreduce", timed_ms([&] {
+                              req.start_sum(0, g.data(), g.size(), dist::Dtype::f32);
+                              req.wait_all();
+                          }));
+
+        // Whole DDP steps of the MLP, deterministic vs MPI_Iallreduce, in alternating rounds.
+        const std::size_t k_steps = steps > 0 ? steps : 20;
+        std::vector<double> per_mode[2];
+        for (int round = 0; round < 5; ++round)
+            for (int mode = 0; mode < 2; ++mode) {
+                nn::MLP<float> m2({784, 256, 128, 10}, nn::Activation::relu, 42);
+                dist::DistributedDataParallel<float> d2(m2, {.deterministic = mode == 0});
+                nn::Adam<float> o2(m2.parameters(), {});
+                auto one = [&](std::size_t s) {
+                    bench::fill_batch(d, (s % per_epoch) * kBatch + r0, m, x.data(), y.data(), yi.data());
+                    tape.reset();
+                    auto loss = tg::softmax_cross_entropy(d2(tape, tape.constant_ref(x)), tape.constant_ref(y));
+                    tape.backward(loss);
+                    d2.finish_backward();
+                    o2.step();
+                    o2.zero_grad();
+                };
+                one(0);
+                dist::barrier();
+                const double a = now_s();
+                for (std::size_t s = 0; s < k_steps; ++s) one(1 + s);
+                dist::barrier();
+                per_mode[mode].push_back((now_s() - a) * 1e3 / double(k_steps));
+            }
+        rows.emplace_back("step_ms_mlp_ordered", median(per_mode[0]));
+        rows.emplace_back("step_ms_mlp_iallreduce", median(per_mode[1]));
+
+        // The demo CNN: 128/N rows per rank, without and with DDP, and its gradient's all-reduce.
+        const std::size_t cnn_steps = steps > 0 ? std::min<std::size_t>(steps, 10) : 20;
+        auto cnn_ms = [&](bool with_ddp) {
+            bench::CnnNet cnn("cnn");
+            std::unique_ptr<dist::DistributedDataParallel<float>> cd;
+            if (with_ddp) cd = std::make_unique<dist::DistributedDataParallel<float>>(cnn.net());
+            // (all parameters take part in every step: the last hook completes the averaging)
+            auto one = [&](std::size_t s) {
+                bench::fill_batch(d, (s % per_epoch) * kBatch + r0, m, x.data(), y.data(), yi.data());
+                (void)cnn.step(x, y);
+            };
+            one(0);
+            dist::barrier();
+            const double a = now_s();
+            for (std::size_t s = 0; s < cnn_steps; ++s) one(1 + s);
+            dist::barrier();
+            return (now_s() - a) * 1e3 / double(cnn_steps);
+        };
+        rows.emplace_back("step_ms_cnn_compute", cnn_ms(false));
+        rows.emplace_back("step_ms_cnn_ddp", cnn_ms(true));
+        bench::CnnNet cnn("cnn");
+        std::vector<float> gc(gradient_count(cnn.net()), 1.0f);
+        rows.emplace_back("allreduce_ms_per_step_cnn", timed_ms([&] { dist::allreduce_sum(std::span<float>(gc)); }));
+    }
 
     if (r == 0) {
         std::string s = "{\n";
@@ -119,16 +202,20 @@ int run(int argc, char** argv) {
             s += "  \"epoch_s_mlp_1proc_" + std::to_string(threads) + "t\": " + std::to_string(epoch_s) + ",\n";
         else
             s += "  \"epoch_s_mlp_" + std::to_string(n) + "ranks_" + std::to_string(threads) + "t\": " +
-                 std::to_string(epoch_s) + ",\n  \"allreduce_ms_per_step_mlp_" + std::to_string(n) +
-                 "r\": " + std::to_string(median(ms)) + ",\n";
+                 std::to_string(epoch_s) + ",\n";
+        for (const auto& [key, v] : rows) {
+            // the rank count goes after the model: allreduce_ms_per_step_mlp_2r, reduce_ms_mlp_2r_ordered
+            const std::size_t at = key.find(key.find("_mlp") != std::string::npos ? "_mlp" : "_cnn") + 4;
+            s += "  \"" + key.substr(0, at) + "_" + std::to_string(n) + "r" + key.substr(at) + "\": " + std::to_string(v) + ",\n";
+            std::printf("%s_%dr%s: %.3f ms\n", key.substr(0, at).c_str(), n, key.substr(at).c_str(), v);
+        }
         s += "  \"dist_epoch_steps_timed\": " + std::to_string(timed) + ",\n  \"dist_steps_per_epoch\": " +
              std::to_string(per_epoch) + "\n}\n";
         std::ofstream f(out);
         f << s;
         if (!f) throw std::runtime_error("cannot write " + out);
-        std::printf("dist bench, %d process%s × %d thread%s: epoch %.3f s (%zu of %zu steps timed)%s\n", n,
-                    n > 1 ? "es" : "", threads, threads > 1 ? "s" : "", epoch_s, timed, per_epoch,
-                    n > 1 ? (", all-reduce " + std::to_string(median(ms)) + " ms").c_str() : "");
+        std::printf("dist bench, %d process%s × %d thread%s: epoch %.3f s (%zu of %zu steps timed)\n", n,
+                    n > 1 ? "es" : "", threads, threads > 1 ? "s" : "", epoch_s, timed, per_epoch);
     }
     return 0;
 }

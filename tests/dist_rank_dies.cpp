@@ -1,16 +1,29 @@
-// A rank that dies mid-training: rank 1 exits with code 3 after two steps while rank 0 goes on
-// all-reducing. mpirun must end the job with a non-zero exit (ctest: tests/dist_rank_dies.sh,
-// TIMEOUT 30), never hang.
+// A rank that dies or stalls mid-training (ctest: tests/dist_rank_dies.sh, TIMEOUT 30):
+//   dist_rank_dies          rank 1 exits with code 3 after two steps while the others go on
+//                           all-reducing: mpirun must end the job with a non-zero exit, never hang;
+//   dist_rank_dies timeout  DDP training with DdpOptions timeout = 2 s; at step 2 the last rank
+//                           sleeps 60 s before its backward: every other rank raises the timeout
+//                           Error (printed) and ends the job (dist::abort), well before the
+//                           sleeper wakes.
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <span>
+#include <string>
+#include <thread>
 #include <vector>
 
-#include <tapegrad/dist/env.hpp>
+#include <tapegrad/dist.hpp>
+#include <tapegrad/nn.hpp>
 
-int main(int argc, char** argv) {
-    namespace dist = tapegrad::dist;
-    dist::Env env(argc, argv);
+namespace {
+
+namespace tg = tapegrad;
+namespace nn = tapegrad::nn;
+namespace dist = tapegrad::dist;
+
+int rank_dies() {
     std::vector<float> g(1000, 1.0f);
     for (int step = 0; step < 1000000; ++step) {
         if (dist::rank() == 1 && step == 2) {
@@ -22,4 +35,42 @@ int main(int argc, char** argv) {
         for (float& x : g) x = 1.0f;
     }
     return 0;  // not reached when the job is torn down as it should be
+}
+
+int rank_stalls() {
+    const int r = dist::rank(), last = dist::world_size() - 1;
+    nn::MLP<float> net({8, 16, 4}, nn::Activation::tanh, 1);
+    dist::DistributedDataParallel<float> ddp(net, {.bucket_bytes = 256, .timeout = 2.0});
+    nn::SGD<float> opt(net.parameters(), {.lr = 0.1f});
+    tg::Tape<float> tape;
+    tg::Tensor<float> x(4, 8), y(4, 1);
+    for (std::size_t i = 0; i < x.size(); ++i) x.data()[i] = static_cast<float>(i % 5) * 0.1f;
+    try {
+        for (int step = 0; step < 10; ++step) {
+            if (r == last && step == 2) {
+                std::printf("dist_rank_dies: rank %d sleeps 60 s at step 2\n", r);
+                std::fflush(stdout);
+                std::this_thread::sleep_for(std::chrono::seconds(60));
+            }
+            tape.reset();
+            auto loss = tg::softmax_cross_entropy(ddp(tape, tape.constant_ref(x)), tape.constant_ref(y));
+            tape.backward(loss);
+            ddp.finish_backward();
+            opt.step();
+            opt.zero_grad();
+        }
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "dist_rank_dies: %s\n", e.what());
+        std::fflush(stderr);
+        dist::abort(4);
+    }
+    std::printf("dist_rank_dies: rank %d finished without a timeout\n", r);
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    dist::Env env(argc, argv);
+    return argc > 1 && std::string(argv[1]) == "timeout" ? rank_stalls() : rank_dies();
 }

@@ -261,49 +261,136 @@ TEST_CASE("N ranks × B/N rows reproduce one process × B rows (double, SGD with
             }
 }
 
-TEST_CASE("the averaged gradient is bitwise the micro-batch gradients summed in rank order, then divided by N") {
-    // Bitwise only where the reduction's order is known: with 2 ranks a + b = b + a, and with 1
-    // there is nothing to add. With 3 or 4, Open MPI picks the order (the 1e-12 test covers
-    // those) — unless ctest's test_dist_linear_np3/np4 force its blocking all-reduce to the
-    // basic linear algorithm (OMPI_MCA_coll_tuned_allreduce_algorithm=1: reduce to rank 0 as
-    // g_0 + (g_1 + (… + g_{N−1})), then broadcast); then the blocking path (overlap = false) is
-    // checked bitwise too. (The non-blocking MPI_Iallreduce is libnbc's, with its own order.)
-    const int r = dist::rank(), n = dist::world_size();
-    const char* alg = std::getenv("OMPI_MCA_coll_tuned_allreduce_algorithm");
-    const bool linear = alg != nullptr && std::string(alg) == "1" && dist::built_with_mpi();
-    if (n > 2 && !linear) {
-        MESSAGE("bitwise check needs 1 or 2 ranks, or the linear all-reduce");
-        return;
+// The micro-batch gradients of make_mlp<float>(3) on shares 0 … N−1 of global batch 0, each
+// computed alone, summed in the order given, then divided by N.
+std::vector<float> micro_batch_sum(const std::vector<int>& order) {
+    const std::size_t n = order.size(), m = kB / n;
+    auto ref = make_mlp<float>(3);
+    tg::Tape<float> tape;
+    const auto b = global_batch<float>(0);
+    std::vector<float> sum;
+    for (int k : order) {
+        ref.zero_grad();
+        loss_backward(ref, tape, slice(b, k * m, (k + 1) * m));
+        const auto g = flat(ref.parameters(), true);
+        if (sum.empty()) sum = g;
+        else for (std::size_t i = 0; i < g.size(); ++i) sum[i] = sum[i] + g[i];
     }
+    for (float& v : sum) v /= static_cast<float>(n);
+    return sum;
+}
+
+// This rank's averaged float gradient after one step of make_mlp<float>(3) under DDP.
+std::vector<float> ddp_float_gradient(const dist::DistributedDataParallel<float>::Options& o) {
+    const int r = dist::rank(), n = dist::world_size();
     const std::size_t m = kB / static_cast<std::size_t>(n);
-    for (std::size_t bucket : {std::size_t(25) << 20, std::size_t(1)})
+    auto net = make_mlp<float>(3);
+    dist::DistributedDataParallel<float> ddp(net, o);
+    tg::Tape<float> tape;
+    loss_backward(ddp, tape, slice(global_batch<float>(0), r * m, (r + 1) * m));
+    ddp.finish_backward();
+    return flat(net.parameters(), true);
+}
+
+TEST_CASE("the averaged gradient is bitwise the micro-batch gradients summed in rank order, then divided by N") {
+    // The default reduction (Options::deterministic) adds every element's contributions in rank
+    // order, ((g_0 + g_1) + g_2) + …, for any N, bucket size and overlap, whatever algorithm
+    // Open MPI would pick: bitwise one process adding micro-batches 0 … N−1. (The tests run
+    // with Open MPI's default algorithm choice: no MCA variable forces one.)
+    const int n = dist::world_size();
+    std::vector<int> ranks(static_cast<std::size_t>(n));
+    std::iota(ranks.begin(), ranks.end(), 0);
+    const auto want = micro_batch_sum(ranks);
+    std::vector<float> one_process;  // one process × B (another summation order)
+    {
+        auto ref = make_mlp<float>(3);
+        tg::Tape<float> tape;
+        loss_backward(ref, tape, global_batch<float>(0));
+        one_process = flat(ref.parameters(), true);
+    }
+    // With 3 or more ranks another order gives other bits here (else the test would prove little).
+    if (n >= 3) CHECK(micro_batch_sum(std::vector<int>(ranks.rbegin(), ranks.rend())) != want);
+    for (std::size_t bucket : {std::size_t(25) << 20, std::size_t(512), std::size_t(1)})
         for (bool overlap : {true, false}) {
-            if (n > 2 && overlap) continue;  // libnbc's order: not modelled
             CAPTURE(bucket);
             CAPTURE(overlap);
-            auto net = make_mlp<float>(3);
-            dist::DistributedDataParallel<float> ddp(net, {.bucket_bytes = bucket, .overlap = overlap});
-            auto ref = make_mlp<float>(3);
-            tg::Tape<float> tape;
-            const auto b = global_batch<float>(0);
-            loss_backward(ddp, tape, slice(b, r * m, (r + 1) * m));
-            ddp.finish_backward();
-            std::vector<float> sum;  // g_0 + (g_1 + (… + g_{N−1})): the linear reduction's order
-            for (int k = n - 1; k >= 0; --k) {
-                ref.zero_grad();
-                loss_backward(ref, tape, slice(b, k * m, (k + 1) * m));
-                auto g = flat(ref.parameters(), true);
-                if (sum.empty()) sum = g;
-                else for (std::size_t i = 0; i < g.size(); ++i) sum[i] = g[i] + sum[i];
-            }
-            for (float& v : sum) v /= static_cast<float>(n);
-            CHECK(flat(net.parameters(), true) == sum);
-
-            // and float against one process × B (another summation order): 1e-5 relative
-            ref.zero_grad();
-            loss_backward(ref, tape, b);
-            CHECK(max_rel(flat(net.parameters(), true), flat(ref.parameters(), true)) <= 1e-5);
+            const auto got = ddp_float_gradient({.bucket_bytes = bucket, .overlap = overlap});
+            CHECK(got == want);
+            // the same through the polling wait of a timeout (60 s: not reached)
+            CHECK(ddp_float_gradient({.bucket_bytes = bucket, .overlap = overlap, .timeout = 60}) == want);
+            CHECK(same_on_all_ranks(got));
+            CHECK(max_rel(got, one_process) <= 1e-5);  // float against one process × B
         }
+
+    // deterministic = false: Open MPI's all-reduce, whose order is its own. Bitwise only where it
+    // is known: with 2 ranks a + b = b + a, with 1 there is nothing to add; with 3 or 4 only when
+    // ctest's test_dist_linear_np3/np4 force the blocking all-reduce to the basic linear
+    // algorithm (OMPI_MCA_coll_tuned_allreduce_algorithm=1: rank 0 reduces g_0 + (g_1 + (… +
+    // g_{N−1})), then broadcasts), checked for overlap = false (the blocking path). The
+    // non-blocking MPI_Iallreduce (libnbc) has an order of its own, not modelled.
+    const char* alg = std::getenv("OMPI_MCA_coll_tuned_allreduce_algorithm");
+    const bool linear = alg != nullptr && std::string(alg) == "1" && dist::built_with_mpi();
+    const auto want_linear = micro_batch_sum(std::vector<int>(ranks.rbegin(), ranks.rend()));
+    for (std::size_t bucket : {std::size_t(25) << 20, std::size_t(1)})
+        for (bool overlap : {true, false}) {
+            CAPTURE(bucket);
+            CAPTURE(overlap);
+            const auto got = ddp_float_gradient({.bucket_bytes = bucket, .overlap = overlap, .deterministic = false});
+            CHECK(max_rel(got, one_process) <= 1e-5);
+            if (n <= 2 || (linear && !overlap)) CHECK(got == want_linear);
+        }
+    if (n > 2 && !linear) MESSAGE("deterministic = false: bitwise only with 1–2 ranks or the forced linear all-reduce");
+}
+
+TEST_CASE("OrderedReducer: exact on integer-valued data, rank order on float, buckets of 0 … 2^20+3 elements") {
+    const int r = dist::rank(), n = dist::world_size();
+    const std::vector<std::size_t> sizes = {0, 1, 3, 7, (std::size_t(1) << 20) + 3};  // 1 and 3: chunks of 0 elements
+    std::vector<dist::OrderedReducer::Span> spans;
+    std::size_t total = 0;
+    for (std::size_t s : sizes) {
+        spans.push_back({total, s});
+        total += s + 5;  // gaps between buckets: left alone
+    }
+    std::vector<double> d(total, -7.0);
+    std::vector<float> f(total, -7.0f);
+    for (std::size_t b = 0; b < sizes.size(); ++b)
+        for (std::size_t k = 0; k < sizes[b]; ++k) {
+            const std::size_t i = spans[b].offset + k;
+            d[i] = static_cast<double>(k % 1000) * (r + 1);
+            // 1 + 2^24 rounds to 2^24 in float (ties to even): the order of the additions shows
+            f[i] = r == 0 ? 1.0f : r == 1 ? 16777216.0f : (k % 2 ? 1.0f : -16777216.0f);
+        }
+    {
+        dist::OrderedReducer rd(d.data(), spans, dist::Dtype::f64), rf(f.data(), spans, dist::Dtype::f32);
+        CHECK(rd.buckets() == sizes.size());
+        for (int round = 0; round < 2; ++round) {  // reusable: wait_all leaves it ready for the next
+            for (std::size_t b = 0; b < sizes.size(); ++b) {
+                rd.start(b);
+                rf.start(b);
+                rd.poll();
+            }
+            rd.wait_all();
+            rf.wait_all(60.0);  // the polling wait, with a timeout that is not reached
+            if (round == 0)  // the second round reduces the sums again: back to the inputs' scale
+                for (const auto& sp : spans)
+                    for (std::size_t i = sp.offset; i < sp.offset + sp.count; ++i) d[i] /= n;
+        }
+        CHECK_THROWS_AS(rd.wait_all(), tg::Error);  // nothing started
+    }
+    bool ok = true;
+    for (std::size_t b = 0; b < sizes.size(); ++b) {
+        for (std::size_t k = 0; k < sizes[b] && ok; ++k) {
+            const std::size_t i = spans[b].offset + k;
+            ok = d[i] == static_cast<double>(k % 1000) * (n * (n + 1) / 2);
+            float want = 1.0f;  // rank order: ((1 + 2^24) + x_2) + x_3 …
+            for (int q = 1; q < n; ++q) want = want + (q == 1 ? 16777216.0f : (k % 2 ? 1.0f : -16777216.0f));
+            float twice = want;  // round 2 adds this sum from every rank, in rank order
+            for (int q = 1; q < n; ++q) twice = twice + want;
+            ok = ok && f[i] == twice;
+        }
+        ok = ok && d[spans[b].offset + sizes[b]] == -7.0 && f[spans[b].offset + sizes[b]] == -7.0f;  // the gap after it
+    }
+    CHECK(ok);
 }
 
 TEST_CASE("a branch used on rank 0 only: no hang, and its gradient is rank 0's ÷ N") {

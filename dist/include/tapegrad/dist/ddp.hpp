@@ -24,9 +24,17 @@
 //     buffer becomes a view into its bucket: the sweep writes gradients straight into the memory
 //     that is reduced. No copies, and no heap allocation per step.
 //
+// Reduction (Options::deterministic, the default): each bucket is summed by OrderedReducer
+// (env.hpp) — split into N chunks, rank c sums chunk c's contributions in rank order
+// ((g_0 + g_1) + g_2) + …, then all-gathers — on MPI_Isend/Irecv, so every element is bitwise
+// what one process gets by adding micro-batches 0 … N−1, for any N, bucket size and overlap.
+// deterministic = false uses Open MPI's MPI_Iallreduce (blocking MPI_Allreduce without overlap),
+// whose order Open MPI chooses. Options::timeout > 0 bounds each wait (an Error naming the
+// bucket, the rank and the time waited; the job must then end).
+//
 // Backward: each trainable parameter gets a post-accumulate hook (core/hooks.hpp). When a
 // parameter's gradient is complete the hook marks it; when a bucket and all buckets before it
-// are complete, their MPI_Iallreduce (in place, sum) is started — in bucket order on every rank,
+// are complete, their reduction (in place, sum) is started — in bucket order on every rank,
 // whatever order the sweep completed them in — and the hook polls the requests in flight, so the
 // reduction overlaps the rest of the sweep (Options::overlap = false starts them all at
 // finish_backward instead). finish_backward() starts the buckets not started yet — a parameter
@@ -35,9 +43,9 @@
 // sweep reached every parameter, its last hook has already done all of this, and
 // finish_backward() returns at once: a loop that never calls it (nn::train_epoch) still gets
 // averaged gradients as long as every parameter takes part in every step. With overlap = false
-// no hook is registered, and finish_backward() reduces bucket by bucket with the blocking
-// MPI_Allreduce (faster on a machine with no core to spare for MPI's progress:
-// docs/distributed.md); a parameter not reached is then told by its still cleared buffer.
+// no hook is registered, and finish_backward() starts and completes every bucket's reduction
+// (with deterministic = false: the blocking MPI_Allreduce, bucket by bucket); a parameter not
+// reached is then told by its still cleared buffer.
 //
 // no_sync(): within its scope backward() only accumulates locally (gradient accumulation over
 // micro-batches; torch's no_sync). The first backward after the scope averages the accumulated
@@ -88,6 +96,18 @@ public:
         std::size_t bucket_bytes = std::size_t(25) << 20;  // torch's bucket_cap_mb = 25
         bool overlap = true;                               // start reductions from the sweep
         bool broadcast_buffers = true;                     // rank 0's buffers before each forward
+        // The sum in rank order on every element, ((g_0 + g_1) + g_2) + … (OrderedReducer: our
+        // own reduce-scatter + all-gather on MPI_Isend/Irecv), so the result is bitwise that of
+        // one process accumulating micro-batches 0 … N−1, for any N; false: Open MPI's
+        // MPI_Iallreduce / MPI_Allreduce, whose order depends on N and its algorithm choice.
+        bool deterministic = true;
+        // > 0: a rank waiting longer than this many seconds for a bucket's reduction raises a
+        // tapegrad::Error naming the bucket, the rank and the time waited; the reduction is then
+        // abandoned and the job must end (dist::abort; an uncaught exception does it too, as
+        // mpirun ends the job when a rank dies). 0: wait forever. (Not with overlap = false and
+        // deterministic = false, whose blocking MPI_Allreduce cannot time out: the requests of
+        // MPI_Iallreduce are used instead then.)
+        double timeout = 0;
     };
 
     explicit DistributedDataParallel(nn::Module<T>& module) : DistributedDataParallel(module, Options{}) {}
@@ -164,6 +184,8 @@ private:
         bool alive = true;
         bool sync = true;
         bool overlap = true;
+        bool deterministic = true;
+        double timeout = 0;
         int world = 1;
         std::vector<nn::Parameter<T>*> params;  // trainable, bucket order
         std::vector<std::size_t> bucket_of;     // per params entry
@@ -174,8 +196,14 @@ private:
         std::size_t ready_count = 0;
         bool completed = false;  // by the last hook, since the last finish_backward()
         std::unique_ptr<T[]> storage;
-        std::unique_ptr<Requests> req;
+        std::unique_ptr<Requests> req;            // deterministic = false
+        std::unique_ptr<OrderedReducer> ordered;  // deterministic = true
 
+        bool abandoned() const { return (req && req->abandoned()) || (ordered && ordered->abandoned()); }
+        void poll() {
+            if (ordered) ordered->poll();
+            else req->test_all();
+        }
         void on_complete(std::size_t i);
         void start_ready();
         void complete();  // start the rest, wait, average, reset
@@ -218,8 +246,11 @@ DistributedDataParallel<T>::DistributedDataParallel(nn::Module<T>& module, Optio
     sync_buffers_ = opt.broadcast_buffers && !buffers_.empty();
     nn::Module<T>::set_training(module.is_training());  // mirrors the module's mode
 
+    if (!(opt.timeout >= 0)) fail("DistributedDataParallel: timeout must be ≥ 0 seconds (0: none), not {}", opt.timeout);
     State& s = *s_;
     s.overlap = opt.overlap;
+    s.deterministic = opt.deterministic;
+    s.timeout = opt.timeout;
     s.world = world_size();
     for (auto it = all.rbegin(); it != all.rend(); ++it)
         if ((*it)->requires_grad()) s.params.push_back(*it);
@@ -250,7 +281,13 @@ DistributedDataParallel<T>::DistributedDataParallel(nn::Module<T>& module, Optio
     s.storage = std::make_unique<T[]>(off);  // value-initialised: zeros (padding stays zero)
     s.done.assign(s.params.size(), 0);
     for (Bucket& b : s.buckets) b.pending = b.last - b.first;
-    s.req = std::make_unique<Requests>(s.buckets.size());
+    if (s.deterministic) {
+        std::vector<OrderedReducer::Span> spans;
+        for (const Bucket& b : s.buckets) spans.push_back({b.offset, b.count});
+        s.ordered = std::make_unique<OrderedReducer>(s.storage.get(), spans, dtype_of<T>());
+    } else {
+        s.req = std::make_unique<Requests>(s.buckets.size());
+    }
 
     // Gradient buffers become views of the bucket memory, keeping what they hold.
     for (std::size_t i = 0; i < s.params.size(); ++i) {
@@ -276,6 +313,15 @@ template <class T>
 DistributedDataParallel<T>::~DistributedDataParallel() {
     State& s = *s_;
     s.alive = false;
+    if (s.abandoned()) {
+        // A timeout left reductions in flight that may still write into the buckets: the job is
+        // ending (Options::timeout), so the memory is left to the process's end.
+        (void)s.storage.release();
+        s.req.reset();
+        s.ordered.reset();
+        if (s.overlap && !s.params.empty()) graveyard().push_back(std::move(s_));
+        return;
+    }
     // The gradients keep their values, in memory of their own again (the buckets go away).
     for (nn::Parameter<T>* p : s.params) {
         const bool was_cleared = p->grad.cleared();
@@ -285,6 +331,7 @@ DistributedDataParallel<T>::~DistributedDataParallel() {
     }
     s.storage.reset();
     s.req.reset();
+    s.ordered.reset();
     if (s.overlap && !s.params.empty()) graveyard().push_back(std::move(s_));
 }
 
@@ -383,7 +430,7 @@ void DistributedDataParallel<T>::State::on_complete(std::size_t i) {
     ++ready_count;
     start_ready();
     if (next == buckets.size()) complete();
-    else if (next > 0) req->test_all();  // progress for the reductions in flight
+    else if (next > 0) poll();  // progress for the reductions in flight
 }
 
 template <class T>
@@ -391,7 +438,8 @@ void DistributedDataParallel<T>::State::start_ready() {
     while (next < buckets.size() && buckets[next].pending == 0) {
         Bucket& b = buckets[next];
         b.started = true;
-        req->start_sum(next, storage.get() + b.offset, b.count, dtype_of<T>());
+        if (ordered) ordered->start(next);
+        else req->start_sum(next, storage.get() + b.offset, b.count, dtype_of<T>());
         ++next;
     }
 }
@@ -405,13 +453,14 @@ void DistributedDataParallel<T>::State::complete() {
             done[i] = 1;
             --buckets[bucket_of[i]].pending;
         }
-    if (overlap) {
-        start_ready();
-        req->wait_all();
-    } else {
+    if (!ordered && !overlap && timeout <= 0) {
         // Blocking, bucket by bucket in order (Open MPI's blocking all-reduce is the faster one
         // when nothing is left to overlap: docs/distributed.md).
         for (Bucket& b : buckets) allreduce_sum(storage.get() + b.offset, b.count, dtype_of<T>());
+    } else {
+        start_ready();  // every bucket is complete now: all are started, in order
+        if (ordered) ordered->wait_all(timeout);
+        else req->wait_all(timeout);
     }
     if (world > 1) {
         const T n = static_cast<T>(world);

@@ -98,12 +98,55 @@ public:
     std::size_t slots() const noexcept { return slots_; }
     void start_sum(std::size_t slot, void* data, std::size_t count, Dtype t);
     bool test_all();  // true when every started request has completed
-    void wait_all();
+    // Waits slot by slot, in order. timeout_s > 0: a slot not complete after that many seconds
+    // raises a tapegrad::Error naming the slot (a DDP bucket), this rank and the time waited
+    // (see abandon()); 0: no limit.
+    void wait_all(double timeout_s = 0);
+    // After a timeout: the requests stay in flight, and the destructor will not wait for them
+    // (the job is to be ended: dist::abort()). Their buffers must then outlive the process.
+    bool abandoned() const noexcept;
 
 private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
     std::size_t slots_;
+};
+
+// A deterministic in-place sum-all-reduce of a fixed set of buckets of one array, on
+// non-blocking point-to-point messages (MPI_Isend / MPI_Irecv on a duplicate of the world's
+// communicator), whose summation order is fixed and documented:
+//
+//   each bucket is split into N chunks (chunk c: elements [c·n/N, (c+1)·n/N) of the bucket's n);
+//   rank c receives chunk c from every other rank and sums, element by element, in rank order:
+//   ((g_0 + g_1) + g_2) + … + g_{N−1}; then every rank receives every summed chunk from its
+//   owner (an all-gather).
+//
+// So each element is the contributions added in rank order, whatever N and whatever Open MPI's
+// algorithm choice: one process that accumulates micro-batch 0, then 1, …, then N−1 into the
+// same buffers computes the same bits. Buckets are started with start(b) (in the same order on
+// every rank), progress with poll() (also moves a bucket from its reduce to its all-gather) and
+// finish with wait_all(timeout_s) (as Requests::wait_all). Everything (requests, the receive
+// scratch: (N−1)/N of the array) is allocated at construction: start, poll and wait allocate
+// nothing. Collective construction. f32 and f64 only.
+class OrderedReducer {
+public:
+    struct Span {
+        std::size_t offset = 0, count = 0;  // elements of the array
+    };
+    OrderedReducer(void* base, std::span<const Span> buckets, Dtype t);
+    ~OrderedReducer();
+    OrderedReducer(const OrderedReducer&) = delete;
+    OrderedReducer& operator=(const OrderedReducer&) = delete;
+
+    std::size_t buckets() const noexcept;
+    void start(std::size_t b);
+    void poll();
+    void wait_all(double timeout_s = 0);
+    bool abandoned() const noexcept;
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
 };
 
 }  // namespace tapegrad::dist
