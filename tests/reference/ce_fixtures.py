@@ -16,19 +16,9 @@ import os
 import torch
 import torch.nn.functional as F
 
+from fixture_common import DT, fmt_tensor, t
+
 torch.manual_seed(13)
-DT = torch.double
-
-
-def t(*shape, lo=-2.0, hi=2.0):
-    return lo + (hi - lo) * torch.rand(tuple(shape), dtype=DT)
-
-
-def fmt_tensor(name, x):
-    x = x.detach().to(DT).contiguous()
-    dims = list(x.shape)
-    vals = [repr(float(v)) for v in x.reshape(-1).tolist()]
-    return f"tensor {name} {len(dims)} " + " ".join(str(d) for d in dims) + (" " if dims else "") + " ".join(vals)
 
 
 # (logits shape, class axis)

@@ -23,20 +23,10 @@ values in repr() (round-trip exact doubles). The key tells the C++ test what to 
 import os
 import torch
 
+from fixture_common import DT, fmt_tensor, t
+
 torch.manual_seed(11)
-DT = torch.double
 cases = []
-
-
-def t(*shape, lo=-2.0, hi=2.0):
-    return lo + (hi - lo) * torch.rand(tuple(shape), dtype=DT)
-
-
-def fmt_tensor(name, x):
-    x = x.detach().to(DT).contiguous()
-    dims = list(x.shape)
-    vals = [repr(float(v)) for v in x.reshape(-1).tolist()]
-    return f"tensor {name} {len(dims)} " + " ".join(str(d) for d in dims + []) + (" " if dims else "") + " ".join(vals)
 
 
 def add_case(key, inputs, f, consts=None):
