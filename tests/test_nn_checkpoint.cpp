@@ -528,7 +528,7 @@ TEST_CASE("damaged rank fields of a version-2 checkpoint raise errors naming the
         nn::TrainState st;
         return error_of([&] { nn::load_checkpoint<double>(bad, {&q}, nullptr, st); });
     };
-    REQUIRE(load(bytes) == "no error");
+    REQUIRE(load(bytes).empty());  // (error_of: "" when nothing throws)
     // First entry: "format/dtype" at offset 32 (name length, kind, rank at 40, reserved at 44).
     SUBCASE("a rank above kMaxRank") {
         auto b = bytes;
