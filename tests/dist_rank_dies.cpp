@@ -5,6 +5,9 @@
 //                           sleeps 60 s before its backward: every other rank raises the timeout
 //                           Error (printed) and ends the job (dist::abort), well before the
 //                           sleeper wakes.
+//   dist_rank_dies timeout-mpi   the same with deterministic = false and overlap = false: the
+//                           path whose blocking MPI_Allreduce cannot time out, so DDP must use
+//                           MPI_Iallreduce requests there and still raise the timeout.
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -37,10 +40,15 @@ int rank_dies() {
     return 0;  // not reached when the job is torn down as it should be
 }
 
-int rank_stalls() {
+int rank_stalls(bool mpi_path) {
     const int r = dist::rank(), last = dist::world_size() - 1;
     nn::MLP<float> net({8, 16, 4}, nn::Activation::tanh, 1);
-    dist::DistributedDataParallel<float> ddp(net, {.bucket_bytes = 256, .timeout = 2.0});
+    typename dist::DistributedDataParallel<float>::Options o{.bucket_bytes = 256, .timeout = 2.0};
+    if (mpi_path) {
+        o.overlap = false;
+        o.deterministic = false;
+    }
+    dist::DistributedDataParallel<float> ddp(net, o);
     nn::SGD<float> opt(net.parameters(), {.lr = 0.1f});
     tg::Tape<float> tape;
     tg::Tensor<float> x(4, 8), y(4, 1);
@@ -72,5 +80,7 @@ int rank_stalls() {
 
 int main(int argc, char** argv) {
     dist::Env env(argc, argv);
-    return argc > 1 && std::string(argv[1]) == "timeout" ? rank_stalls() : rank_dies();
+    const std::string mode = argc > 1 ? argv[1] : "";
+    if (mode == "timeout" || mode == "timeout-mpi") return rank_stalls(mode == "timeout-mpi");
+    return rank_dies();
 }

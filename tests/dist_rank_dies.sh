@@ -7,18 +7,21 @@
 #   dist_rank_dies.sh <mpiexec> <ranks> <dist_rank_dies binary> timeout    the last rank stalls
 #     60 s; rank 0 must raise the 2 s collective timeout naming the bucket, the rank and the
 #     time waited, and the job must end within 15 s (the sleeper is killed by mpirun).
+#   dist_rank_dies.sh <mpiexec> <ranks> <dist_rank_dies binary> timeout-mpi    the same on DDP's
+#     deterministic = false, overlap = false path (MPI_Iallreduce requests instead of the
+#     blocking MPI_Allreduce, which could not time out).
 set -uo pipefail
 mode=${4:-die}
 t0=$(date +%s.%N)
-if [ "$mode" = timeout ]; then
-  out=$("$1" -np "$2" --bind-to none "$3" timeout 2>&1)
+if [ "$mode" != die ]; then
+  out=$("$1" -np "$2" --bind-to none "$3" "$mode" 2>&1)
 else
   out=$("$1" -np "$2" --bind-to none "$3" 2>&1)
 fi
 rc=$?
 elapsed=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
 echo "$out" | tail -n 20
-if [ "$mode" = timeout ]; then
+if [ "$mode" != die ]; then
   want="dist_rank_dies: rank $(($2 - 1)) sleeps 60 s at step 2"
   msg='dist_rank_dies: dist: rank 0 waited [0-9.]+ s for the reduction of gradient bucket [0-9]+ \(timeout 2 s\)'
   if ! grep -q "$want" <<<"$out"; then echo "dist_rank_dies.sh: the last rank never reached its sleep"; exit 1; fi
