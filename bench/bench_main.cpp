@@ -904,7 +904,8 @@ int run(int argc, char** argv) {
 
     // ---- dist: issue 14's data-parallel figures (bench/dist_bench.cpp; null without MPI) ----
     for (const char* k : {"allreduce_ms_per_step_mlp_2r", "epoch_s_mlp_2ranks_1t", "epoch_s_mlp_1proc_2t",
-                          "reduce_ms_mlp_2r_ordered", "reduce_ms_mlp_2r_iallreduce", "step_ms_mlp_2r_ordered",
+                          "reduce_ms_mlp_2r_ordered", "reduce_ms_mlp_2r_iallreduce", "step_ms_mlp_2r_compute",
+                          "step_ms_mlp_2r_ordered", "step_ms_mlp_2r_ordered_nooverlap", "step_ms_mlp_2r_ordered_256k",
                           "step_ms_mlp_2r_iallreduce", "allreduce_ms_per_step_cnn_2r", "step_ms_cnn_2r_compute",
                           "step_ms_cnn_2r_ddp"})
         r.set(k, std::nullopt);
@@ -917,6 +918,10 @@ int run(int argc, char** argv) {
     fmt::print("data-parallel MLP, 2 ranks: reduction {} ms deterministic / {} ms MPI_Iallreduce; DDP step {} / {} ms\n",
                fmt_opt(r.get("reduce_ms_mlp_2r_ordered")), fmt_opt(r.get("reduce_ms_mlp_2r_iallreduce")),
                fmt_opt(r.get("step_ms_mlp_2r_ordered")), fmt_opt(r.get("step_ms_mlp_2r_iallreduce")));
+    fmt::print("data-parallel MLP, 2 ranks, step: {} ms without DDP; deterministic DDP {} ms without overlap, {} ms "
+               "with (one bucket), {} ms with 256 KiB buckets\n",
+               fmt_opt(r.get("step_ms_mlp_2r_compute")), fmt_opt(r.get("step_ms_mlp_2r_ordered_nooverlap")),
+               fmt_opt(r.get("step_ms_mlp_2r_ordered")), fmt_opt(r.get("step_ms_mlp_2r_ordered_256k")));
     fmt::print("data-parallel CNN, 2 ranks × 64 rows: step {} ms without DDP, {} ms with; all-reduce {} ms\n",
                fmt_opt(r.get("step_ms_cnn_2r_compute")), fmt_opt(r.get("step_ms_cnn_2r_ddp")),
                fmt_opt(r.get("allreduce_ms_per_step_cnn_2r")));

@@ -16,8 +16,10 @@
 // With N > 1 also (median over R, each after a barrier):
 //   reduce_ms_mlp_{N}r_ordered / _iallreduce: the MLP's gradient reduced as DDP does it, by the
 //     deterministic OrderedReducer (the default) and by MPI_Iallreduce (deterministic = false);
-//   step_ms_mlp_{N}r_ordered / _iallreduce: a whole DDP training step of the MLP (N shares of
-//     128 rows) in each mode, the median of 5 alternating rounds of K steps (20 without --steps);
+//   step_ms_mlp_{N}r_compute / _ordered / _ordered_nooverlap / _ordered_256k / _iallreduce: a
+//     whole training step of the MLP (N shares of 128 rows) without DDP, with DDP's defaults,
+//     without overlap, with overlap and 256 KiB buckets, and with MPI_Iallreduce; the median of 5
+//     alternating rounds of K steps (20 without --steps);
 //   step_ms_cnn_{N}r_compute: the demo CNN's Adam step on 128/N rows per rank, every rank at
 //     once, no DDP (the t_c of docs/distributed.md's scaling model); step_ms_cnn_{N}r_ddp: the
 //     same under DDP (defaults); allreduce_ms_per_step_cnn_{N}r.
@@ -25,6 +27,8 @@
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
+#include <memory>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -51,6 +55,18 @@ double median(std::vector<double> v) {
     std::sort(v.begin(), v.end());
     const std::size_t n = v.size();
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Milliseconds per call of one(s) over k calls (s = 1 … k) after one unmeasured call (one(0)),
+// timed between two barriers so that every rank's steps are inside the interval.
+template <class F>
+double per_step_ms(F&& one, std::size_t k) {
+    one(0);
+    dist::barrier();
+    const double a = now_s();
+    for (std::size_t s = 0; s < k; ++s) one(1 + s);
+    dist::barrier();
+    return (now_s() - a) * 1e3 / double(k);
 }
 
 int run(int argc, char** argv) {
@@ -144,32 +160,44 @@ int run(int argc, char** argv) {
                               req.wait_all();
                           }));
 
-        // Whole DDP steps of the MLP, deterministic vs MPI_Iallreduce, in alternating rounds.
+        // Whole training steps of the MLP (128/N rows per rank) in alternating rounds, one mode
+        // after the other in each round: no DDP (compute only), DDP's default (deterministic,
+        // overlap, one 25 MiB bucket), without overlap, with overlap and 256 KiB buckets (four
+        // buckets: the early ones can reduce during the sweep), and MPI_Iallreduce.
+        struct Mode {
+            const char* key;
+            bool ddp;
+            typename dist::DistributedDataParallel<float>::Options opt;
+        };
+        const Mode modes[] = {
+            {"step_ms_mlp_compute", false, {}},
+            {"step_ms_mlp_ordered", true, {}},
+            {"step_ms_mlp_ordered_nooverlap", true, {.overlap = false}},
+            {"step_ms_mlp_ordered_256k", true, {.bucket_bytes = std::size_t(256) << 10}},
+            {"step_ms_mlp_iallreduce", true, {.deterministic = false}},
+        };
         const std::size_t k_steps = steps > 0 ? steps : 20;
-        std::vector<double> per_mode[2];
+        std::vector<std::vector<double>> per_mode(std::size(modes));
         for (int round = 0; round < 5; ++round)
-            for (int mode = 0; mode < 2; ++mode) {
+            for (std::size_t mode = 0; mode < std::size(modes); ++mode) {
                 nn::MLP<float> m2({784, 256, 128, 10}, nn::Activation::relu, 42);
-                dist::DistributedDataParallel<float> d2(m2, {.deterministic = mode == 0});
+                std::unique_ptr<dist::DistributedDataParallel<float>> d2;
+                if (modes[mode].ddp) d2 = std::make_unique<dist::DistributedDataParallel<float>>(m2, modes[mode].opt);
                 nn::Adam<float> o2(m2.parameters(), {});
                 auto one = [&](std::size_t s) {
                     bench::fill_batch(d, (s % per_epoch) * kBatch + r0, m, x.data(), y.data(), yi.data());
                     tape.reset();
-                    auto loss = tg::softmax_cross_entropy(d2(tape, tape.constant_ref(x)), tape.constant_ref(y));
+                    nn::Module<float>& net2 = d2 ? static_cast<nn::Module<float>&>(*d2) : m2;
+                    auto loss = tg::softmax_cross_entropy(net2(tape, tape.constant_ref(x)), tape.constant_ref(y));
                     tape.backward(loss);
-                    d2.finish_backward();
+                    if (d2) d2->finish_backward();
                     o2.step();
                     o2.zero_grad();
                 };
-                one(0);
-                dist::barrier();
-                const double a = now_s();
-                for (std::size_t s = 0; s < k_steps; ++s) one(1 + s);
-                dist::barrier();
-                per_mode[mode].push_back((now_s() - a) * 1e3 / double(k_steps));
+                per_mode[mode].push_back(per_step_ms(one, k_steps));
             }
-        rows.emplace_back("step_ms_mlp_ordered", median(per_mode[0]));
-        rows.emplace_back("step_ms_mlp_iallreduce", median(per_mode[1]));
+        for (std::size_t mode = 0; mode < std::size(modes); ++mode)
+            rows.emplace_back(modes[mode].key, median(per_mode[mode]));
 
         // The demo CNN: 128/N rows per rank, without and with DDP, and its gradient's all-reduce.
         const std::size_t cnn_steps = steps > 0 ? std::min<std::size_t>(steps, 10) : 20;
@@ -182,12 +210,7 @@ int run(int argc, char** argv) {
                 bench::fill_batch(d, (s % per_epoch) * kBatch + r0, m, x.data(), y.data(), yi.data());
                 (void)cnn.step(x, y);
             };
-            one(0);
-            dist::barrier();
-            const double a = now_s();
-            for (std::size_t s = 0; s < cnn_steps; ++s) one(1 + s);
-            dist::barrier();
-            return (now_s() - a) * 1e3 / double(cnn_steps);
+            return per_step_ms(one, cnn_steps);
         };
         rows.emplace_back("step_ms_cnn_compute", cnn_ms(false));
         rows.emplace_back("step_ms_cnn_ddp", cnn_ms(true));
