@@ -181,10 +181,24 @@ TEST_CASE("to_dot labels every node of an N-D graph with its op and its N-D shap
     tape.backward(E);
     const std::string dot = tg::to_dot(tape);
     CHECK(contains(dot, "[label=\"X\\nvariable (2×3×4)\""));
-    CHECK(contains(dot, "[label=\"P\\npermute (4×2×3)\""));
-    CHECK(contains(dot, "[label=\"S\\nsum_axes (1×2×1)\""));
+    CHECK(contains(dot, "[label=\"P\\npermute [2,0,1] (4×2×3)\""));
+    CHECK(contains(dot, "[label=\"S\\nsum_axes axes 0,2, keepdim (1×2×1)\""));
     CHECK(contains(dot, "reshape (2)\""));
     CHECK(contains(dot, "[label=\"E\\nsum_to (1×1)\""));
+
+    // the other ops with parameters: slice, select, concat, softmax along an axis
+    tg::Tape<double> t2;
+    auto Y = t2.variable(Tensor<double>(Shape{2, 3, 4}), "Y");
+    auto A = tg::slice_axis(Y, 2, 1, 4, 2).named("A");
+    auto B = tg::select(Y, 0, 1).named("B");
+    auto C = tg::concat({Y, Y}, 1).named("C");
+    auto D = tg::softmax(Y, 1).named("D");
+    t2.backward(tg::sum(A) + tg::sum(B) + tg::sum(C) + tg::sum(D));
+    const std::string d2 = tg::to_dot(t2);
+    CHECK(contains(d2, "[label=\"A\\nslice_axis axis 2, 1:4:2 (2×3×2)\""));
+    CHECK(contains(d2, "[label=\"B\\nselect axis 0, index 1 (3×4)\""));
+    CHECK(contains(d2, "[label=\"C\\nconcat axis 1 (2×6×4)\""));
+    CHECK(contains(d2, "[label=\"D\\nsoftmax axis 1 (2×3×4)\""));
 }
 
 TEST_CASE("anomaly reports give the N-D index of the first non-finite element") {

@@ -86,7 +86,11 @@ std::string to_dot(const Tape<T>& tape, DotOptions opt = {}) {
             kind = "variable";
             style = "shape=ellipse, style=filled, fillcolor=\"#cfe2f3\"";
         }
-        label += fmt::format("\n{} {}", kind, node.value.shape());
+        const std::string attrs = node.op ? node.op->attributes() : std::string();
+        if (attrs.empty())
+            label += fmt::format("\n{} {}", kind, node.value.shape());
+        else
+            label += fmt::format("\n{} {} {}", kind, attrs, node.value.shape());
         if (opt.values) label += fmt::format("\n‖value‖ = {:.4g}", detail::frobenius(node.value));
         if (opt.adjoints && !node.adj.empty())
             label += fmt::format("\n‖adjoint‖ = {:.4g}", detail::frobenius(node.adj));

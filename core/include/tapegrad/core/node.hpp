@@ -33,6 +33,9 @@ public:
     virtual void vjp_recorded(Tape<T>& tape, std::uint32_t id) const = 0;
     virtual void vjp_symbolic(const Tape<T>& tape, std::uint32_t id, SymSweep& s) const = 0;
     virtual Sym forward_symbolic(const Tape<T>& tape, std::uint32_t id, const SymSweep& s) const = 0;
+    // The op's parameters as short text for tools (to_dot): "[2,0,1]" for a permute, "axes 0,2"
+    // for a reduction; empty for ops without any (Op::attributes(), when declared).
+    virtual std::string attributes() const { return {}; }
 
 protected:
     ~OpRule() = default;  // rules live in the arena or as statics; never deleted through a base

@@ -20,6 +20,12 @@ class OpModel final : public OpRule<T> {
 public:
     explicit OpModel(const Op& op) : op_(op) {}
     std::string_view name() const noexcept override { return Op::name; }
+    std::string attributes() const override {
+        if constexpr (requires(const Op& o) { std::string(o.attributes()); })
+            return std::string(op_.attributes());
+        else
+            return {};
+    }
     std::size_t arity() const noexcept override { return Op::arity; }
     bool differentiable(std::size_t i) const noexcept override {
         return diff_mask(std::make_index_sequence<Op::arity>{})[i];

@@ -369,6 +369,8 @@ struct Softmax {
     static constexpr Notation notation{"softmax({0})", "softmax({0})", Prec::Atom};
     std::ptrdiff_t axis = -1;
 
+    std::string attributes() const { return fmt::format("axis {}", axis); }  // as given: −1 is the last
+
     Shape shape(Shape x) const { return detail::softmax_shape(name, axis, x); }
     std::optional<Sym> simplify(const Sym& x) const {
         const detail::SoftmaxAxis a = detail::softmax_axis(name, axis, x.shape());
@@ -395,6 +397,8 @@ struct LogSoftmax {
     static constexpr bool any_rank = true;
     static constexpr Notation notation{"log_softmax({0})", "log_softmax({0})", Prec::Atom};
     std::ptrdiff_t axis = -1;
+
+    std::string attributes() const { return fmt::format("axis {}", axis); }  // as given: −1 is the last
 
     Shape shape(Shape x) const { return detail::softmax_shape(name, axis, x); }
     std::optional<Sym> simplify(const Sym& x) const {

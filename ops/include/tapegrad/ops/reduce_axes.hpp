@@ -89,6 +89,8 @@ struct AxisSet {
             }
         return fmt::format("{} {}", n == 1 ? "axis" : "axes", s);
     }
+    // label(), and ", keepdim" when kept (to_dot, through the ops' attributes()).
+    std::string attributes() const { return keepdim ? label() + ", keepdim" : label(); }
 };
 
 // The axes of a call (negative from the end), or an Error naming the op: out of range, repeated.
@@ -154,6 +156,7 @@ struct SumAxes {
     static constexpr std::size_t arity = 1;
     static constexpr bool any_rank = true;
     detail::AxisSet axes;
+    std::string attributes() const { return axes.attributes(); }
 
     Shape shape(Shape x) const {
         axes.check(name, x);
@@ -181,6 +184,7 @@ struct MeanAxes {
     static constexpr std::size_t arity = 1;
     static constexpr bool any_rank = true;
     detail::AxisSet axes;
+    std::string attributes() const { return axes.attributes(); }
 
     Shape shape(Shape x) const {
         axes.check(name, x);
@@ -215,6 +219,7 @@ struct ExtremumWeights {
     static constexpr std::size_t arity = 2;
     static constexpr bool any_rank = true;
     detail::AxisSet axes;
+    std::string attributes() const { return axes.attributes(); }
     bool first = false;
 
     Notation notation() const { return {"[{0} = {1}]", "[{0} == {1}]", Prec::Atom, false}; }
@@ -260,6 +265,7 @@ struct Amax {
     static constexpr std::size_t arity = 1;
     static constexpr bool any_rank = true;
     detail::AxisSet axes;
+    std::string attributes() const { return axes.attributes(); }
 
     Shape shape(Shape x) const {
         axes.check(name, x);
@@ -287,6 +293,7 @@ struct Amin {
     static constexpr std::size_t arity = 1;
     static constexpr bool any_rank = true;
     detail::AxisSet axes;
+    std::string attributes() const { return axes.attributes(); }
 
     Shape shape(Shape x) const {
         axes.check(name, x);
@@ -315,6 +322,7 @@ struct MaxAlong {
     static constexpr std::size_t arity = 1;
     static constexpr bool any_rank = true;
     detail::AxisSet axes;  // one axis
+    std::string attributes() const { return axes.attributes(); }
     bool min = false;
 
     Shape shape(Shape x) const {
@@ -397,6 +405,7 @@ struct LogSumExp {
     static constexpr std::size_t arity = 1;
     static constexpr bool any_rank = true;
     detail::AxisSet axes;
+    std::string attributes() const { return axes.attributes(); }
 
     Shape shape(Shape x) const {
         axes.check(name, x);

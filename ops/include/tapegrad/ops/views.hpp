@@ -142,12 +142,17 @@ struct Permute {
     std::array<std::uint8_t, kMaxRank> p{};
     std::uint8_t rank = 0;
 
+    // The axis order, "[2,0,1]" (to_dot).
+    std::string attributes() const {
+        std::string axes;
+        for (std::size_t i = 0; i < rank; ++i) axes += fmt::format("{}{}", i ? "," : "", static_cast<unsigned>(p[i]));
+        return "[" + axes + "]";
+    }
     // explain() text with the axis order: permute(X, [2,0,1]).
     std::optional<Sym> simplify(const Sym& x) const {
         if (x.is_zero()) return Sym::zero(shape(x.shape()));
-        std::string axes;
-        for (std::size_t i = 0; i < rank; ++i) axes += fmt::format("{}{}", i ? "," : "", static_cast<unsigned>(p[i]));
-        return Sym(fmt::format("permute({}, [{}])", x.str(false), axes), fmt::format("permute({}, [{}])", x.str(true), axes),
+        const std::string axes = attributes();
+        return Sym(fmt::format("permute({}, {})", x.str(false), axes), fmt::format("permute({}, {})", x.str(true), axes),
                    Prec::Atom, shape(x.shape()));
     }
 
@@ -236,6 +241,7 @@ struct SliceAxis {
     static constexpr bool strided = true;
     std::size_t axis = 0, start = 0, stop = 0, step = 1;
 
+    std::string attributes() const { return fmt::format("axis {}, {}:{}:{}", axis, start, stop, step); }
     Notation notation() const { return {"{0}[slice]", "{0}[slice]", Prec::Postfix}; }
     std::size_t length() const noexcept { return stop > start ? (stop - start + step - 1) / step : 0; }
     Shape shape(Shape x) const {
@@ -302,6 +308,7 @@ struct Select {
     static constexpr bool strided = true;
     std::size_t axis = 0, index = 0;
 
+    std::string attributes() const { return fmt::format("axis {}, index {}", axis, index); }
     Notation notation() const { return {"{0}[select]", "{0}[select]", Prec::Postfix}; }
     Shape shape(Shape x) const {
         if (axis >= x.rank()) fail("select: axis {} out of range for {} (rank {})", axis, x, x.rank());
@@ -534,6 +541,8 @@ struct Concat {
     static constexpr std::size_t arity = N;
     static constexpr bool any_rank = true;
     std::size_t axis = 0;
+
+    std::string attributes() const { return fmt::format("axis {}", axis); }
 
     template <class... S>
     Shape shape(const S&... xs) const {
