@@ -1,15 +1,17 @@
 // Fashion-MNIST with a convolutional network (issue 12's demo):
 //   conv(1→32, 3×3, pad 1)–ReLU–maxpool 2 → conv(32→64, 3×3, pad 1)–ReLU–maxpool 2 → flatten →
 //   linear 3136→128–ReLU → linear 128→10,
-// torch's initialisation, softmax cross-entropy, Adam 1e-3, batch 128, 5 epochs.
+// torch's initialisation, softmax cross-entropy, Adam 1e-3, batch 128, 10 epochs, cosine schedule.
 //
-//   fashion_cnn [--epochs 5] [--batch 128] [--lr 1e-3] [--optimizer sgd|momentum|adam|adamw]
+//   fashion_cnn [--epochs 10] [--batch 128] [--lr 1e-3] [--optimizer sgd|momentum|adam|adamw]
 //               [--seed 42] [--precision float|double] [--threads 1] [--limit N]
 //               [--checkpoint PATH] [--resume PATH] [--max-steps N] [--out runs-cnn]
 //               [--data DIR] [--schedule cosine|none] [--ddp] [--log-steps N]
 //
-// --schedule none is PyTorch's recipe of the issue (constant rate); the default is a cosine
-// schedule over the epochs (torch's CosineAnnealingLR stepped after each epoch).
+// `--epochs 5 --schedule none` is PyTorch's recipe of the issue (constant rate, 5 epochs); the
+// default is 10 epochs with a cosine schedule over them (torch's CosineAnnealingLR stepped after
+// each epoch): 92.03 / 92.01 / 91.62 % for seeds 42 / 1 / 2, where 5 epochs with either schedule
+// end near 90.5 % (README, docs/nn.md).
 // The progress bar, history CSV/SVG, checkpoints (which also hold the layers' buffers: none in
 // this network, batch norm's running statistics in others) and the data-parallel mode
 // (`mpirun -np N … fashion_cnn --ddp`, docs/distributed.md) are the MLP demo's:
@@ -23,7 +25,7 @@ using namespace fashion;
 // ---- the recipe: the defaults of the options, and the network ----
 Options recipe() {
     Options o;
-    o.epochs = 5;
+    o.epochs = 10;
     o.batch = 128;
     o.optimizer = "adam";  // lr 1e-3
     o.schedule = "cosine";
