@@ -956,6 +956,13 @@ int run(int argc, char** argv) {
             r.set(fmt::format("ratio_gpt_step_cpu_{}", th),
                   ratio(r.get(fmt::format("gpt_step_cpu_ms_tapegrad_{}", th)),
                         r.get(fmt::format("gpt_step_cpu_ms_pytorch_{}", th))));
+            // tokens per second of training, from the median step (issue 13's "tokens/s")
+            for (const char* side : {"tapegrad", "pytorch"}) {
+                const auto ms = r.get(fmt::format("gpt_step_ms_{}_{}", side, th));
+                r.set(fmt::format("gpt_tokens_per_s_{}_{}", side, th),
+                      ms && *ms > 0 ? std::optional<double>(double(bench::gpt::kTokensPerStep) * 1e3 / *ms)
+                                    : std::optional<double>());
+            }
         }
     }
     // ---- end gptdemo ----
@@ -1121,6 +1128,9 @@ int run(int argc, char** argv) {
         row("  same, process CPU time (ms)", none, g(fmt::format("gpt_step_cpu_ms_tapegrad_{}", th).c_str()), none,
             g(fmt::format("gpt_step_cpu_ms_pytorch_{}", th).c_str()), none, "{:.2f}",
             fmt::format("tg/PyTorch {}", fmt_opt(rc, "{:.3f}×")));
+        row("  same, tokens per second", none, g(fmt::format("gpt_tokens_per_s_tapegrad_{}", th).c_str()), none,
+            g(fmt::format("gpt_tokens_per_s_pytorch_{}", th).c_str()), none, "{:.0f}",
+            fmt::format("{} tokens per step", bench::gpt::kTokensPerStep));
     }
     row("causal attention (12, 4, 64, 32) forward (ms)", none, g("attention_fwd_ms_tapegrad"), none, none, none,
         "{:.3f}", "");

@@ -18,6 +18,7 @@ namespace bench::gpt {
 namespace {
 
 constexpr std::size_t kVocab = 113, kBlock = 64, kBatch = 12;
+static_assert(kBatch * kBlock == kTokensPerStep);
 
 double wall_ms() {
     return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();

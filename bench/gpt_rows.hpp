@@ -9,6 +9,9 @@
 
 namespace bench::gpt {
 
+// Tokens per training step (batch 12 × context 64), the same on both sides.
+inline constexpr std::size_t kTokensPerStep = 12 * 64;
+
 struct StepFigures {
     double step_ms = 0;         // median wall time of a training step (forward, backward, clip, AdamW)
     double step_cpu_ms = 0;     // the same in process CPU time (less sensitive to a loaded machine)
