@@ -91,6 +91,8 @@ struct Options {
     bool gpt_round = false;
     int gpt_steps = 20;
     std::vector<std::string> gpt;
+    bool cnn_round = false;        // conv: one round of the CNN / LeNet-5 step rows (bench/run alternates)
+    std::vector<std::string> cnn;  // conv: results of those rounds and of pytorch_bench.py --cnn-steps
     // ---- end gptdemo ----
 };
 
@@ -658,6 +660,50 @@ void write_json(const std::string& path, const Results& r) {
     if (!f) throw std::runtime_error("cannot write " + path);
 }
 
+// ---- conv: the CNN and LeNet-5 training steps at 1 and 2 threads (median over 30 / 100 steps
+// on 16 batches of 128; --quick a third), and the CNN's heap allocations per step ----
+void time_cnn_steps(const Dataset& d, bool q, Results& r) {
+    std::vector<Batch> cb;
+    for (std::size_t k = 0; k < 16; ++k) cb.emplace_back(d, k * kBatch, kBatch);
+    volatile float sink = 0;
+    for (const char* kind : {"cnn", "lenet"})
+        for (int th : {1, 2}) {
+            tg::set_blas_threads(th);
+            bench::CnnNet net(kind);
+            for (int k = 0; k < 3; ++k) sink = sink + net.step(cb[k].x, cb[k].y);
+            if (std::string_view(kind) == "cnn" && th == 1) {
+                const long a0 = bench::alloc_count();
+                for (int k = 0; k < 10; ++k) sink = sink + net.step(cb[k].x, cb[k].y);
+                r.set("cnn_allocs_per_step", a0 < 0 ? std::optional<double>() : double(bench::alloc_count() - a0) / 10);
+            }
+            const int n = (std::string_view(kind) == "cnn" ? 30 : 100) / (q ? 3 : 1);
+            std::vector<double> t;
+            t.reserve(std::size_t(n));
+            for (int k = 0; k < n; ++k) {
+                const double t0 = now_s();
+                sink = sink + net.step(cb[k % 16].x, cb[k % 16].y);
+                t.push_back((now_s() - t0) * 1e3);
+            }
+            r.set(fmt::format("{}_step_ms_tapegrad_{}t", kind, th), median(t));
+        }
+    tg::set_blas_threads(1);
+}
+
+// One round of those rows alone in its process: bench/run alternates rounds of this with rounds
+// of bench/pytorch_bench.py --cnn --cnn-steps (A B A B), as issue 12 asks, since single runs
+// here swing by a factor of 2; tapegrad_bench --cnn FILE… takes the medians.
+int run_cnn_round(const Options& o) {
+    const Dataset d = bench::load_fashion_mnist(o.data);
+    Results r;
+    time_cnn_steps(d, o.quick, r);
+    fmt::print("cnn round: CNN step {:.2f} ms (1 thread), {:.2f} ms (2 threads); LeNet-5 {:.2f} / {:.2f} ms\n",
+               *r.get("cnn_step_ms_tapegrad_1t"), *r.get("cnn_step_ms_tapegrad_2t"), *r.get("lenet_step_ms_tapegrad_1t"),
+               *r.get("lenet_step_ms_tapegrad_2t"));
+    if (!o.json.empty()) write_json(o.json, r);
+    return 0;
+}
+// ---- end conv ----
+
 // ---- gptdemo: one round of the GPT rows, alone in its process (bench/run alternates rounds of
 // this with rounds of scripts/pytorch_gpt.py --bench-steps); peak RSS is this process's. ----
 int run_gpt_round(const Options& o) {
@@ -726,6 +772,8 @@ int run(int argc, char** argv) {
         else if (a == "--gpt-round") o.gpt_round = true;              // gptdemo
         else if (a == "--gpt-steps") o.gpt_steps = std::stoi(value());  // gptdemo
         else if (a == "--gpt") o.gpt.push_back(value());               // gptdemo
+        else if (a == "--cnn-round") o.cnn_round = true;                // conv
+        else if (a == "--cnn") o.cnn.push_back(value());               // conv
         else {
             std::fprintf(stderr,
                          "usage: tapegrad_bench [--quick] [--json FILE] [--markdown FILE] [--data DIR] [--check-steps N] "
@@ -737,6 +785,7 @@ int run(int argc, char** argv) {
     if (!o.child.empty()) return run_child(o);
     if (!o.profile.empty()) return run_profile(o);
     if (o.gpt_round) return run_gpt_round(o);  // gptdemo
+    if (o.cnn_round) return run_cnn_round(o);  // conv
 
     const bool q = o.quick;
     if (o.check_steps == 0) o.check_steps = q ? 30 : 100;
@@ -821,28 +870,8 @@ int run(int argc, char** argv) {
     // ---- conv: issue 12's CNN and LeNet-5 rows (bench/cnn_bench.hpp); PyTorch's come from
     // bench/pytorch_bench.py --cnn, libtorch's from bench/libtorch_bench.cpp when it has them ----
     {
-        std::vector<Batch> cb;
-        for (std::size_t k = 0; k < 16; ++k) cb.emplace_back(d, k * kBatch, kBatch);
+        time_cnn_steps(d, q, r);
         volatile float sink = 0;
-        for (const char* kind : {"cnn", "lenet"})
-            for (int th : {1, 2}) {
-                tg::set_blas_threads(th);
-                bench::CnnNet net(kind);
-                for (int k = 0; k < 3; ++k) sink = sink + net.step(cb[k].x, cb[k].y);
-                if (std::string_view(kind) == "cnn" && th == 1) {
-                    const long a0 = bench::alloc_count();
-                    for (int k = 0; k < 10; ++k) sink = sink + net.step(cb[k].x, cb[k].y);
-                    r.set("cnn_allocs_per_step", a0 < 0 ? std::optional<double>() : double(bench::alloc_count() - a0) / 10);
-                }
-                std::vector<double> t;
-                const int n = (std::string_view(kind) == "cnn" ? 30 : 100) / (q ? 3 : 1);
-                for (int k = 0; k < n; ++k) {
-                    const double t0 = now_s();
-                    sink = sink + net.step(cb[k % 16].x, cb[k % 16].y);
-                    t.push_back((now_s() - t0) * 1e3);
-                }
-                r.set(fmt::format("{}_step_ms_tapegrad_{}t", kind, th), median(t));
-            }
         tg::set_blas_threads(1);
         const bench::ConvLayerTimes ct = bench::time_cnn_convs(q ? 5 : 15);
         r.set("cnn_conv_fwd_ms_tapegrad", ct.fwd_ms[0] + ct.fwd_ms[1]);
@@ -901,6 +930,27 @@ int run(int argc, char** argv) {
     };
     merge(o.pytorch, "pytorch");
     merge(o.libtorch, "libtorch");
+
+    // ---- conv: the interleaved rounds of the CNN / LeNet-5 step rows (bench/run: --cnn FILE per
+    // round and side), when given, replace the single measurements above by their medians ----
+    {
+        std::map<std::string, std::vector<double>> rounds;
+        for (const auto& path : o.cnn) {
+            std::ifstream f(path);
+            std::stringstream ss;
+            ss << f.rdbuf();
+            FlatJson j;
+            if (!f || !parse_flat_json(ss.str(), j)) {
+                fmt::print(stderr, "tapegrad_bench: cannot read CNN round results {}\n", path);
+                continue;
+            }
+            for (const auto& [k, v] : j.numbers)
+                if (v && (k.rfind("cnn_step_ms_", 0) == 0 || k.rfind("lenet_step_ms_", 0) == 0)) rounds[k].push_back(*v);
+        }
+        for (const auto& [k, v] : rounds) r.set(k, median(v));
+        if (!rounds.empty()) r.set("cnn_step_rounds", double(rounds.begin()->second.size()));
+    }
+    // ---- end conv ----
 
     // ---- dist: issue 14's data-parallel figures (bench/dist_bench.cpp; null without MPI) ----
     for (const char* k : {"allreduce_ms_per_step_mlp_2r", "epoch_s_mlp_2ranks_1t", "epoch_s_mlp_1proc_2t",

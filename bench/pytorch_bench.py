@@ -131,6 +131,8 @@ def main():
     ap.add_argument("--check-steps", type=int, default=100)
     ap.add_argument("--steps-only", action="store_true", help="only the MLP step timing")
     ap.add_argument("--cnn", action="store_true", help="only issue 12's CNN and LeNet-5 rows (conv)")
+    ap.add_argument("--cnn-steps", action="store_true",
+                    help="with --cnn: only the step rows (one of bench/run's interleaved rounds)")
     ap.add_argument("--out", required=True)
     a = ap.parse_args()
 
@@ -286,7 +288,7 @@ def cnn_rows(torch, F, a, suffix, images, labels):
     def step(model, opt, x, y):
         return train_step(F, model, opt, x, y)
 
-    if a.threads == 1 and not a.tag:
+    if a.threads == 1 and not a.tag and not a.cnn_steps:
         # Peak RSS as bench_main's cnn child: training steps, then 10,000 images in batches of 1000.
         model, opt = make("cnn")
         for k in range(30 if a.quick else 100):
@@ -304,7 +306,7 @@ def cnn_rows(torch, F, a, suffix, images, labels):
             lambda x, y: step(model, opt, x, y), batches, warmup=3,
             reps=(30 if kind == "cnn" else 100) // (3 if a.quick else 1))
 
-    if not a.tag:
+    if not a.tag and not a.cnn_steps:
         # Epoch in order, batch conversion included (--quick: 40 steps, scaled), as bench_main.
         model, opt = make("cnn")
         nb = (n + BATCH - 1) // BATCH
