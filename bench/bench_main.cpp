@@ -26,6 +26,7 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <initializer_list>
 #include <map>
 #include <optional>
 #include <sstream>
@@ -933,23 +934,32 @@ int run(int argc, char** argv) {
 
     // ---- conv: the interleaved rounds of the CNN / LeNet-5 step rows (bench/run: --cnn FILE per
     // round and side), when given, replace the single measurements above by their medians ----
-    {
+    // Sets each figure whose key starts with one of `prefixes` to its median over the files (one
+    // per round and side); returns the number of rounds of the first such figure (0: none).
+    auto median_over_rounds = [&](const std::vector<std::string>& files, std::string_view what,
+                                  std::initializer_list<std::string_view> prefixes) -> std::size_t {
         std::map<std::string, std::vector<double>> rounds;
-        for (const auto& path : o.cnn) {
+        for (const auto& path : files) {
             std::ifstream f(path);
             std::stringstream ss;
             ss << f.rdbuf();
             FlatJson j;
             if (!f || !parse_flat_json(ss.str(), j)) {
-                fmt::print(stderr, "tapegrad_bench: cannot read CNN round results {}\n", path);
+                fmt::print(stderr, "tapegrad_bench: cannot read {} results {}\n", what, path);
                 continue;
             }
             for (const auto& [k, v] : j.numbers)
-                if (v && (k.rfind("cnn_step_ms_", 0) == 0 || k.rfind("lenet_step_ms_", 0) == 0)) rounds[k].push_back(*v);
+                for (std::string_view p : prefixes)
+                    if (v && k.rfind(p, 0) == 0) {
+                        rounds[k].push_back(*v);
+                        break;
+                    }
         }
         for (const auto& [k, v] : rounds) r.set(k, median(v));
-        if (!rounds.empty()) r.set("cnn_step_rounds", double(rounds.begin()->second.size()));
-    }
+        return rounds.empty() ? 0 : rounds.begin()->second.size();
+    };
+    if (const std::size_t n = median_over_rounds(o.cnn, "CNN round", {"cnn_step_ms_", "lenet_step_ms_"}))
+        r.set("cnn_step_rounds", double(n));
     // ---- end conv ----
 
     // ---- dist: issue 14's data-parallel figures (bench/dist_bench.cpp; null without MPI) ----
@@ -986,20 +996,7 @@ int run(int argc, char** argv) {
                           "gpt_peak_rss_mb_tapegrad", "gpt_peak_rss_mb_pytorch", "gpt_allocs_per_step"})
         r.set(k, std::nullopt);
     {
-        std::map<std::string, std::vector<double>> rounds;
-        for (const auto& path : o.gpt) {
-            std::ifstream f(path);
-            std::stringstream ss;
-            ss << f.rdbuf();
-            FlatJson j;
-            if (!f || !parse_flat_json(ss.str(), j)) {
-                fmt::print(stderr, "tapegrad_bench: cannot read GPT results {}\n", path);
-                continue;
-            }
-            for (const auto& [k, v] : j.numbers)
-                if (v && (k.rfind("gpt_", 0) == 0 || k.rfind("attention_", 0) == 0)) rounds[k].push_back(*v);
-        }
-        for (const auto& [k, v] : rounds) r.set(k, median(v));
+        median_over_rounds(o.gpt, "GPT", {"gpt_", "attention_"});
         for (const char* th : {"1t", "2t"}) {
             r.set(fmt::format("ratio_gpt_step_{}", th), ratio(r.get(fmt::format("gpt_step_ms_tapegrad_{}", th)),
                                                               r.get(fmt::format("gpt_step_ms_pytorch_{}", th))));
