@@ -192,6 +192,20 @@ bool parse_flat_json(const std::string& text, FlatJson& out) {
     }
 }
 
+// A results file of another side or round (bench/run's temporaries), or nullopt with a warning
+// naming `what` and the path when it cannot be read or parsed.
+std::optional<FlatJson> read_flat_json(const std::string& path, std::string_view what) {
+    std::ifstream f(path);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    FlatJson j;
+    if (!f || !parse_flat_json(ss.str(), j)) {
+        fmt::print(stderr, "tapegrad_bench: cannot read {} results {}\n", what, path);
+        return std::nullopt;
+    }
+    return j;
+}
+
 // ---- batches -------------------------------------------------------------------------------
 
 // A batch in the layout every side wants: X as a tensor, labels as floats (tapegrad's
@@ -911,14 +925,9 @@ int run(int argc, char** argv) {
     // (bench/libtorch_bench.cpp), later files overriding earlier ones.
     auto merge = [&](const std::vector<std::string>& files, const std::string& side) {
         for (const auto& path : files) {
-            std::ifstream f(path);
-            std::stringstream ss;
-            ss << f.rdbuf();
-            FlatJson j;
-            if (!f || !parse_flat_json(ss.str(), j)) {
-                fmt::print(stderr, "tapegrad_bench: cannot read {} results {}\n", side, path);
-                continue;
-            }
+            const std::optional<FlatJson> read = read_flat_json(path, side);
+            if (!read) continue;
+            const FlatJson& j = *read;
             for (const auto& [k, v] : j.numbers)
                 if (k.find(side) != std::string::npos) r.set(k, v);
             if (auto it = j.lists.find("losses"); it != j.lists.end() && !it->second.empty()) {
@@ -940,15 +949,9 @@ int run(int argc, char** argv) {
                                   std::initializer_list<std::string_view> prefixes) -> std::size_t {
         std::map<std::string, std::vector<double>> rounds;
         for (const auto& path : files) {
-            std::ifstream f(path);
-            std::stringstream ss;
-            ss << f.rdbuf();
-            FlatJson j;
-            if (!f || !parse_flat_json(ss.str(), j)) {
-                fmt::print(stderr, "tapegrad_bench: cannot read {} results {}\n", what, path);
-                continue;
-            }
-            for (const auto& [k, v] : j.numbers)
+            const std::optional<FlatJson> j = read_flat_json(path, what);
+            if (!j) continue;
+            for (const auto& [k, v] : j->numbers)
                 for (std::string_view p : prefixes)
                     if (v && k.rfind(p, 0) == 0) {
                         rounds[k].push_back(*v);
