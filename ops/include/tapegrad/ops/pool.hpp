@@ -23,6 +23,11 @@
 #include <cmath>
 #include <cstddef>
 #include <string_view>
+#include <type_traits>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include <tapegrad/core/engine_ops.hpp>
 #include <tapegrad/core/op.hpp>
 #include <tapegrad/core/site.hpp>
@@ -184,6 +189,28 @@ void pool_argmax_plane(const T* x, const PoolGeom& g, F&& each) {
 inline bool pool_is_2x2(const PoolGeom& g) {
     return g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 && g.dh == 1 && g.dw == 1;
 }
+#if defined(__SSE2__)
+// Four 2×2 windows at once (float, SSE2: every x86-64): columns 2·ox … 2·ox + 7 of the window's
+// two rows split into the taps a, b (top row, even and odd columns) and c, d (bottom row).
+// pool_argmax's rule, as lanes: v replaces m when !(v ≤ m) and m is not NaN. Taken as
+// (a, b), (c, d), then the two winners: the first maximum of a, b, c, d in that order (a later
+// tap wins only when strictly greater) and the first NaN, exactly as the sequential rule.
+struct Taps4 {
+    __m128 a, b, c, d;
+    static Taps4 load(const float* r0, const float* r1) noexcept {
+        const __m128 t0 = _mm_loadu_ps(r0), t1 = _mm_loadu_ps(r0 + 4);
+        const __m128 u0 = _mm_loadu_ps(r1), u1 = _mm_loadu_ps(r1 + 4);
+        return {_mm_shuffle_ps(t0, t1, _MM_SHUFFLE(2, 0, 2, 0)), _mm_shuffle_ps(t0, t1, _MM_SHUFFLE(3, 1, 3, 1)),
+                _mm_shuffle_ps(u0, u1, _MM_SHUFFLE(2, 0, 2, 0)), _mm_shuffle_ps(u0, u1, _MM_SHUFFLE(3, 1, 3, 1))};
+    }
+    static __m128 pick(__m128 m, __m128 v) noexcept {
+        const __m128 take = _mm_andnot_ps(_mm_cmple_ps(v, m), _mm_cmpeq_ps(m, m));
+        return _mm_or_ps(_mm_and_ps(take, v), _mm_andnot_ps(take, m));
+    }
+    __m128 max() const noexcept { return pick(pick(a, b), pick(c, d)); }
+};
+#endif
+
 // y = max_pool2d(x) through 2×2 stride-2 windows (pool_is_2x2): each output row from two input
 // rows, no index kept; windows outside the plane (ceil_mode) through pool_argmax.
 template <class T>
@@ -199,6 +226,17 @@ void max_pool_2x2(T* out, const T* x, const PoolGeom& g) {
             if (oy < iy) {
                 const T* __restrict r0 = xp + 2 * oy * g.w;
                 const T* __restrict r1 = r0 + g.w;
+#if defined(__SSE2__)
+                if constexpr (std::is_same_v<T, float>)
+                    if (ix >= 4) {  // the last four windows overlap the previous block: rewritten, same values
+                        for (;; ox += 4) {
+                            ox = std::min(ox, ix - 4);
+                            _mm_storeu_ps(o + ox, Taps4::load(r0 + 2 * ox, r1 + 2 * ox).max());
+                            if (ox + 4 == ix) break;
+                        }
+                        ox = ix;
+                    }
+#endif
                 unsigned k;
                 for (; ox < ix; ++ox) o[ox] = max4(r0[2 * ox], r0[2 * ox + 1], r1[2 * ox], r1[2 * ox + 1], k);
             }
@@ -209,6 +247,9 @@ void max_pool_2x2(T* out, const T* x, const PoolGeom& g) {
 // dx = dy scattered to the 2×2 windows' argmax (pool_is_2x2 with every window inside the
 // plane): each window's four entries written once (dy at the argmax, 0 elsewhere), the odd last
 // row and column (in no window) zeroed; no clearing pass, no read-modify-write.
+// The argmax is the first tap equal to the maximum m, or the first NaN when m is NaN (then no
+// tap equals m): masks rather than max4's index, so that the taps select without branches (the
+// comparisons of real data are unpredictable).
 template <class T>
 void max_pool_2x2_backward(T* out, const T* gy, const T* x, const PoolGeom& g) {
     const std::size_t plane = g.h * g.w, oplane = g.oh * g.ow;
@@ -222,10 +263,34 @@ void max_pool_2x2_backward(T* out, const T* gy, const T* x, const PoolGeom& g) {
             T* __restrict d0 = op + 2 * oy * g.w;
             T* __restrict d1 = d0 + g.w;
             const T* __restrict gr = gp + oy * g.ow;
-            for (std::size_t ox = 0; ox < g.ow; ++ox) {
-                // The argmax is the first tap equal to the maximum m, or the first NaN when m is
-                // NaN (then no tap equals m): masks, not the index of max4, so that the loop
-                // vectorises as the forward's (a selected index compiles to mispredicted branches).
+            std::size_t ox = 0;
+#if defined(__SSE2__)
+            // The last four windows overlap the previous block when ow is not a multiple of 4:
+            // they are written again with the same values (each store depends on x and dy only).
+            if constexpr (std::is_same_v<T, float>)
+                for (std::size_t next = 0; g.ow >= 4 && ox < g.ow; ox = next) {
+                    ox = std::min(next, g.ow - 4);
+                    next = ox + 4;
+                    const Taps4 t = Taps4::load(r0 + 2 * ox, r1 + 2 * ox);
+                    const __m128 m = t.max();
+                    auto first = [&](__m128 v, __m128 before) {  // v is m or NaN, and no earlier tap was
+                        return _mm_andnot_ps(before, _mm_or_ps(_mm_cmpeq_ps(v, m), _mm_cmpunord_ps(v, v)));
+                    };
+                    const __m128 ea = first(t.a, _mm_setzero_ps());
+                    const __m128 eb = first(t.b, ea);
+                    const __m128 eab = _mm_or_ps(ea, eb);
+                    const __m128 ec = first(t.c, eab);
+                    const __m128 ed = _mm_andnot_ps(_mm_or_ps(eab, ec), _mm_castsi128_ps(_mm_set1_epi32(-1)));
+                    const __m128 v = _mm_loadu_ps(gr + ox);
+                    const __m128 va = _mm_and_ps(ea, v), vb = _mm_and_ps(eb, v);
+                    const __m128 vc = _mm_and_ps(ec, v), vd = _mm_and_ps(ed, v);
+                    _mm_storeu_ps(d0 + 2 * ox, _mm_unpacklo_ps(va, vb));
+                    _mm_storeu_ps(d0 + 2 * ox + 4, _mm_unpackhi_ps(va, vb));
+                    _mm_storeu_ps(d1 + 2 * ox, _mm_unpacklo_ps(vc, vd));
+                    _mm_storeu_ps(d1 + 2 * ox + 4, _mm_unpackhi_ps(vc, vd));
+                }
+#endif
+            for (; ox < g.ow; ++ox) {
                 const T a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1];
                 unsigned k;
                 const T m = max4(a, b, c, d, k);
