@@ -7,6 +7,7 @@
 #include <tapegrad/core/gradcheck.hpp>
 #include <tapegrad/core/hessian.hpp>
 #include <tapegrad/core/op.hpp>
+#include <tapegrad/core/parallel.hpp>
 #include <tapegrad/core/philox.hpp>
 #include <tapegrad/core/site.hpp>
 #include <tapegrad/core/tape.hpp>

@@ -32,6 +32,7 @@
 #include <string_view>
 #include <tapegrad/core/engine_ops.hpp>
 #include <tapegrad/core/op.hpp>
+#include <tapegrad/core/parallel.hpp>
 #include <tapegrad/core/site.hpp>
 #include <tapegrad/core/tape.hpp>
 #include <tapegrad/ops/elementwise.hpp>
@@ -206,19 +207,34 @@ Tensor<T> mat(const T* p, std::size_t m, std::size_t n) {
     return Tensor<T>::view(const_cast<T*>(p), Shape{m, n}, std::pmr::get_default_resource());
 }
 
-// f(n, gi, cols) for every image n and group gi in order, cols the K×P columns of x[n, gi]:
-// im2col'd into the per-thread scratch, or x[n, gi] itself when the kernel is pointwise.
-// The prologue the forward and the weight gradient share (each reads x through im2col).
+// f(n, gi, cols) for every image n in [n0, n1) and group gi in order, cols the K×P columns of
+// x[n, gi]: im2col'd into the calling thread's scratch, or x[n, gi] itself when the kernel is
+// pointwise. The prologue the forward and the weight gradient share (each reads x through im2col).
 template <class T, class F>
-void for_each_image_cols(const T* x, const ConvGeom& g, const Conv2dParams& p, F&& f) {
+void for_each_image_cols(const T* x, const ConvGeom& g, const Conv2dParams& p, std::size_t n0, std::size_t n1,
+                         F&& f) {
     const bool pointwise = conv_is_pointwise(g, p);
     T* cols = pointwise ? nullptr : conv_scratch<T>(g.k() * g.p());
-    for (std::size_t n = 0; n < g.n; ++n)
+    for (std::size_t n = n0; n < n1; ++n)
         for (std::size_t gi = 0; gi < g.g; ++gi) {
             const T* xi = x + (n * g.c + gi * g.cg) * g.h * g.w;
             if (!pointwise) im2col_image(xi, g, p, g.cg, cols);
             f(n, gi, pointwise ? xi : static_cast<const T*>(cols));
         }
+}
+
+// body(n0, n1) over the images [0, g.n): side by side on parallel_for's threads, one range of
+// images each with its own scratch, when OpenBLAS would run the per-image GEMM (m·n·k) on one
+// thread anyway — OpenBLAS 0.3.21 keeps a GEMM with m·n·k ≤ 65536·4 on one thread
+// (interface/gemm.c: SMP_THRESHOLD_MIN · GEMM_MULTITHREAD_THRESHOLD) — and otherwise on the
+// caller, image after image, its GEMMs threaded by OpenBLAS. Each image's output is computed by
+// the same calls either way: the result does not depend on the thread count.
+template <class F>
+void for_image_ranges(const ConvGeom& g, std::size_t m, std::size_t n, std::size_t k, F&& body) {
+    if (double(m) * double(n) * double(k) <= 65536.0 * 4)
+        parallel_for(g.n, 1, body);
+    else
+        body(std::size_t(0), g.n);
 }
 
 // The three kernels, shared by the ops' forwards and their vjp_into (add: accumulate into out).
@@ -229,12 +245,14 @@ void conv_forward(Tensor<T>& out, const Tensor<T>& x, const Tensor<T>& w, const 
                   std::string_view op) {
     const ConvGeom g = conv_geom(op, x.shape(), w.shape(), p);
     const std::size_t K = g.k(), P = g.p();
-    for_each_image_cols(x.data(), g, p, [&](std::size_t n, std::size_t gi, const T* c) {
-        T* yp = out.data() + (n * g.o + gi * g.og) * P;
-        if (bias)
-            for (std::size_t o = 0; o < g.og; ++o) std::fill_n(yp + o * P, P, bias[gi * g.og + o]);
-        Tensor<T> yi = mat(yp, g.og, P);
-        gemm(false, false, T(1), mat(w.data() + gi * g.og * K, g.og, K), mat(c, K, P), bias ? T(1) : T(0), yi);
+    for_image_ranges(g, g.og, P, K, [&](std::size_t n0, std::size_t n1) {
+        for_each_image_cols(x.data(), g, p, n0, n1, [&](std::size_t n, std::size_t gi, const T* c) {
+            T* yp = out.data() + (n * g.o + gi * g.og) * P;
+            if (bias)
+                for (std::size_t o = 0; o < g.og; ++o) std::fill_n(yp + o * P, P, bias[gi * g.og + o]);
+            Tensor<T> yi = mat(yp, g.og, P);
+            gemm(false, false, T(1), mat(w.data() + gi * g.og * K, g.og, K), mat(c, K, P), bias ? T(1) : T(0), yi);
+        });
     });
 }
 // out (x's shape `in`) = (or +=) col2im(W_gᵀ · gy[n, g]) image by image.
@@ -244,16 +262,19 @@ void conv_input_grad(Tensor<T>& out, const Tensor<T>& gy, const Tensor<T>& w, co
     const ConvGeom g = conv_geom(op, in, w.shape(), p);
     const std::size_t K = g.k(), P = g.p();
     const bool pointwise = conv_is_pointwise(g, p);
-    T* cols = pointwise ? nullptr : conv_scratch<T>(K * P);
-    if (!pointwise && !add) out.fill(T(0));
-    for (std::size_t n = 0; n < g.n; ++n)
-        for (std::size_t gi = 0; gi < g.g; ++gi) {
-            T* xi = out.data() + (n * g.c + gi * g.cg) * g.h * g.w;
-            Tensor<T> c = mat(pointwise ? xi : cols, K, P);
-            gemm(true, false, T(1), mat(w.data() + gi * g.og * K, g.og, K),
-                 mat(gy.data() + (n * g.o + gi * g.og) * P, g.og, P), pointwise && add ? T(1) : T(0), c);
-            if (!pointwise) col2im_image_add(cols, g, p, g.cg, xi);
-        }
+    for_image_ranges(g, K, P, g.og, [&](std::size_t n0, std::size_t n1) {
+        T* cols = pointwise ? nullptr : conv_scratch<T>(K * P);
+        const std::size_t image = g.c * g.h * g.w;
+        if (!pointwise && !add) std::fill_n(out.data() + n0 * image, (n1 - n0) * image, T(0));
+        for (std::size_t n = n0; n < n1; ++n)
+            for (std::size_t gi = 0; gi < g.g; ++gi) {
+                T* xi = out.data() + (n * g.c + gi * g.cg) * g.h * g.w;
+                Tensor<T> c = mat(pointwise ? xi : cols, K, P);
+                gemm(true, false, T(1), mat(w.data() + gi * g.og * K, g.og, K),
+                     mat(gy.data() + (n * g.o + gi * g.og) * P, g.og, P), pointwise && add ? T(1) : T(0), c);
+                if (!pointwise) col2im_image_add(cols, g, p, g.cg, xi);
+            }
+    });
 }
 // out (`wshape`) = (or +=) Σₙ gy[n, g] · im2col(x[n, g])ᵀ: the first image's GEMM overwrites
 // (β = 0) unless adding, so that no pass clears out first.
@@ -263,7 +284,7 @@ void conv_weight_grad(Tensor<T>& out, const Tensor<T>& x, const Tensor<T>& gy, c
     const ConvGeom g = conv_geom(op, x.shape(), wshape, p);
     const std::size_t K = g.k(), P = g.p();
     if (g.n == 0 && !add) out.fill(T(0));
-    for_each_image_cols(x.data(), g, p, [&](std::size_t n, std::size_t gi, const T* c) {
+    for_each_image_cols(x.data(), g, p, 0, g.n, [&](std::size_t n, std::size_t gi, const T* c) {
         Tensor<T> wg = mat(out.data() + gi * g.og * K, g.og, K);
         gemm(false, true, T(1), mat(gy.data() + (n * g.o + gi * g.og) * P, g.og, P), mat(c, K, P),
              n == 0 && !add ? T(0) : T(1), wg);

@@ -30,6 +30,7 @@
 
 #include <tapegrad/core/engine_ops.hpp>
 #include <tapegrad/core/op.hpp>
+#include <tapegrad/core/parallel.hpp>
 #include <tapegrad/core/site.hpp>
 #include <tapegrad/core/tape.hpp>
 #include <tapegrad/ops/elementwise.hpp>
@@ -186,6 +187,9 @@ void pool_argmax_plane(const T* x, const PoolGeom& g, F&& each) {
 // The CNNs' pool: 2×2 windows at stride 2, no padding, no dilation. Its windows do not
 // overlap; the first ⌊h/2⌋ rows and ⌊w/2⌋ columns of them lie inside the plane (ceil_mode adds
 // a last row or column that does not, which the general path takes).
+// Planes per part of a parallel pool: at least 32 Ki input elements (below, waking a worker
+// costs more than it saves).
+inline std::size_t pool_grain(const PoolGeom& g) { return std::max<std::size_t>(1, (std::size_t(1) << 15) / std::max<std::size_t>(1, g.h * g.w)); }
 inline bool pool_is_2x2(const PoolGeom& g) {
     return g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 && g.dh == 1 && g.dw == 1;
 }
@@ -214,10 +218,10 @@ struct Taps4 {
 // y = max_pool2d(x) through 2×2 stride-2 windows (pool_is_2x2): each output row from two input
 // rows, no index kept; windows outside the plane (ceil_mode) through pool_argmax.
 template <class T>
-void max_pool_2x2(T* out, const T* x, const PoolGeom& g) {
+void max_pool_2x2(T* out, const T* x, const PoolGeom& g, std::size_t nc0, std::size_t nc1) {
     const std::size_t plane = g.h * g.w, oplane = g.oh * g.ow;
     const std::size_t iy = std::min(g.oh, g.h / 2), ix = std::min(g.ow, g.w / 2);
-    for (std::size_t nc = 0; nc < g.n * g.c; ++nc) {
+    for (std::size_t nc = nc0; nc < nc1; ++nc) {
         const T* xp = x + nc * plane;
         T* op = out + nc * oplane;
         for (std::size_t oy = 0; oy < g.oh; ++oy) {
@@ -251,9 +255,9 @@ void max_pool_2x2(T* out, const T* x, const PoolGeom& g) {
 // tap equals m): masks rather than max4's index, so that the taps select without branches (the
 // comparisons of real data are unpredictable).
 template <class T>
-void max_pool_2x2_backward(T* out, const T* gy, const T* x, const PoolGeom& g) {
+void max_pool_2x2_backward(T* out, const T* gy, const T* x, const PoolGeom& g, std::size_t nc0, std::size_t nc1) {
     const std::size_t plane = g.h * g.w, oplane = g.oh * g.ow;
-    for (std::size_t nc = 0; nc < g.n * g.c; ++nc) {
+    for (std::size_t nc = nc0; nc < nc1; ++nc) {
         const T* xp = x + nc * plane;
         const T* gp = gy + nc * oplane;
         T* op = out + nc * plane;
@@ -359,8 +363,10 @@ struct MaxPool2d {
     template <class T>
     void forward(Tensor<T>& out, const Tensor<T>& x) const {
         const detail::PoolGeom g = detail::pool_geom(name, x.shape(), q);
-        if (detail::pool_is_2x2(g))
-            detail::max_pool_2x2(out.data(), x.data(), g);
+        if (detail::pool_is_2x2(g))  // planes side by side on parallel_for's threads (disjoint outputs)
+            parallel_for(g.n * g.c, detail::pool_grain(g), [&](std::size_t b, std::size_t e) {
+                detail::max_pool_2x2(out.data(), x.data(), g, b, e);
+            });
         else
             detail::pool_gather(out.data(), x.data(), x.data(), g);
     }
@@ -388,7 +394,9 @@ struct MaxPool2dBackward {
     void forward(Tensor<T>& out, const Tensor<T>& gy, const Tensor<T>& x) const {
         const detail::PoolGeom g = detail::pool_geom(name, x.shape(), q);
         if (detail::pool_is_2x2(g) && g.oh == g.h / 2 && g.ow == g.w / 2)  // every window inside
-            return detail::max_pool_2x2_backward(out.data(), gy.data(), x.data(), g);
+            return parallel_for(g.n * g.c, detail::pool_grain(g), [&](std::size_t b, std::size_t e) {
+                detail::max_pool_2x2_backward(out.data(), gy.data(), x.data(), g, b, e);
+            });
         out.fill(T(0));
         const std::size_t plane = g.h * g.w, oplane = g.oh * g.ow;
         for (std::size_t nc = 0; nc < g.n * g.c; ++nc) {
