@@ -189,6 +189,68 @@ TEST_CASE("the one-pass unary VJPs (vjp_into) agree with vjp, including far in t
     CHECK(d[0] == -1.5);
 }
 
+TEST_CASE("every pointwise row's one-pass VJP (vjp_into) writes bitwise what its vjp computes") {
+    // pointwise.hpp derives both from one row, whose scalar f′ repeats its ops' order of operations:
+    // no tolerance, in double and in float, tails included; a flat row (f′ = 0) has no vjp_into.
+    auto run = [](auto zero) {
+        using T = decltype(zero);
+        (void)zero;
+        std::mt19937_64 rng(21);
+        std::uniform_real_distribution<double> u(-1.5, 1.5);
+        const T nan = std::numeric_limits<T>::quiet_NaN();
+        for (std::size_t trial = 0; trial < 6; ++trial) {
+            CAPTURE(trial);
+            Tensor<T> x(tg::Shape{1 + trial % 3, 2 + trial});
+            for (std::size_t i = 0; i < x.size(); ++i) x[i] = static_cast<T>(u(rng));
+            x[0] = trial % 2 ? T(40) : T(-30);  // far in the tails of σ and tanh
+            Tensor<T> pos = x;                  // sqrt, log, pow: on positive values
+            for (std::size_t i = 0; i < pos.size(); ++i) pos[i] = std::abs(pos[i]) + T(0.1);
+            Tensor<T> g = x, r = x;
+            for (std::size_t i = 0; i < g.size(); ++i) {
+                g[i] = static_cast<T>(u(rng));
+                r[i] = static_cast<T>(u(rng));
+            }
+            auto check = [&](const auto& op, const Tensor<T>& at) {
+                CAPTURE(op.name);
+                const Tensor<T> y = tg::apply(op, at);
+                const Tensor<T> want = op.vjp(tg::In<0>{}, g, y, at);
+                Tensor<T> d(at.shape());
+                for (std::size_t i = 0; i < d.size(); ++i) d[i] = nan;
+                op.vjp_into(tg::In<0>{}, d, false, g, y, at);
+                Tensor<T> acc = r;
+                op.vjp_into(tg::In<0>{}, acc, true, g, y, at);
+                for (std::size_t i = 0; i < d.size(); ++i) {
+                    CAPTURE(i);
+                    CHECK(d[i] == want[i]);
+                    CHECK(acc[i] == r[i] + want[i]);
+                }
+            };
+            check(tg::Sigmoid{}, x);
+            check(tg::SigmoidGrad{}, x);
+            check(tg::Tanh{}, x);
+            check(tg::TanhGrad{}, x);
+            check(tg::LeakyRelu{0.1}, x);
+            check(tg::LeakyRelu{}, x);
+            check(tg::Softplus{}, x);
+            check(tg::Square{}, x);
+            check(tg::Exp{}, x);
+            check(tg::Abs{}, x);
+            check(tg::Sqrt{}, pos);
+            check(tg::Log{}, pos);
+            for (double p : {1.0, 2.0, 3.0, -0.5, 0.5}) check(tg::Pow{p}, pos);
+        }
+    };
+    run(0.0);
+    run(0.0f);
+    auto writes_in_place = [](const auto& op) {
+        return requires(Tensor<double>& d) { op.vjp_into(tg::In<0>{}, d, false, d, d, d); };
+    };
+    CHECK_FALSE(writes_in_place(tg::ReluGrad{}));
+    CHECK_FALSE(writes_in_place(tg::LeakyReluGrad{0.1}));
+    CHECK_FALSE(writes_in_place(tg::Sign{}));
+    CHECK(writes_in_place(tg::Exp{}));
+}
+
 TEST_CASE("the elementwise binary VJPs written in place agree with vjp for every broadcast pair") {
     std::mt19937_64 rng(11);
     const double nan = std::numeric_limits<double>::quiet_NaN();

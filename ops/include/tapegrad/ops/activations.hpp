@@ -1,6 +1,8 @@
 // Activations and their derivative helpers. The helpers (σ′, tanh′, relu′, …) are ops of their
 // own: the numeric reading computes f′ in one stable loop, the symbolic reading prints σ′(A),
-// and each helper has its own VJP (f″) so that gradients of gradients work.
+// and each helper has its own VJP (f″) so that gradients of gradients work. The pointwise ones
+// are rows of the pointwise table (pointwise.hpp: f, f′ as a scalar and as ops); relu and
+// relu_backward keep their hand-written select loops.
 //
 // Stability (seed 001): σ is computed from e = exp(−|x|), so it never overflows; σ′ = σ(x)σ(−x)
 // = e/(1+e)², never 1 − σ of a rounded σ; softplus = max(x, 0) + log1p(exp(−|x|)); softmax and
@@ -20,6 +22,7 @@
 #include <tapegrad/core/site.hpp>
 #include <tapegrad/core/tape.hpp>
 #include <tapegrad/ops/elementwise.hpp>
+#include <tapegrad/ops/pointwise.hpp>
 #include <tapegrad/ops/reduce_axes.hpp>
 #include <tapegrad/ops/reductions.hpp>
 
@@ -55,112 +58,71 @@ T stable_softplus(T x) {
 
 }  // namespace detail
 
-struct SigmoidGrad;
+// Rows of the pointwise table (pointwise.hpp), one line per member:
+// clang-format off
 
 // Y = σ(X).  dX = dY ⊙ σ′(X).
-struct Sigmoid {
+struct SigmoidDef {
     static constexpr std::string_view name = "sigmoid";
-    static constexpr std::size_t arity = 1;
     static constexpr Notation notation{"σ({0})", "sigmoid({0})", Prec::Atom};
-    static constexpr bool any_rank = true;  // elementwise: every rank
-    Shape shape(Shape x) const { return x; }
-    template <class T>
-    void forward(Tensor<T>& out, const Tensor<T>& x) const {
-        for (std::size_t i = 0; i < x.size(); ++i) out[i] = detail::stable_sigmoid(x[i]);
-    }
-    template <class V>
-    V vjp(In<0>, const V& g, const V&, const V& x) const;
-    // The same VJP in one pass into the adjoint (no σ′ temporary).
-    template <class T>
-    void vjp_into(In<0>, Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>&, const Tensor<T>& x) const {
-        write_broadcast_vjp(dst, add, g, x, [](T u, T v) { return u * detail::stable_sigmoid_grad(v); });
-    }
+    template <class T> static T f(T x) { return detail::stable_sigmoid(x); }
+    template <class T> static T df(T x) { return detail::stable_sigmoid_grad(x); }
+    template <class V> static V df_op(const V& x, const V& y);  // σ′(X), below
 };
+using Sigmoid = Pointwise<SigmoidDef>;
 
 // Y = σ′(X) = σ(X) ⊙ σ(−X).  dX = dY ⊙ σ″(X),  σ″ = σ′ ⊙ (σ(−X) − σ(X)).
-struct SigmoidGrad {
+struct SigmoidGradDef {
     static constexpr std::string_view name = "sigmoid_grad";
-    static constexpr std::size_t arity = 1;
     static constexpr Notation notation{"σ′({0})", "sigmoid'({0})", Prec::Atom};
-    static constexpr bool any_rank = true;  // elementwise: every rank
-    Shape shape(Shape x) const { return x; }
-    template <class T>
-    void forward(Tensor<T>& out, const Tensor<T>& x) const {
-        for (std::size_t i = 0; i < x.size(); ++i) out[i] = detail::stable_sigmoid_grad(x[i]);
+    template <class T> static T f(T x) { return detail::stable_sigmoid_grad(x); }
+    template <class T> static T df(T x) {
+        return f(x) * (detail::stable_sigmoid(-x) - detail::stable_sigmoid(x));
     }
-    template <class V>
-    V vjp(In<0>, const V& g, const V& y, const V& x) const {
+    template <class V> static V df_op(const V& x, const V& y) {
         V d = apply(Sub{}, apply(Sigmoid{}, apply(Neg{}, x)), apply(Sigmoid{}, x));
-        return apply(Mul{}, g, apply(Mul{}, y, d));
+        return apply(Mul{}, y, d);
     }
 };
+using SigmoidGrad = Pointwise<SigmoidGradDef>;
 
-template <class V>
-V Sigmoid::vjp(In<0>, const V& g, const V&, const V& x) const {
-    return apply(Mul{}, g, apply(SigmoidGrad{}, x));
-}
+template <class V> V SigmoidDef::df_op(const V& x, const V&) { return apply(SigmoidGrad{}, x); }
+
+// Y = tanh(X).  dX = dY ⊙ tanh′(X).
+struct TanhDef {
+    static constexpr std::string_view name = "tanh";
+    static constexpr Notation notation{"tanh({0})", "tanh({0})", Prec::Atom};
+    template <class T> static T f(T x) { return std::tanh(x); }
+    template <class T> static T df(T x) { return detail::stable_tanh_grad(x); }
+    template <class V> static V df_op(const V& x, const V& y);  // tanh′(X), below
+};
+using Tanh = Pointwise<TanhDef>;
 
 // Y = tanh′(X) = 1 − tanh²(X) = 4e/(1+e)², e = e^−2|X| (accurate where 1 − tanh² rounds to 0).
 // dX = dY ⊙ tanh″(X),  tanh″ = −2·tanh(X) ⊙ tanh′(X).
-struct TanhGrad;
-
-// Y = tanh(X).  dX = dY ⊙ tanh′(X).
-struct Tanh {
-    static constexpr std::string_view name = "tanh";
-    static constexpr std::size_t arity = 1;
-    static constexpr Notation notation{"tanh({0})", "tanh({0})", Prec::Atom};
-    static constexpr bool any_rank = true;  // elementwise: every rank
-    Shape shape(Shape x) const { return x; }
-    template <class T>
-    void forward(Tensor<T>& out, const Tensor<T>& x) const {
-        for (std::size_t i = 0; i < x.size(); ++i) out[i] = std::tanh(x[i]);
-    }
-    template <class V>
-    V vjp(In<0>, const V& g, const V&, const V& x) const;
-    // The same VJP in one pass into the adjoint (no tanh′ temporary).
-    template <class T>
-    void vjp_into(In<0>, Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>&, const Tensor<T>& x) const {
-        write_broadcast_vjp(dst, add, g, x, [](T u, T v) { return u * detail::stable_tanh_grad(v); });
-    }
-};
-
-struct TanhGrad {
+struct TanhGradDef {
     static constexpr std::string_view name = "tanh_grad";
-    static constexpr std::size_t arity = 1;
     static constexpr Notation notation{"tanh′({0})", "tanh'({0})", Prec::Atom};
-    static constexpr bool any_rank = true;  // elementwise: every rank
-    Shape shape(Shape x) const { return x; }
-    template <class T>
-    void forward(Tensor<T>& out, const Tensor<T>& x) const {
-        for (std::size_t i = 0; i < x.size(); ++i) out[i] = detail::stable_tanh_grad(x[i]);
-    }
-    template <class V>
-    V vjp(In<0>, const V& g, const V& y, const V& x) const {
-        return apply(Mul{}, g, apply(Scale{-2}, apply(Mul{}, apply(Tanh{}, x), y)));
+    template <class T> static T f(T x) { return detail::stable_tanh_grad(x); }
+    template <class T> static T df(T x) { return T(-2) * (std::tanh(x) * f(x)); }
+    template <class V> static V df_op(const V& x, const V& y) {
+        return apply(Scale{-2}, apply(Mul{}, apply(Tanh{}, x), y));
     }
 };
+using TanhGrad = Pointwise<TanhGradDef>;
 
-template <class V>
-V Tanh::vjp(In<0>, const V& g, const V&, const V& x) const {
-    return apply(Mul{}, g, apply(TanhGrad{}, x));
-}
+template <class V> V TanhDef::df_op(const V& x, const V&) { return apply(TanhGrad{}, x); }
 
 // Y = relu′(X) = [X > 0] (0 at the kink).  dX = 0.
-struct ReluGrad {
+struct ReluGradDef {
     static constexpr std::string_view name = "relu_grad";
-    static constexpr std::size_t arity = 1;
     static constexpr Notation notation{"relu′({0})", "relu'({0})", Prec::Atom};
-    static constexpr bool any_rank = true;  // elementwise: every rank
-    Shape shape(Shape x) const { return x; }
-    template <class T>
-    void forward(Tensor<T>& out, const Tensor<T>& x) const {
-        for (std::size_t i = 0; i < x.size(); ++i) out[i] = x[i] > 0 ? T(1) : T(0);
-    }
-    template <class V>
-    V vjp(In<0>, const V& g, const V&, const V&) const {
-        return apply(ZerosLike{}, g);
-    }
+    static constexpr bool flat = true;
+    template <class T> static T f(T x) { return x > 0 ? T(1) : T(0); }
 };
+using ReluGrad = Pointwise<ReluGradDef>;
+
+// clang-format on
 
 // Y = G ⊙ relu′(X), fused: relu's VJP in one pass with no relu′ temporary (the MLP's hot path).
 //   dG = dY ⊙ relu′(X) = relu_backward(dY, X)        G, X, Y: m×n
@@ -218,69 +180,41 @@ struct Relu {
     }
 };
 
+// Rows of the pointwise table (pointwise.hpp), one line per member:
+// clang-format off
+
 // Y = leaky_relu′(X) = 1 where X > 0, else slope.  dX = 0.
-struct LeakyReluGrad {
+struct LeakyReluGradDef {
     static constexpr std::string_view name = "leaky_relu_grad";
-    static constexpr std::size_t arity = 1;
     static constexpr Notation notation{"leaky_relu′({0})", "leaky_relu'({0})", Prec::Atom};
+    static constexpr bool flat = true;
     double slope = 0.01;
-    static constexpr bool any_rank = true;  // elementwise: every rank
-    Shape shape(Shape x) const { return x; }
-    template <class T>
-    void forward(Tensor<T>& out, const Tensor<T>& x) const {
-        const T s = static_cast<T>(slope);
-        for (std::size_t i = 0; i < x.size(); ++i) out[i] = x[i] > 0 ? T(1) : s;
-    }
-    template <class V>
-    V vjp(In<0>, const V& g, const V&, const V&) const {
-        return apply(ZerosLike{}, g);
-    }
+    template <class T> T f(T x) const { return x > 0 ? T(1) : static_cast<T>(slope); }
 };
+using LeakyReluGrad = Pointwise<LeakyReluGradDef>;
 
 // Y = X where X > 0, else slope·X.  dX = dY ⊙ leaky_relu′(X).
-struct LeakyRelu {
+struct LeakyReluDef {
     static constexpr std::string_view name = "leaky_relu";
-    static constexpr std::size_t arity = 1;
     static constexpr Notation notation{"leaky_relu({0})", "leaky_relu({0})", Prec::Atom};
     double slope = 0.01;
-    static constexpr bool any_rank = true;  // elementwise: every rank
-    Shape shape(Shape x) const { return x; }
-    template <class T>
-    void forward(Tensor<T>& out, const Tensor<T>& x) const {
-        const T s = static_cast<T>(slope);
-        for (std::size_t i = 0; i < x.size(); ++i) out[i] = x[i] > 0 ? x[i] : s * x[i];
-    }
-    template <class V>
-    V vjp(In<0>, const V& g, const V&, const V& x) const {
-        return apply(Mul{}, g, apply(LeakyReluGrad{slope}, x));
-    }
-    template <class T>  // the same in one pass into the adjoint (op.hpp)
-    void vjp_into(In<0>, Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>&, const Tensor<T>& x) const {
-        const T s = static_cast<T>(slope);
-        write_broadcast_vjp(dst, add, g, x, [s](T u, T v) { return u * (v > 0 ? T(1) : s); });
-    }
+    template <class T> T f(T x) const { return x > 0 ? x : static_cast<T>(slope) * x; }
+    template <class T> T df(T x) const { return x > 0 ? T(1) : static_cast<T>(slope); }
+    template <class V> V df_op(const V& x, const V&) const { return apply(LeakyReluGrad{slope}, x); }
 };
+using LeakyRelu = Pointwise<LeakyReluDef>;
 
 // Y = softplus(X) = log(1 + exp(X)).  dX = dY ⊙ σ(X).
-struct Softplus {
+struct SoftplusDef {
     static constexpr std::string_view name = "softplus";
-    static constexpr std::size_t arity = 1;
     static constexpr Notation notation{"softplus({0})", "softplus({0})", Prec::Atom};
-    static constexpr bool any_rank = true;  // elementwise: every rank
-    Shape shape(Shape x) const { return x; }
-    template <class T>
-    void forward(Tensor<T>& out, const Tensor<T>& x) const {
-        for (std::size_t i = 0; i < x.size(); ++i) out[i] = detail::stable_softplus(x[i]);
-    }
-    template <class V>
-    V vjp(In<0>, const V& g, const V&, const V& x) const {
-        return apply(Mul{}, g, apply(Sigmoid{}, x));
-    }
-    template <class T>  // the same in one pass into the adjoint (op.hpp)
-    void vjp_into(In<0>, Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>&, const Tensor<T>& x) const {
-        write_broadcast_vjp(dst, add, g, x, [](T u, T v) { return u * detail::stable_sigmoid(v); });
-    }
+    template <class T> static T f(T x) { return detail::stable_softplus(x); }
+    template <class T> static T df(T x) { return detail::stable_sigmoid(x); }
+    template <class V> static V df_op(const V& x, const V&) { return apply(Sigmoid{}, x); }
 };
+using Softplus = Pointwise<SoftplusDef>;
+
+// clang-format on
 
 namespace detail {
 // The geometry of a softmax along one axis of a contiguous x: `outer` blocks of `n` × `inner`

@@ -1,6 +1,7 @@
 // Pointwise functions: square, sqrt, exp, log, pow by a constant, abs and its derivative sign.
-// Each forward is one loop; each VJP multiplies the adjoint by f′, written with ops so that it
-// runs on tensors, Vars and symbols alike.
+// Each is a row of the pointwise table (pointwise.hpp): f, and f′ as a scalar and as ops, from
+// which the forward loop, the VJP (on tensors, Vars and symbols alike) and the one-pass VJP into
+// the adjoint are derived.
 #pragma once
 
 #include <fmt/format.h>
@@ -13,149 +14,106 @@
 #include <tapegrad/core/site.hpp>
 #include <tapegrad/core/tape.hpp>
 #include <tapegrad/ops/elementwise.hpp>
+#include <tapegrad/ops/pointwise.hpp>
 #include <tapegrad/ops/reductions.hpp>
 
 namespace tapegrad {
 
+// Rows of the pointwise table (pointwise.hpp), one line per member:
+// clang-format off
+
 // Y = X².  dX = dY ⊙ 2X.
-struct Square {
+struct SquareDef {
     static constexpr std::string_view name = "square";
-    static constexpr std::size_t arity = 1;
     static constexpr Notation notation{"{0}²", "{0}^2", Prec::Postfix};
-    static constexpr bool any_rank = true;  // elementwise: every rank
-    Shape shape(Shape x) const { return x; }
-    template <class T>
-    void forward(Tensor<T>& out, const Tensor<T>& x) const {
-        for (std::size_t i = 0; i < x.size(); ++i) out[i] = x[i] * x[i];
-    }
-    template <class V>
-    V vjp(In<0>, const V& g, const V&, const V& x) const {
-        return apply(Mul{}, g, apply(Scale{2}, x));
-    }
-    template <class T>  // the same in one pass into the adjoint (op.hpp)
-    void vjp_into(In<0>, Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>&, const Tensor<T>& x) const {
-        write_broadcast_vjp(dst, add, g, x, [](T u, T v) { return u * (T(2) * v); });
-    }
+    template <class T> static T f(T x) { return x * x; }
+    template <class T> static T df(T x) { return T(2) * x; }
+    template <class V> static V df_op(const V& x, const V&) { return apply(Scale{2}, x); }
 };
+using Square = Pointwise<SquareDef>;
 
 // Y = √X.  dX = dY ⊘ (2Y).
-struct Sqrt {
+struct SqrtDef {
     static constexpr std::string_view name = "sqrt";
-    static constexpr std::size_t arity = 1;
     static constexpr Notation notation{"√{0}", "sqrt({0})", Prec::Prefix};
-    static constexpr bool any_rank = true;  // elementwise: every rank
-    Shape shape(Shape x) const { return x; }
-    template <class T>
-    void forward(Tensor<T>& out, const Tensor<T>& x) const {
-        for (std::size_t i = 0; i < x.size(); ++i) out[i] = std::sqrt(x[i]);
-    }
-    template <class V>
-    V vjp(In<0>, const V& g, const V& y, const V&) const {
-        return apply(Div{}, g, apply(Scale{2}, y));
-    }
-    template <class T>  // the same in one pass into the adjoint (op.hpp)
-    void vjp_into(In<0>, Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>& y, const Tensor<T>&) const {
-        write_broadcast_vjp(dst, add, g, y, [](T u, T v) { return u / (T(2) * v); });
-    }
+    static constexpr pointwise::Of of = pointwise::Of::Y;
+    static constexpr pointwise::Chain chain = pointwise::Chain::Over;
+    template <class T> static T f(T x) { return std::sqrt(x); }
+    template <class T> static T df(T y) { return T(2) * y; }  // 1/f′
+    template <class V> static V df_op(const V&, const V& y) { return apply(Scale{2}, y); }
 };
+using Sqrt = Pointwise<SqrtDef>;
 
 // Y = exp(X).  dX = dY ⊙ Y.
-struct Exp {
+struct ExpDef {
     static constexpr std::string_view name = "exp";
-    static constexpr std::size_t arity = 1;
     static constexpr Notation notation{"exp({0})", "exp({0})", Prec::Atom};
-    static constexpr bool any_rank = true;  // elementwise: every rank
-    Shape shape(Shape x) const { return x; }
-    template <class T>
-    void forward(Tensor<T>& out, const Tensor<T>& x) const {
-        for (std::size_t i = 0; i < x.size(); ++i) out[i] = std::exp(x[i]);
-    }
-    template <class V>
-    V vjp(In<0>, const V& g, const V& y, const V&) const {
-        return apply(Mul{}, g, y);
-    }
+    static constexpr pointwise::Of of = pointwise::Of::Y;
+    template <class T> static T f(T x) { return std::exp(x); }
+    template <class T> static T df(T y) { return y; }
+    template <class V> static const V& df_op(const V&, const V& y) { return y; }
 };
+using Exp = Pointwise<ExpDef>;
 
 // Y = log(X).  dX = dY ⊘ X.
-struct Log {
+struct LogDef {
     static constexpr std::string_view name = "log";
-    static constexpr std::size_t arity = 1;
     static constexpr Notation notation{"log({0})", "log({0})", Prec::Atom};
-    static constexpr bool any_rank = true;  // elementwise: every rank
-    Shape shape(Shape x) const { return x; }
-    template <class T>
-    void forward(Tensor<T>& out, const Tensor<T>& x) const {
-        for (std::size_t i = 0; i < x.size(); ++i) out[i] = std::log(x[i]);
-    }
-    template <class V>
-    V vjp(In<0>, const V& g, const V&, const V& x) const {
-        return apply(Div{}, g, x);
-    }
+    static constexpr pointwise::Chain chain = pointwise::Chain::Over;
+    template <class T> static T f(T x) { return std::log(x); }
+    template <class T> static T df(T x) { return x; }  // 1/f′
+    template <class V> static const V& df_op(const V& x, const V&) { return x; }
 };
+using Log = Pointwise<LogDef>;
 
-// Y = X^p (p a constant).  dX = dY ⊙ p·X^(p−1).
-struct Pow {
+struct PowDef;
+using Pow = Pointwise<PowDef>;
+
+// Y = X^p (p a constant).  dX = dY ⊙ p·X^(p−1)  (dY for p = 1, dY ⊙ 2X for p = 2).
+struct PowDef {
     static constexpr std::string_view name = "pow";
-    static constexpr std::size_t arity = 1;
     double p = 1;
-    static constexpr bool any_rank = true;  // elementwise: every rank
-    Shape shape(Shape x) const { return x; }
     std::optional<Sym> simplify(const Sym& x) const {
         bool paren = static_cast<int>(x.prec) < static_cast<int>(Prec::Postfix);
         auto wrap = [&](const std::string& s) { return paren ? "(" + s + ")" : s; };
         std::string k = fmt::format("{:g}", p);
         return Sym(wrap(x.text) + "^" + k, wrap(x.ascii) + "^" + k, Prec::Postfix, x.shape());
     }
+    template <class T> T f(T x) const { return std::pow(x, static_cast<T>(p)); }
     template <class T>
-    void forward(Tensor<T>& out, const Tensor<T>& x) const {
-        const T k = static_cast<T>(p);
-        for (std::size_t i = 0; i < x.size(); ++i) out[i] = std::pow(x[i], k);
+    T df(T x) const {
+        if (p == 1) return T(1);
+        if (p == 2) return T(2) * x;
+        return static_cast<T>(p) * std::pow(x, static_cast<T>(p - 1));
     }
     template <class V>
-    V vjp(In<0>, const V& g, const V&, const V& x) const {
-        if (p == 1) return g;
-        if (p == 2) return apply(Mul{}, g, apply(Scale{2}, x));
-        return apply(Mul{}, g, apply(Scale{p}, apply(Pow{p - 1}, x)));
+    std::optional<V> df_op(const V& x, const V&) const {
+        if (p == 1) return std::nullopt;  // f′ = 1: dX is dY itself
+        if (p == 2) return apply(Scale{2}, x);
+        return apply(Scale{p}, apply(Pow{p - 1}, x));
     }
 };
 
 // Y = sign(X) ∈ {−1, 0, 1}, the derivative of |X| (0 at the kink).  dX = 0.
-struct Sign {
+struct SignDef {
     static constexpr std::string_view name = "sign";
-    static constexpr std::size_t arity = 1;
     static constexpr Notation notation{"sign({0})", "sign({0})", Prec::Atom};
-    static constexpr bool any_rank = true;  // elementwise: every rank
-    Shape shape(Shape x) const { return x; }
-    template <class T>
-    void forward(Tensor<T>& out, const Tensor<T>& x) const {
-        for (std::size_t i = 0; i < x.size(); ++i) out[i] = T((x[i] > 0) - (x[i] < 0));
-    }
-    template <class V>
-    V vjp(In<0>, const V& g, const V&, const V&) const {
-        return apply(ZerosLike{}, g);
-    }
+    static constexpr bool flat = true;
+    template <class T> static T f(T x) { return T((x > 0) - (x < 0)); }
 };
+using Sign = Pointwise<SignDef>;
 
 // Y = |X|.  dX = dY ⊙ sign(X).
-struct Abs {
+struct AbsDef {
     static constexpr std::string_view name = "abs";
-    static constexpr std::size_t arity = 1;
     static constexpr Notation notation{"|{0}|", "abs({0})", Prec::Atom};
-    static constexpr bool any_rank = true;  // elementwise: every rank
-    Shape shape(Shape x) const { return x; }
-    template <class T>
-    void forward(Tensor<T>& out, const Tensor<T>& x) const {
-        for (std::size_t i = 0; i < x.size(); ++i) out[i] = std::abs(x[i]);
-    }
-    template <class V>
-    V vjp(In<0>, const V& g, const V&, const V& x) const {
-        return apply(Mul{}, g, apply(Sign{}, x));
-    }
-    template <class T>  // the same in one pass into the adjoint (op.hpp)
-    void vjp_into(In<0>, Tensor<T>& dst, bool add, const Tensor<T>& g, const Tensor<T>&, const Tensor<T>& x) const {
-        write_broadcast_vjp(dst, add, g, x, [](T u, T v) { return u * T((v > 0) - (v < 0)); });
-    }
+    template <class T> static T f(T x) { return std::abs(x); }
+    template <class T> static T df(T x) { return T((x > 0) - (x < 0)); }
+    template <class V> static V df_op(const V& x, const V&) { return apply(Sign{}, x); }
 };
+using Abs = Pointwise<AbsDef>;
+
+// clang-format on
 
 template <Value V>
 V square(const V& x, SourceLocation loc = SourceLocation::current()) {
