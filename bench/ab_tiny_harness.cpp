@@ -2,6 +2,8 @@
 // flags against two refs' public headers and core library (no CMake target of its own; the
 // script compiles it). The chain is bench::tiny_chain_tapegrad's (bench/tapegrad_side.hpp):
 // x ← tanh(x·w + b) on 1×1, 10,000 steps = 30,000 ops, recorded and swept backward, timed per op.
+// A copy rather than an #include of tapegrad_side.hpp on purpose: the harness is compiled against
+// the old ref's headers too, where that file (and the nn headers it pulls in) differ or are missing.
 //
 //   ab_tiny_harness [REPS]     (default 201)
 //
