@@ -187,11 +187,24 @@ void pool_argmax_plane(const T* x, const PoolGeom& g, F&& each) {
 // The CNNs' pool: 2×2 windows at stride 2, no padding, no dilation. Its windows do not
 // overlap; the first ⌊h/2⌋ rows and ⌊w/2⌋ columns of them lie inside the plane (ceil_mode adds
 // a last row or column that does not, which the general path takes).
-// Planes per part of a parallel pool: at least 32 Ki input elements (below, waking a worker
-// costs more than it saves).
-inline std::size_t pool_grain(const PoolGeom& g) { return std::max<std::size_t>(1, (std::size_t(1) << 15) / std::max<std::size_t>(1, g.h * g.w)); }
 inline bool pool_is_2x2(const PoolGeom& g) {
     return g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.ph == 0 && g.pw == 0 && g.dh == 1 && g.dw == 1;
+}
+// Planes per part of a parallel pool: at least 32 Ki input elements (below, waking a worker
+// costs more than it saves).
+inline std::size_t pool_grain(const PoolGeom& g) {
+    return std::max<std::size_t>(1, (std::size_t(1) << 15) / std::max<std::size_t>(1, g.h * g.w));
+}
+// f(ox) for ox = 0, 4, 8, … covering [0, n) in blocks of four, n ≥ 4: when n is not a multiple
+// of 4 the last block starts at n − 4 and overlaps the one before (the 2×2 kernels write each
+// window from x and dy only, so writing it twice writes the same values).
+template <class F>
+void blocks_of_4(std::size_t n, F&& f) {
+    for (std::size_t ox = 0;; ox += 4) {
+        ox = std::min(ox, n - 4);
+        f(ox);
+        if (ox + 4 == n) return;
+    }
 }
 #if defined(__SSE2__)
 // Four 2×2 windows at once (float, SSE2: every x86-64): columns 2·ox … 2·ox + 7 of the window's
@@ -232,12 +245,10 @@ void max_pool_2x2(T* out, const T* x, const PoolGeom& g, std::size_t nc0, std::s
                 const T* __restrict r1 = r0 + g.w;
 #if defined(__SSE2__)
                 if constexpr (std::is_same_v<T, float>)
-                    if (ix >= 4) {  // the last four windows overlap the previous block: rewritten, same values
-                        for (;; ox += 4) {
-                            ox = std::min(ox, ix - 4);
-                            _mm_storeu_ps(o + ox, Taps4::load(r0 + 2 * ox, r1 + 2 * ox).max());
-                            if (ox + 4 == ix) break;
-                        }
+                    if (ix >= 4) {
+                        blocks_of_4(ix, [&](std::size_t b) {
+                            _mm_storeu_ps(o + b, Taps4::load(r0 + 2 * b, r1 + 2 * b).max());
+                        });
                         ox = ix;
                     }
 #endif
@@ -269,29 +280,28 @@ void max_pool_2x2_backward(T* out, const T* gy, const T* x, const PoolGeom& g, s
             const T* __restrict gr = gp + oy * g.ow;
             std::size_t ox = 0;
 #if defined(__SSE2__)
-            // The last four windows overlap the previous block when ow is not a multiple of 4:
-            // they are written again with the same values (each store depends on x and dy only).
             if constexpr (std::is_same_v<T, float>)
-                for (std::size_t next = 0; g.ow >= 4 && ox < g.ow; ox = next) {
-                    ox = std::min(next, g.ow - 4);
-                    next = ox + 4;
-                    const Taps4 t = Taps4::load(r0 + 2 * ox, r1 + 2 * ox);
-                    const __m128 m = t.max();
-                    auto first = [&](__m128 v, __m128 before) {  // v is m or NaN, and no earlier tap was
-                        return _mm_andnot_ps(before, _mm_or_ps(_mm_cmpeq_ps(v, m), _mm_cmpunord_ps(v, v)));
-                    };
-                    const __m128 ea = first(t.a, _mm_setzero_ps());
-                    const __m128 eb = first(t.b, ea);
-                    const __m128 eab = _mm_or_ps(ea, eb);
-                    const __m128 ec = first(t.c, eab);
-                    const __m128 ed = _mm_andnot_ps(_mm_or_ps(eab, ec), _mm_castsi128_ps(_mm_set1_epi32(-1)));
-                    const __m128 v = _mm_loadu_ps(gr + ox);
-                    const __m128 va = _mm_and_ps(ea, v), vb = _mm_and_ps(eb, v);
-                    const __m128 vc = _mm_and_ps(ec, v), vd = _mm_and_ps(ed, v);
-                    _mm_storeu_ps(d0 + 2 * ox, _mm_unpacklo_ps(va, vb));
-                    _mm_storeu_ps(d0 + 2 * ox + 4, _mm_unpackhi_ps(va, vb));
-                    _mm_storeu_ps(d1 + 2 * ox, _mm_unpacklo_ps(vc, vd));
-                    _mm_storeu_ps(d1 + 2 * ox + 4, _mm_unpackhi_ps(vc, vd));
+                if (g.ow >= 4) {
+                    blocks_of_4(g.ow, [&](std::size_t b) {
+                        const Taps4 t = Taps4::load(r0 + 2 * b, r1 + 2 * b);
+                        const __m128 m = t.max();
+                        auto first = [&](__m128 v, __m128 before) {  // v is m or NaN, no earlier tap was
+                            return _mm_andnot_ps(before, _mm_or_ps(_mm_cmpeq_ps(v, m), _mm_cmpunord_ps(v, v)));
+                        };
+                        const __m128 ea = first(t.a, _mm_setzero_ps());
+                        const __m128 eb = first(t.b, ea);
+                        const __m128 eab = _mm_or_ps(ea, eb);
+                        const __m128 ec = first(t.c, eab);
+                        const __m128 ed = _mm_andnot_ps(_mm_or_ps(eab, ec), _mm_castsi128_ps(_mm_set1_epi32(-1)));
+                        const __m128 v = _mm_loadu_ps(gr + b);
+                        const __m128 va = _mm_and_ps(ea, v), vb = _mm_and_ps(eb, v);
+                        const __m128 vc = _mm_and_ps(ec, v), vd = _mm_and_ps(ed, v);
+                        _mm_storeu_ps(d0 + 2 * b, _mm_unpacklo_ps(va, vb));
+                        _mm_storeu_ps(d0 + 2 * b + 4, _mm_unpackhi_ps(va, vb));
+                        _mm_storeu_ps(d1 + 2 * b, _mm_unpacklo_ps(vc, vd));
+                        _mm_storeu_ps(d1 + 2 * b + 4, _mm_unpackhi_ps(vc, vd));
+                    });
+                    ox = g.ow;
                 }
 #endif
             for (; ox < g.ow; ++ox) {
